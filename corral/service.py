@@ -1,0 +1,226 @@
+"""The service tree: Twisted's IService and IServiceCollection, on asyncio.
+
+A tree is built in the master (by a config) but only ever started inside a
+worker process. startService and stopService may return an awaitable; a
+MultiService then awaits each child before it moves to the next one, so a
+service that loads data finishes before the listener after it starts.
+Trees made only of plain methods stay plain: nothing needs an event loop
+unless some service asks for one.
+"""
+
+import inspect
+import logging
+
+log = logging.getLogger("corral.service")
+
+
+class ServiceTreeError(RuntimeError):
+    """A tree built the wrong way: two parents, two children with one name."""
+
+
+class StopErrors(RuntimeError):
+    """Some children raised in stopService; each was logged when it happened."""
+
+    def __init__(self, names):
+        self.names = names
+        super().__init__("stopService failed for: " + ", ".join(names))
+
+
+def _in_order(steps, on_error=None):
+    """Call each step in turn; await any awaitable before the next step.
+
+    Returns None when every step was plain, else an awaitable for the rest.
+    on_error(step, exc), if given, handles a step's exception and the
+    sequence goes on; otherwise the exception propagates.
+    """
+    steps = list(steps)
+    for index, step in enumerate(steps):
+        try:
+            result = step()
+        except Exception as exc:
+            if on_error is None:
+                raise
+            on_error(step, exc)
+            continue
+        if inspect.isawaitable(result):
+            return _finish_in_order(result, step, steps[index + 1:], on_error)
+    return None
+
+
+async def _finish_in_order(pending, pending_step, rest, on_error):
+    try:
+        await pending
+    except Exception as exc:
+        if on_error is None:
+            raise
+        on_error(pending_step, exc)
+    for step in rest:
+        try:
+            result = step()
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:
+            if on_error is None:
+                raise
+            on_error(step, exc)
+
+
+class Service:
+    """One unit that can be started and stopped. Subclass and override."""
+
+    name = None
+    parent = None
+    running = False
+
+    def __init__(self):
+        # Supervision settings (restart, after, numprocs, ...) for a
+        # top-level service, with the same names as in TOML; see supervise().
+        self.supervision = {}
+
+    def __repr__(self):
+        label = f" {self.name!r}" if self.name is not None else ""
+        return f"<{type(self).__name__}{label}>"
+
+    def setName(self, name):
+        if self.parent is not None:
+            raise ServiceTreeError(
+                f"cannot rename {self!r}: it already has a parent; "
+                "set the name before setServiceParent()"
+            )
+        self.name = name
+
+    def setServiceParent(self, parent):
+        if self.parent is not None:
+            raise ServiceTreeError(
+                f"{self!r} already has a parent {self.parent!r}; "
+                "call disownServiceParent() first"
+            )
+        parent.addService(self)
+
+    def disownServiceParent(self):
+        parent = self.parent
+        if parent is None:
+            return None
+        return parent.removeService(self)
+
+    def supervise(self, **settings):
+        """Give supervision settings (same names as TOML); returns self.
+
+        They are checked when the config loads, with errors that name the
+        service and the key, and apply to top-level services only.
+        """
+        if not hasattr(self, "supervision"):  # a subclass skipped __init__
+            self.supervision = {}
+        self.supervision.update(settings)
+        return self
+
+    def privilegedStartService(self):
+        pass
+
+    def startService(self):
+        self.running = True
+
+    def stopService(self):
+        self.running = False
+
+
+class MultiService(Service):
+    """A service that holds services: starts them in order, stops in reverse."""
+
+    def __init__(self):
+        super().__init__()
+        self.services = []
+        self.namedServices = {}
+
+    def __iter__(self):
+        return iter(list(self.services))
+
+    def __len__(self):
+        return len(self.services)
+
+    def getServiceNamed(self, name):
+        try:
+            return self.namedServices[name]
+        except KeyError:
+            raise KeyError(f"{self!r} has no child named {name!r}") from None
+
+    def addService(self, service):
+        if service.parent is not None:
+            raise ServiceTreeError(
+                f"{service!r} already has a parent {service.parent!r}; "
+                "call disownServiceParent() first"
+            )
+        if service is self or _is_ancestor(service, self):
+            raise ServiceTreeError(f"adding {service!r} to {self!r} would make a cycle")
+        if service.name is not None:
+            if service.name in self.namedServices:
+                raise ServiceTreeError(
+                    f"{self!r} already has a child named {service.name!r}"
+                )
+            self.namedServices[service.name] = service
+        self.services.append(service)
+        service.parent = self
+        if self.running:
+            # As in Twisted: a child added to a running parent starts now.
+            service.privilegedStartService()
+            return service.startService()
+        return None
+
+    def removeService(self, service):
+        if service not in self.services:
+            raise ServiceTreeError(f"{service!r} is not a child of {self!r}")
+        if service.name is not None:
+            self.namedServices.pop(service.name, None)
+        self.services.remove(service)
+        service.parent = None
+        if self.running and service.running:
+            return service.stopService()
+        return None
+
+    def privilegedStartService(self):
+        Service.privilegedStartService(self)
+        for service in self:
+            service.privilegedStartService()
+
+    def startService(self):
+        Service.startService(self)
+        return _in_order(service.startService for service in self)
+
+    def stopService(self):
+        Service.stopService(self)
+        failed = []
+
+        def on_error(step, exc):
+            child = step.__self__
+            failed.append(child.name or repr(child))
+            log.error("stopService of %r failed", child, exc_info=exc)
+
+        steps = [s.stopService for s in reversed(self.services) if s.running]
+        pending = _in_order(steps, on_error)
+        if pending is None:
+            if failed:
+                raise StopErrors(failed)
+            return None
+        return _raise_if_failed(pending, failed)
+
+
+async def _raise_if_failed(pending, failed):
+    await pending
+    if failed:
+        raise StopErrors(failed)
+
+
+def _is_ancestor(candidate, node):
+    while node is not None:
+        if node is candidate:
+            return True
+        node = node.parent
+    return False
+
+
+class Application(MultiService):
+    """The root of a tree; each direct child runs in its own worker process."""
+
+    def __init__(self, name=None):
+        super().__init__()
+        self.name = name

@@ -1,0 +1,105 @@
+"""Frozen settings of a service and of the master, named as in TOML.
+
+config.py builds these from a .toml or .py file after checking every value;
+the rest of corral only reads them. Two specs compare equal when a reload
+should leave the service untouched.
+"""
+
+import dataclasses
+import signal
+from dataclasses import dataclass, field
+
+RESTART_POLICIES = ("always", "on-failure", "never")
+
+# The keys a service may set, in TOML and in Service.supervise(), with their
+# defaults. `command`/`service`/`args` say what runs; the rest how.
+SERVICE_DEFAULTS = {
+    "restart": "always",
+    "after": (),
+    "numprocs": 1,
+    "stop_signal": signal.SIGTERM,
+    "stop_timeout": 10.0,
+    "env": (),
+    "cwd": None,
+    "autostart": True,
+    # Backoff: delay = backoff_initial * backoff_factor ** n (n = restarts
+    # since the last stable run), at most backoff_max, +- backoff_jitter.
+    "backoff_initial": 0.05,
+    "backoff_factor": 2.0,
+    "backoff_max": 30.0,
+    "backoff_jitter": 0.1,
+    # A run that lasted backoff_reset seconds was stable: n goes back to 0.
+    "backoff_reset": 10.0,
+    # More than max_restarts restarts within restart_window seconds: FATAL
+    # (systemd's StartLimitBurst=5 / StartLimitIntervalSec=10).
+    "max_restarts": 5,
+    "restart_window": 10.0,
+}
+
+MASTER_DEFAULTS = {
+    "socket": "corral.sock",
+    "logfile": None,
+    "log_dir": None,
+}
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    # What runs: exactly one of command (exec'd) and a Python tree, given
+    # either as `factory` ("module:callable", TOML `service`) or as `tree`.
+    command: tuple = None
+    factory: str = None
+    args: tuple = ()  # sorted (key, value) pairs for the factory
+    tree: object = field(default=None, compare=False, repr=False)
+    # Stands for `tree` in comparisons: equal fingerprints mean a reload
+    # leaves the worker alone.
+    fingerprint: object = None
+    source: str = None  # the config file it came from, for messages
+    restart: str = SERVICE_DEFAULTS["restart"]
+    after: tuple = ()
+    numprocs: int = 1
+    stop_signal: int = SERVICE_DEFAULTS["stop_signal"]
+    stop_timeout: float = SERVICE_DEFAULTS["stop_timeout"]
+    env: tuple = ()  # sorted (name, value) pairs added to the environment
+    cwd: str = None
+    autostart: bool = True
+    backoff_initial: float = SERVICE_DEFAULTS["backoff_initial"]
+    backoff_factor: float = SERVICE_DEFAULTS["backoff_factor"]
+    backoff_max: float = SERVICE_DEFAULTS["backoff_max"]
+    backoff_jitter: float = SERVICE_DEFAULTS["backoff_jitter"]
+    backoff_reset: float = SERVICE_DEFAULTS["backoff_reset"]
+    max_restarts: int = SERVICE_DEFAULTS["max_restarts"]
+    restart_window: float = SERVICE_DEFAULTS["restart_window"]
+
+    @property
+    def is_command(self):
+        return self.command is not None
+
+    def instance_names(self):
+        if self.numprocs == 1:
+            return [self.name]
+        return [f"{self.name}:{i}" for i in range(self.numprocs)]
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class MasterSpec:
+    socket: str = MASTER_DEFAULTS["socket"]
+    logfile: str = None
+    log_dir: str = None
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str
+    master: MasterSpec
+    services: tuple  # ServiceSpec, in the file's order
+
+    def service(self, name):
+        for spec in self.services:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)

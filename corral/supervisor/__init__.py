@@ -1,0 +1,1 @@
+"""The master side of corral: states, policy, spawning, logs, control."""
