@@ -95,7 +95,7 @@ class Service:
                 f"{self!r} already has a parent {self.parent!r}; "
                 "call disownServiceParent() first"
             )
-        parent.addService(self)
+        return parent.addService(self)
 
     def disownServiceParent(self):
         parent = self.parent

@@ -103,3 +103,14 @@ class Config:
             if spec.name == name:
                 return spec
         raise KeyError(name)
+
+
+def diff(old, new):
+    """Compare two service lists by name: (added, removed, changed, unchanged)."""
+    before = {spec.name: spec for spec in old}
+    after = {spec.name: spec for spec in new}
+    added = [name for name in after if name not in before]
+    removed = [name for name in before if name not in after]
+    changed = [name for name in after if name in before and after[name] != before[name]]
+    unchanged = [name for name in after if name in before and after[name] == before[name]]
+    return added, removed, changed, unchanged

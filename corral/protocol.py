@@ -1,0 +1,117 @@
+"""The control wire format, shared by the server and every client.
+
+A unix stream socket carrying JSON, one object per line (docs/protocol.md):
+
+    -> {"id": 1, "cmd": "status", "args": {"names": ["web"]}}
+    <- {"id": 1, "ok": true, "result": [...]}
+    <- {"id": 2, "ok": false, "error": {"code": "no_such_service", "message": "..."}}
+
+A streaming command (logs or events with follow) answers once as above and
+then sends {"id": N, "stream": {...}} per item until the client closes; a
+follower that fell behind gets {"id": N, "dropped": COUNT} where items were
+skipped. This module imports only the standard library's json, so that the
+CLI starts fast.
+"""
+
+import json
+
+from corral.errors import E_BAD_ARGUMENT, E_BAD_REQUEST, E_TOO_LONG, E_UNKNOWN_COMMAND, ControlError
+
+MAX_REQUEST = 1 << 20  # bytes in one request line
+
+
+# cmd -> {arg: (type, default)}; an argument without a default is required.
+COMMANDS = {
+    "status": {"names": (list, [])},
+    "start": {"names": (list, None)},
+    "stop": {"names": (list, None)},
+    "restart": {"names": (list, None)},
+    "signal": {"names": (list, None), "signal": ((str, int), None)},
+    "logs": {"name": ((str, type(None)), None), "lines": (int, 100), "follow": (bool, False)},
+    "events": {"lines": (int, 100), "follow": (bool, False)},
+    "tree": {},
+    "reload": {},
+    "reopen": {},
+    "shutdown": {},
+    "version": {},
+}
+
+STREAMING = frozenset({"logs", "events"})
+
+
+def encode(message):
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+def request(request_id, cmd, **args):
+    return encode({"id": request_id, "cmd": cmd, "args": args})
+
+
+def reply_ok(request_id, result):
+    return encode({"id": request_id, "ok": True, "result": result})
+
+
+def reply_error(request_id, code, message):
+    return encode({"id": request_id, "ok": False, "error": {"code": code, "message": message}})
+
+
+def parse_request(line):
+    """Return (id, cmd, args) of one request line, or raise ControlError.
+
+    The error carries `.request_id` when the id could be read, so that the
+    reply can still name the request.
+    """
+    if len(line) > MAX_REQUEST:
+        raise _error(None, E_TOO_LONG, f"request longer than {MAX_REQUEST} bytes")
+    try:
+        message = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _error(None, E_BAD_REQUEST, f"not JSON: {exc}") from None
+    if not isinstance(message, dict):
+        raise _error(None, E_BAD_REQUEST, "a request must be a JSON object")
+    request_id = message.get("id")
+    if not isinstance(request_id, (int, str)) or isinstance(request_id, bool):
+        raise _error(None, E_BAD_REQUEST, "'id' must be an integer or a string")
+    cmd = message.get("cmd")
+    if not isinstance(cmd, str):
+        raise _error(request_id, E_BAD_REQUEST, "'cmd' must be a string")
+    if cmd not in COMMANDS:
+        known = ", ".join(sorted(COMMANDS))
+        raise _error(request_id, E_UNKNOWN_COMMAND, f"unknown command {cmd!r} (known: {known})")
+    args = message.get("args", {})
+    if not isinstance(args, dict):
+        raise _error(request_id, E_BAD_REQUEST, "'args' must be an object")
+    return request_id, cmd, check_args(request_id, cmd, args)
+
+
+def check_args(request_id, cmd, args):
+    spec = COMMANDS[cmd]
+    unknown = sorted(set(args) - set(spec))
+    if unknown:
+        raise _error(request_id, E_BAD_ARGUMENT, f"{cmd}: unknown argument {unknown[0]!r}")
+    checked = {}
+    for name, (kind, default) in spec.items():
+        if name not in args:
+            if default is None and not (isinstance(kind, tuple) and type(None) in kind):
+                raise _error(request_id, E_BAD_ARGUMENT, f"{cmd}: missing argument {name!r}")
+            checked[name] = list(default) if isinstance(default, list) else default
+            continue
+        value = args[name]
+        if isinstance(value, bool) and kind is not bool:
+            ok = False
+        else:
+            ok = isinstance(value, kind)
+        if ok and kind is list:
+            ok = all(isinstance(item, str) for item in value)
+        if ok and kind is int and value < 0:
+            ok = False
+        if not ok:
+            raise _error(request_id, E_BAD_ARGUMENT, f"{cmd}: bad value for {name!r}: {value!r}")
+        checked[name] = value
+    return checked
+
+
+def _error(request_id, code, message):
+    exc = ControlError(code, message)
+    exc.request_id = request_id
+    return exc

@@ -1,0 +1,419 @@
+"""LogHub: worker pipes -> framed lines -> console, files, ring buffers, followers.
+
+Invariant: lines are never split wrongly, reordered within a stream, or lost,
+and the loop never blocks on a pipe, a slow console or a full disk.
+
+Work is per read chunk (bytes.split/join at C speed, one timestamp, one write
+per sink); lines longer than max_line go out as max_line pieces. Files are raw
+O_APPEND fds written with os.write, so data is in the OS when the callback
+returns; a failing file is reported once, listed in `errors`, retried on every
+write, and its recovery announced. The console is non-blocking with a bounded
+pending buffer; beyond it whole chunks are dropped (files and rings keep them)
+and one notice counts them. Rings hold (time, meta, bytes); dicts are built
+only by tail() and only when someone follows.
+"""
+
+import collections
+import contextlib
+import errno
+import itertools
+import os
+import time
+import zlib
+
+READ_SIZE = 256 * 1024
+DRAIN_MAX_READS = 64            # drain() reads at most this many chunks per fd
+COLORS = (31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96)
+O_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+
+
+def color_of(name):
+    """A stable ANSI colour code for a name."""
+    return COLORS[zlib.crc32(name.encode("utf-8", "replace")) % len(COLORS)]
+
+
+class _Meta:
+    """Who a line belongs to, its pre-rendered prefix (after the time), and for a
+    pipe its fd and the partial line read so far."""
+
+    __slots__ = ("instance", "service", "pid", "stream", "tag", "ctag", "fd", "buf")
+
+    def __init__(self, instance, service, pid, stream, fd=None):
+        self.instance, self.service, self.pid, self.stream = instance, service, pid, stream
+        self.fd, self.buf = fd, b""
+        who = instance if pid is None else f"{instance}[{pid}]"
+        self.tag = f" {who} {stream}: ".encode("utf-8", "replace")
+        self.ctag = f" \x1b[{color_of(instance)}m{who}\x1b[0m {stream}: ".encode("utf-8", "replace")
+
+    def matches(self, name):
+        return name is None or name == self.service or name == self.instance
+
+
+def _as_dict(t, m, line):
+    return {"time": t, "name": m.instance, "service": m.service, "pid": m.pid,
+            "stream": m.stream, "line": line.decode("utf-8", "replace")}
+
+
+def _split_long(lines, ml):
+    return [line[i:i + ml] for line in lines for i in range(0, len(line) or 1, ml)]
+
+
+class _FileSink:
+    """An append-only file on a raw fd; failures are remembered, never raised."""
+
+    def __init__(self, hub, label, path):
+        self.hub, self.label, self.path = hub, label, path
+        self.fd, self.error, self.lost = None, None, 0   # error: strerror while failing
+        self.partial = False       # a write stopped mid-chunk: the file ends mid-line
+        self.next_open = 0.0
+
+    def open(self):
+        self.next_open = self.hub._loop.time() + 1.0
+        try:
+            try:
+                os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            except FileExistsError:
+                pass                       # a file in the way: os.open says why
+            self.fd = os.open(self.path, O_FLAGS, 0o644)
+        except OSError as e:
+            self._fail(e)
+            return False
+        return True
+
+    def close(self):
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd, self.partial = None, False
+
+    def write(self, data, notice=False):
+        if self.error is not None and notice:
+            return                 # never report a sink's trouble into itself
+        if self.fd is None and (self.hub._loop.time() < self.next_open or not self.open()):
+            self.lost += len(data)
+            return
+        if self.partial:
+            data = b"\n" + data
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self.fd, view):]
+        except OSError as e:
+            self.partial = len(view) < len(data) or self.partial
+            self.lost += len(view)
+            self._fail(e)
+            return
+        self.partial = False
+        if self.error is not None:
+            lost, self.error, self.lost = self.lost, None, 0
+            self.hub._errors.pop(self.label, None)
+            self.hub._notice(f"{self.label}: writing resumed ({lost} bytes lost)")
+
+    def _fail(self, e):
+        msg = e.strerror or str(e)
+        if self.error != msg:
+            self.error = msg
+            self.hub._errors[self.label] = f"{self.label}: {msg}"
+            self.hub._notice(f"cannot write {self.label} {self.path}: {msg}; will keep trying")
+
+
+class LogHub:
+    def __init__(self, loop, *, console=None, color=False, logfile=None, log_dir=None,
+                 ring_lines=1000, wallclock=time.time, max_line=65536,
+                 console_limit=4 << 20):
+        self._loop, self._color, self._wall = loop, color, wallclock
+        self._max_line, self._ring_lines = max_line, ring_lines
+        self._errors, self._closed = {}, False
+        self._notices, self._depth, self._flushing = [], 0, False
+        self._sources, self._by_pid = {}, {}          # fd -> source, pid -> [source]
+        self._merged = collections.deque(maxlen=ring_lines)
+        self._rings, self._inst_service = {}, {}      # service -> deque, instance -> service
+        self._followers, self._tokens = {}, itertools.count(1)
+        self._sec, self._sec_text = None, b""
+        self._corral = _Meta("corral", "corral", None, "log")
+        # console
+        self._con, self._con_limit = console, console_limit
+        self._con_pending, self._con_dropped, self._con_writing = bytearray(), 0, False
+        self._con_error, self._con_blocking = None, None
+        if console is not None:
+            # O_NONBLOCK belongs to the open file description, which a tty shares
+            # with stdin/stderr and the shell: close() restores it.
+            try:
+                self._con_blocking = os.get_blocking(console)
+                os.set_blocking(console, False)
+            except OSError as e:
+                self._con = None
+                self._errors["console"] = f"console: {e.strerror or e}"
+        # files
+        self._logfile = _FileSink(self, "logfile", os.fspath(logfile)) if logfile else None
+        self._log_dir = os.fspath(log_dir) if log_dir else None
+        self._svc_files = {}                          # service -> _FileSink
+        if self._logfile:
+            self._logfile.open()
+        if self._log_dir:
+            with contextlib.suppress(OSError):        # reported when the first file opens
+                os.makedirs(self._log_dir, exist_ok=True)
+
+    # ----- public API -----
+
+    @property
+    def errors(self):
+        return [self._errors[k] for k in sorted(self._errors)]
+
+    def attach(self, fd, instance, service, pid, stream):
+        os.set_blocking(fd, False)
+        src = _Meta(instance, service, pid, stream, fd)
+        self._sources[fd] = src
+        self._by_pid.setdefault(pid, []).append(src)
+        self._inst_service[instance] = service
+        self._loop.add_reader(fd, self._read, src)
+
+    def drain(self, pid):
+        for src in list(self._by_pid.get(pid, ())):
+            self._drain(src)
+
+    def emit(self, text, instance="corral", service="corral", pid=None, stream="log"):
+        text = text.encode("utf-8", "replace") if isinstance(text, str) else text
+        text = text[:-1] if text.endswith(b"\n") else text
+        m = self._corral if (instance, service, pid, stream) == ("corral", "corral", None, "log") \
+            else _Meta(instance, service, pid, stream)
+        self._inst_service.setdefault(instance, service)
+        self._dispatch(m, self._wall(), _split_long(text.split(b"\n"), self._max_line))
+
+    def tail(self, name=None, n=100):
+        if n <= 0:
+            return []
+        if name is None:
+            entries = list(itertools.islice(reversed(self._merged), n))
+        elif name in self._rings:
+            entries = list(itertools.islice(reversed(self._rings[name]), n))
+        else:
+            ring = self._rings.get(self._inst_service.get(name), self._merged)
+            entries = list(itertools.islice(
+                (e for e in reversed(ring) if e[1].instance == name), n))
+        entries.reverse()
+        return [_as_dict(*e) for e in entries]
+
+    def follow(self, callback, name=None):
+        """callback(list_of_dicts) gets each new batch of matching lines; do not mutate."""
+        self._followers[token := next(self._tokens)] = (callback, name)
+        return token
+
+    def unfollow(self, token):
+        self._followers.pop(token, None)
+
+    def reopen(self):
+        for sink in self._files():
+            sink.close()
+            sink.open()
+        self._flush_notices()
+
+    def close(self):
+        if self._closed:
+            return
+        for src in list(self._sources.values()):
+            self._drain(src)
+            self._eof(src)
+        self._flush_notices()
+        self._closed = True
+        for sink in self._files():
+            sink.close()
+        if self._con is not None:
+            self._loop.remove_writer(self._con)
+            with contextlib.suppress(OSError):         # one last try, never blocking
+                if self._con_pending:
+                    os.write(self._con, self._con_pending)
+            with contextlib.suppress(OSError):
+                os.set_blocking(self._con, self._con_blocking)
+            self._con = None
+
+    # ----- reading and framing -----
+
+    def _drain(self, src):
+        for _ in range(DRAIN_MAX_READS):      # bounded: a flooding writer cannot hold us
+            if not self._read(src):
+                break
+
+    def _read(self, src):
+        """Read one chunk; False when nothing more is available now (or EOF)."""
+        try:
+            data = os.read(src.fd, READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as e:
+            self._eof(src, close=e.errno != errno.EBADF)
+            return False
+        if not data:
+            self._eof(src)
+            return False
+        if src.buf:
+            data = src.buf + data
+        nl = data.rfind(b"\n")
+        if nl < 0:
+            lines, buf = [], data
+        else:
+            complete, buf = data[:nl], data[nl + 1:]
+            if complete.endswith(b"\r"):
+                complete = complete[:-1]
+            if b"\r\n" in complete:
+                complete = complete.replace(b"\r\n", b"\n")
+            lines = complete.split(b"\n")
+            if len(complete) > self._max_line and max(map(len, lines)) > self._max_line:
+                lines = _split_long(lines, self._max_line)
+        ml = self._max_line
+        if len(buf) > ml:                  # keep 1..max_line bytes: same pieces as if whole
+            k = (len(buf) - 1) // ml
+            lines.extend(buf[i * ml:(i + 1) * ml] for i in range(k))
+            buf = buf[k * ml:]
+        src.buf = buf
+        if lines:
+            self._dispatch(src, self._wall(), lines)
+        return True
+
+    def _eof(self, src, close=True):
+        if self._sources.pop(src.fd, None) is None:
+            return
+        self._loop.remove_reader(src.fd)
+        peers = [p for p in self._by_pid.pop(src.pid, ()) if p is not src]
+        if peers:
+            self._by_pid[src.pid] = peers
+        if src.buf:
+            buf, src.buf = src.buf, b""
+            self._dispatch(src, self._wall(), [buf])
+        if close:
+            with contextlib.suppress(OSError):
+                os.close(src.fd)
+
+    # ----- sinks -----
+
+    def _stamp(self, t):
+        sec = int(t)
+        if sec != self._sec:
+            self._sec, self._sec_text = sec, time.strftime(
+                "%Y-%m-%d %H:%M:%S", time.localtime(sec)).encode()
+        return b"%s.%03d" % (self._sec_text, int((t - sec) * 1000))
+
+    def _files(self):
+        sinks = list(self._svc_files.values())
+        return [self._logfile] + sinks if self._logfile else sinks
+
+    def _svc_sink(self, service):
+        sink = self._svc_files.get(service)
+        if sink is None:
+            fname = service.replace(os.sep, "_") + ".log"
+            sink = _FileSink(self, f"log_dir/{fname}", os.path.join(self._log_dir, fname))
+            self._svc_files[service] = sink
+        return sink
+
+    def _dispatch(self, m, t, lines, notice=False):
+        self._depth += 1
+        try:
+            stamp = self._stamp(t)
+            if not self._closed:
+                prefix = stamp + m.tag
+                data = prefix + (b"\n" + prefix).join(lines) + b"\n"
+                if self._logfile:
+                    self._logfile.write(data, notice)
+                if self._log_dir:
+                    self._svc_sink(m.service).write(data, notice)
+                if self._con is not None:
+                    if self._color:
+                        prefix = stamp + m.ctag
+                        data = prefix + (b"\n" + prefix).join(lines) + b"\n"
+                    self._console_write(data, notice)
+            ring = self._rings.get(m.service)
+            if ring is None:
+                ring = self._rings[m.service] = collections.deque(maxlen=self._ring_lines)
+            entries = list(zip(itertools.repeat(t), itertools.repeat(m),
+                               lines[-self._ring_lines:]))
+            self._merged.extend(entries)
+            ring.extend(entries)
+            if self._followers:
+                self._tell_followers(m, t, lines)
+        finally:
+            self._depth -= 1
+        if self._notices:
+            self._flush_notices()
+
+    def _tell_followers(self, m, t, lines):
+        dicts = None
+        for token, (callback, name) in list(self._followers.items()):
+            if not m.matches(name):
+                continue
+            if dicts is None:
+                dicts = [_as_dict(t, m, line) for line in lines]
+            try:
+                callback(dicts)
+            except Exception as e:
+                self._followers.pop(token, None)
+                self._notice(f"follower {callback!r} removed after an error: {e!r}")
+
+    def _notice(self, text):
+        self._notices.append(text)
+        self._flush_notices()
+
+    def _flush_notices(self):
+        # Notices skip failing sinks, so each round can only add failures: it ends.
+        if self._flushing or self._depth:
+            return
+        self._flushing = True
+        try:
+            while self._notices:
+                text = self._notices.pop(0).encode("utf-8", "replace")
+                self._dispatch(self._corral, self._wall(), text.split(b"\n"), notice=True)
+        finally:
+            self._flushing = False
+
+    def _console_write(self, data, notice=False):
+        if self._con_error is not None and notice:
+            return
+        if self._con_pending or self._con_dropped:
+            if self._con_dropped or len(self._con_pending) + len(data) > self._con_limit:
+                self._con_dropped += len(data)     # whole chunks: no torn lines
+            else:
+                self._con_pending += data
+            return
+        try:
+            n = os.write(self._con, data)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        except OSError as e:
+            self._console_failed(e)
+            return
+        if self._con_error is not None:
+            self._con_error = None
+            self._errors.pop("console", None)
+            self._notice("console: writing resumed")
+        if n < len(data):
+            self._con_pending += memoryview(data)[n:]
+            if not self._con_writing:
+                self._loop.add_writer(self._con, self._on_console_writable)
+                self._con_writing = True
+
+    def _on_console_writable(self):
+        try:
+            n = os.write(self._con, self._con_pending)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:                       # give up on what was pending
+            self._con_pending.clear()
+            self._con_dropped = 0
+            self._console_failed(e)
+            n = 0
+        del self._con_pending[:n]
+        if self._con_pending:
+            return
+        if self._con_dropped:
+            dropped, self._con_dropped = self._con_dropped, 0
+            line = f"[corral: {dropped} bytes of console output dropped]".encode()
+            tag = self._corral.ctag if self._color else self._corral.tag
+            self._con_pending += self._stamp(self._wall()) + tag + line + b"\n"
+            return                                 # stay registered to write the notice
+        self._loop.remove_writer(self._con)
+        self._con_writing = False
+
+    def _console_failed(self, e):
+        if self._con_error is None:
+            self._con_error = msg = e.strerror or str(e)
+            self._errors["console"] = f"console: {msg}"
+            self._notice(f"cannot write to the console: {msg}; will keep trying")

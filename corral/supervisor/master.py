@@ -1,0 +1,519 @@
+"""The master: the only code that changes supervision state.
+
+One asyncio loop in one thread. Everything that happens (a child exited, a
+worker said READY, a backoff delay ended, a stop timed out, a signal, a
+control request) arrives as a callback on that loop and ends in _set(),
+which moves a Record through the transition table, logs and publishes the
+change, wakes the waiters, and lets _pump() take the next step of the
+start order or of the shutdown. Nothing here blocks: spawning is a fork,
+pipes and pidfds are read only when the loop says they are ready.
+"""
+
+import asyncio
+import collections
+import dataclasses
+import os
+import signal
+import time
+
+from corral import config as config_module
+from corral import spec as spec_module
+from corral.clock import Clock
+from corral.errors import E_CONFIG, E_NO_SUCH_SERVICE, ControlError, CorralError
+from corral.supervisor import policy, report, signals
+from corral.supervisor.control import ControlServer
+from corral.supervisor.logs import LogHub
+from corral.supervisor.record import Record
+from corral.supervisor.spawn import Spawner, SpawnError
+from corral.supervisor.states import ACTIVE, AT_REST, HAS_PROCESS, STARTABLE, Event, State
+
+LEFTOVER_POLL = 0.02  # s between checks for a stopped worker's leftover processes
+EVENT_RING = 1000
+
+
+class Master:
+    def __init__(self, config, *, clock=None, spawner=None, loader=config_module.load,
+                 console=None, color=False):
+        self.config = config
+        self.clock = clock or Clock()
+        self.spawner = spawner or Spawner()
+        self.loader = loader
+        self.console = console
+        self.color = color
+        self.records = {}  # instance name -> Record, in config order
+        self.shutting_down = False
+        self.events = collections.deque(maxlen=EVENT_RING)
+        self.event_followers = {}
+        self._watchers = []  # (check, future): resolved when check() holds
+        self._pump_scheduled = False
+        self.loop = None
+        self.loghub = None
+        self.done = None
+        self.usage = report.Usage()
+        self._reload_lock = asyncio.Lock()
+        for spec in config.services:
+            self._add_service(spec)
+
+    # -- set-up and main ---------------------------------------------------
+
+    def attach_loop(self, loop):
+        """Bind to the running loop; open the logs."""
+        self.loop = loop
+        self.done = loop.create_future()
+        master = self.config.master
+        self.loghub = LogHub(loop, console=self.console, color=self.color,
+                             logfile=master.logfile, log_dir=master.log_dir)
+        loop.set_exception_handler(self._on_loop_error)
+
+    def start_autostart(self):
+        self.log(f"corral {_version()} starting {len(self.records)} instance(s), pid {os.getpid()}")
+        for record in self.records.values():
+            if record.spec.autostart:
+                self.request_start(record)
+
+    def log(self, text):
+        self.loghub.emit(text, pid=os.getpid())
+
+    def _on_loop_error(self, loop, context):
+        # A bug must not take supervision down: report it and go on.
+        exc = context.get("exception")
+        self.log(f"internal error: {context.get('message')}: {exc!r}")
+
+    def _add_service(self, spec):
+        for index in range(spec.numprocs):
+            record = Record(spec, index)
+            self.records[record.name] = record
+
+    # -- the one place where state changes ---------------------------------
+
+    def _set(self, record, event, description=""):
+        old = record.move(event)
+        record.description = description
+        item = {
+            "time": time.time(), "name": record.name, "service": record.service,
+            "from": old.value, "to": record.state.value, "pid": record.pid,
+            "exit": str(record.last_exit) if record.last_exit else None,
+        }
+        self.events.append(item)
+        for follower in list(self.event_followers.values()):
+            follower([item])
+        for entry in list(self._watchers):
+            check, future = entry
+            if future.done():
+                self._watchers.remove(entry)
+            elif check():
+                self._watchers.remove(entry)
+                future.set_result(None)
+        self._schedule_pump()
+
+    def _schedule_pump(self):
+        if not self._pump_scheduled:
+            self._pump_scheduled = True
+            self.loop.call_soon(self._pump)
+
+    def _pump(self):
+        """Take every step that the current states allow."""
+        self._pump_scheduled = False
+        if self.shutting_down:
+            self._pump_shutdown()
+            return
+        for record in self.records.values():
+            if not record.wanted or record.state not in STARTABLE:
+                continue
+            if record.state is State.BACKOFF:
+                continue  # its timer restarts it
+            blocker = self._failed_dependency(record)
+            if blocker is not None:
+                record.wanted = False
+                record.description = f"not started: {blocker}"
+                self.log(f"{record.name}: not started: {blocker}")
+                self._wake()
+            elif self._dependencies_running(record):
+                record.wanted = False
+                self._spawn(record, Event.START)
+
+    def _pump_shutdown(self):
+        for record in self.records.values():
+            if record.state in (State.STARTING, State.RUNNING) and not self._dependents_alive(record):
+                self.stop_record(record)
+        if all(r.state in AT_REST for r in self.records.values()) and not self.done.done():
+            self.log("all services stopped")
+            self.done.set_result(0)
+
+    def _wake(self):
+        for entry in list(self._watchers):
+            check, future = entry
+            if not future.done() and check():
+                self._watchers.remove(entry)
+                future.set_result(None)
+
+    async def wait_for(self, check):
+        if check():
+            return
+        future = self.loop.create_future()
+        self._watchers.append((check, future))
+        try:
+            await future
+        finally:
+            if (check, future) in self._watchers:
+                self._watchers.remove((check, future))
+
+    # -- dependencies ------------------------------------------------------
+
+    def instances_of(self, service):
+        return [r for r in self.records.values() if r.service == service]
+
+    def _dependencies_running(self, record):
+        return all(dep.state is State.RUNNING
+                   for name in record.spec.after for dep in self.instances_of(name))
+
+    def _failed_dependency(self, record):
+        for name in record.spec.after:
+            for dep in self.instances_of(name):
+                if dep.state in AT_REST and not dep.wanted:
+                    return f"{dep.name} is {dep.state}"
+        return None
+
+    def _dependents_alive(self, record):
+        return any(record.service in other.spec.after and other.state in HAS_PROCESS
+                   for other in self.records.values())
+
+    # -- starting ----------------------------------------------------------
+
+    def request_start(self, record, fresh=False):
+        """Ask for record to run, its `after` services first."""
+        if fresh:  # an operator's start forgets the restart history
+            record.history = policy.History()
+        for name in record.spec.after:
+            for dep in self.instances_of(name):
+                if dep.state not in ACTIVE and not dep.wanted:
+                    self.request_start(dep, fresh)
+        if record.state in (State.STARTING, State.RUNNING):
+            return
+        record.wanted = True
+        if record.state is State.BACKOFF:  # an operator wants it now, not later
+            record.cancel_timer()
+            self._spawn(record, Event.START)
+            return
+        waiting = [n for n in record.spec.after
+                   if any(d.state is not State.RUNNING for d in self.instances_of(n))]
+        if waiting:
+            record.description = "waiting for " + ", ".join(waiting)
+        self._schedule_pump()
+
+    def _spawn(self, record, event):
+        record.cancel_timer()
+        record.last_exit = None if event is Event.START else record.last_exit
+        try:
+            child = self.spawner.spawn(record.spec, record.name, record.index)
+        except SpawnError as exc:
+            record.started_at = self.clock.now()
+            self._set(record, event, "spawn failed")
+            self.log(f"{record.name}: {exc}")
+            self._exited(record, policy.Exit(error=str(exc)))
+            return
+        record.child = child
+        record.started_at = self.clock.now()
+        record.started_wall = time.time()
+        record.status_text = None
+        self.loghub.attach(child.out_fd, record.name, record.service, child.pid, "out")
+        self.loghub.attach(child.err_fd, record.name, record.service, child.pid, "err")
+        self.loop.add_reader(child.pidfd, self._on_child_exit, record, child)
+        if child.notify_fd is not None:
+            self.loop.add_reader(child.notify_fd, self._on_notify, record, child)
+        self._set(record, event, f"spawned, pid {child.pid}")
+        self.log(f"{record.name}: spawned, pid {child.pid}")
+        if child.kind == "command":
+            self._set(record, Event.READY)
+
+    def _on_notify(self, record, child):
+        try:
+            data = os.read(child.notify_fd, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.loop.remove_reader(child.notify_fd)
+            os.close(child.notify_fd)
+            child.notify_fd = None
+            return
+        for line in data.decode("utf-8", "replace").splitlines():
+            if line == "READY=1" and record.child is child and record.state is State.STARTING:
+                self.log(f"{record.name}: ready")
+                self._set(record, Event.READY)
+            elif line.startswith("STATUS="):
+                record.status_text = line[len("STATUS="):]
+
+    # -- exits -------------------------------------------------------------
+
+    def _on_child_exit(self, record, child):
+        exit = child.poll()
+        if exit is None:
+            return  # not reaped yet: the pidfd stays readable, we come back
+        self.loop.remove_reader(child.pidfd)
+        child.close()
+        self.loghub.drain(child.pid)
+        if child.notify_fd is not None:
+            self._on_notify(record, child)  # a READY=1 written just before exiting
+        if record.child is not child:
+            return
+        self._exited(record, exit)
+
+    def _exited(self, record, exit):
+        """The record's process is gone (or never came): decide what next."""
+        child = record.child
+        record.last_exit = exit
+        if record.state is State.STOPPING:
+            if child is not None and child.group_alive():
+                self.log(f"{record.name}: {exit}; waiting for the rest of its process group")
+                self._await_leftovers(record)
+                return
+            self._finish_stop(record)
+            return
+        record.cancel_timer()
+        if child is not None and child.group_alive():
+            child.signal_group(signal.SIGKILL)  # no orphans left behind a crash
+        record.child = None
+        if self.shutting_down:
+            self._set(record, Event.FINISHED, f"{exit} during shutdown")
+            self.log(f"{record.name}: {exit} during shutdown")
+            return
+        decision, record.history = policy.decide(
+            record.spec, record.history, exit, record.started_at, self.clock.now())
+        if isinstance(decision, policy.Restart):
+            record.restarts += 1
+            self._set(record, Event.CRASHED, f"restarting in {decision.delay:.2f} s")
+            self.log(f"{record.name}: {decision.reason}")
+            record.timer = self.loop.call_later(decision.delay, self._retry, record)
+        elif isinstance(decision, policy.GiveUp):
+            self._set(record, Event.GAVE_UP, decision.reason)
+            self.log(f"{record.name}: FATAL: {decision.reason}")
+        else:
+            self._set(record, Event.FINISHED, decision.reason)
+            self.log(f"{record.name}: exited: {decision.reason}")
+
+    def _retry(self, record):
+        record.timer = None
+        if record.state is State.BACKOFF:
+            self._spawn(record, Event.RETRY)
+
+    # -- stopping ----------------------------------------------------------
+
+    def stop_record(self, record):
+        record.wanted = False
+        if record.state is State.BACKOFF:
+            record.cancel_timer()
+            self._set(record, Event.STOP, "stopped while waiting to restart")
+            return
+        if record.state not in (State.STARTING, State.RUNNING):
+            return
+        spec = record.spec
+        self._set(record, Event.STOP, f"stopping ({policy.signal_name(spec.stop_signal)})")
+        self.log(f"{record.name}: stopping pid {record.pid} with "
+                 f"{policy.signal_name(spec.stop_signal)}")
+        record.child.signal_group(spec.stop_signal)
+        record.timer = self.loop.call_later(spec.stop_timeout, self._stop_timed_out, record)
+
+    def _stop_timed_out(self, record):
+        record.timer = None
+        if record.state is State.STOPPING and record.child is not None:
+            self.log(f"{record.name}: still running {record.spec.stop_timeout:g} s after "
+                     f"the stop signal: killing its process group")
+            record.child.signal_group(signal.SIGKILL)
+
+    def _await_leftovers(self, record):
+        child = record.child
+        if child is None or record.state is not State.STOPPING:
+            return
+        if child.group_alive():
+            self.loop.call_later(LEFTOVER_POLL, self._await_leftovers, record)
+        else:
+            self._finish_stop(record)
+
+    def _finish_stop(self, record):
+        record.cancel_timer()
+        record.child = None
+        exit = record.last_exit
+        self._set(record, Event.EXITED, f"stopped ({exit})")
+        self.log(f"{record.name}: stopped ({exit})")
+
+    def kill_all(self):
+        """The second Ctrl-C: SIGKILL every worker's group now."""
+        self.log("killing every worker now")
+        for record in self.records.values():
+            if record.child is not None:
+                record.child.signal_group(signal.SIGKILL)
+
+    def begin_shutdown(self):
+        if self.shutting_down:
+            return
+        self.shutting_down = True
+        self.log("shutting down")
+        for record in self.records.values():
+            record.wanted = False
+            if record.state is State.BACKOFF:
+                self.stop_record(record)
+        self._schedule_pump()
+
+    # -- operations the control socket offers ------------------------------
+
+    def resolve(self, names):
+        """Instance records for names: instance, service, 'all' or glob."""
+        import fnmatch
+
+        if not names:
+            return list(self.records.values())
+        chosen = {}
+        for name in names:
+            found = [r for r in self.records.values()
+                     if name == "all" or name in (r.name, r.service)
+                     or fnmatch.fnmatchcase(r.name, name) or fnmatch.fnmatchcase(r.service, name)]
+            if not found:
+                raise ControlError(E_NO_SUCH_SERVICE, f"no service matches {name!r}")
+            for record in found:
+                chosen[record.name] = record
+        return list(chosen.values())
+
+    async def start(self, names):
+        records = self.resolve(names)
+        for record in records:
+            self.request_start(record, fresh=True)
+        await self.wait_for(lambda: all(_start_settled(r) for r in records))
+        return [_outcome(r, r.state is State.RUNNING) for r in records]
+
+    async def stop(self, names):
+        records = self.resolve(names)
+        for record in records:
+            self.stop_record(record)
+        await self.wait_for(lambda: all(r.state in AT_REST for r in records))
+        return [_outcome(r, True) for r in records]
+
+    async def restart(self, names):
+        records = self.resolve(names)
+        for record in records:
+            self.stop_record(record)
+        for record in records:
+            self.request_start(record, fresh=True)  # starts once STOPPED
+        await self.wait_for(lambda: all(_start_settled(r) for r in records))
+        return [_outcome(r, r.state is State.RUNNING) for r in records]
+
+    def send_signal(self, names, sig):
+        results = []
+        for record in self.resolve(names):
+            if record.state in HAS_PROCESS and record.child is not None:
+                ok = record.child.signal_group(sig)
+                results.append(_outcome(record, ok, f"sent {policy.signal_name(sig)}"))
+            else:
+                results.append(_outcome(record, False, f"not running ({record.state})"))
+        return results
+
+
+    def status(self, names):
+        return report.status(self.resolve(names), self.usage, self.clock.now(), self.loop.time())
+
+    def tree(self):
+        return report.tree(os.path.basename(self.config.path), self.config.services,
+                           self.instances_of)
+
+    async def shutdown(self):
+        self.begin_shutdown()
+        await asyncio.shield(self.done)
+
+    async def reload(self):
+        """Apply a re-read config: start added, stop removed, restart changed."""
+        async with self._reload_lock:
+            try:
+                new = self.loader(self.config.path)
+            except CorralError as exc:
+                self.log(f"reload refused: {exc}")
+                raise ControlError(E_CONFIG, str(exc)) from None
+            added, removed, changed, unchanged = spec_module.diff(
+                self.config.services, new.services)
+            self.log("reload: " + ", ".join(
+                f"{label} {' '.join(names)}" for label, names in
+                (("added", added), ("removed", removed), ("changed", changed)) if names)
+                if added or removed or changed else "reload: nothing changed")
+            going = [r for r in self.records.values() if r.service in removed + changed]
+            for record in going:
+                self.stop_record(record)
+            await self.wait_for(lambda: all(r.state in AT_REST for r in going))
+            old_records = self.records
+            self.records = {}
+            for spec in new.services:
+                if spec.name in unchanged:
+                    for record in old_records.values():
+                        if record.service == spec.name:
+                            self.records[record.name] = record
+                else:
+                    self._add_service(spec)
+            self.config = dataclasses.replace(new, master=self.config.master)
+            for spec in new.services:
+                if spec.name in added + changed and spec.autostart:
+                    for record in self.instances_of(spec.name):
+                        self.request_start(record)
+            return {"added": added, "removed": removed, "changed": changed,
+                    "unchanged": unchanged}
+
+
+def _start_settled(record):
+    if record.state in (State.RUNNING, State.FATAL, State.EXITED):
+        return True
+    return record.state is State.STOPPED and not record.wanted
+
+
+def _outcome(record, ok, message=None):
+    return {"name": record.name, "state": record.state.value, "ok": ok,
+            "message": message or record.description or record.state.value}
+
+
+def _version():
+    from corral import __version__
+
+    return __version__
+
+
+def run_master(config_path, socket=None, logfile=None, log_dir=None):
+    """`corral run`: load, supervise in the foreground, return the exit code.
+
+    Raises ConfigError (nothing started) or CorralError (socket in use).
+    """
+    config = config_module.load(config_path)
+    settings = config.master
+    settings = dataclasses.replace(
+        settings,
+        socket=os.path.abspath(socket or settings.socket),
+        logfile=logfile or settings.logfile,
+        log_dir=log_dir or settings.log_dir,
+    )
+    config = dataclasses.replace(config, master=settings)
+    return asyncio.run(_main(config))
+
+
+async def _main(config):
+    loop = asyncio.get_running_loop()
+    color = os.isatty(1) and "NO_COLOR" not in os.environ
+    master = Master(config, console=1, color=color)
+    control = ControlServer(master, config.master.socket)
+    await control.start()  # before anything runs: a second master is refused here
+    master.attach_loop(loop)
+
+    def reload():
+        loop.create_task(_logged(master.reload()))
+
+    taken = signals.install(loop, master, reload=reload, reopen=master.loghub.reopen)
+    try:
+        master.start_autostart()
+        code = await master.done
+    finally:
+        signals.uninstall(loop, taken)
+        await control.close()
+        master.loghub.close()
+    return code
+
+
+async def _logged(awaitable):
+    try:
+        await awaitable
+    except ControlError:
+        pass  # reload already logged why it refused

@@ -1,0 +1,112 @@
+"""Restart decisions: a small pure function of history, exit and time.
+
+decide() never sleeps and never reads a clock: the caller passes `now` (a
+monotonic reading) and gets back what to do plus the new history. The
+backoff is Twisted's backoffPolicy (initial * factor ** attempt, capped,
+with jitter); the give-up rule is Erlang/OTP's intensity limit (more than
+max_restarts restarts within restart_window seconds).
+"""
+
+import os
+import random as _random
+import signal
+from dataclasses import dataclass
+
+from corral.errors import EXIT_WORKER_BOOT
+
+
+@dataclass(frozen=True)
+class Exit:
+    """How a process ended: an exit code, or the signal that killed it."""
+
+    code: int = None
+    signal: int = None
+    error: str = None  # it never ran: the spawn itself failed
+
+    @classmethod
+    def from_status(cls, status):
+        """From a waitpid status."""
+        return cls.from_returncode(os.waitstatus_to_exitcode(status))
+
+    @classmethod
+    def from_returncode(cls, returncode):
+        """From a multiprocessing-style exit code (negative = signal)."""
+        if returncode < 0:
+            return cls(signal=-returncode)
+        return cls(code=returncode)
+
+    @property
+    def failed(self):
+        return self.error is not None or self.signal is not None or self.code != 0
+
+    def __str__(self):
+        if self.error is not None:
+            return f"spawn failed: {self.error}"
+        if self.signal is not None:
+            return signal_name(self.signal)
+        return f"exit {self.code}"
+
+
+def signal_name(number):
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+@dataclass(frozen=True)
+class History:
+    """What the policy remembers of one instance between exits."""
+
+    restarts: tuple = ()  # monotonic times of the restarts within the window
+    attempt: int = 0  # restarts since the last stable run
+
+    @property
+    def total(self):
+        return len(self.restarts)
+
+
+@dataclass(frozen=True)
+class Restart:
+    delay: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class GiveUp:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Finish:
+    reason: str
+
+
+def decide(spec, history, exit, started_at, now, random=_random.random):
+    """Return (Restart | GiveUp | Finish, new History) for an unasked exit.
+
+    spec: the ServiceSpec (restart, backoff_*, max_restarts, restart_window).
+    started_at: monotonic time the instance was spawned; now: the exit time.
+    """
+    if exit.code == EXIT_WORKER_BOOT and not spec.is_command:
+        return GiveUp(f"could not load or start its service tree ({exit})"), history
+    if spec.restart == "never":
+        return Finish(f"{exit}; restart = never"), history
+    if spec.restart == "on-failure" and not exit.failed:
+        return Finish(f"{exit}; restart = on-failure"), history
+
+    attempt = history.attempt
+    if now - started_at >= spec.backoff_reset:
+        attempt = 0  # it ran long enough to count as stable
+    recent = tuple(t for t in history.restarts if now - t < spec.restart_window)
+    if len(recent) >= spec.max_restarts:
+        starts = len(recent) + 1
+        return (
+            GiveUp(f"exited {starts} times in {spec.restart_window:g} s ({exit}): giving up"),
+            History(recent, attempt),
+        )
+    delay = min(spec.backoff_max, spec.backoff_initial * spec.backoff_factor**attempt)
+    delay *= 1 + spec.backoff_jitter * (2 * random() - 1)
+    delay = max(0.0, delay)
+    new = History(recent + (now + delay,), attempt + 1)
+    return Restart(delay, f"{exit}; restarting in {delay:.2f} s"), new

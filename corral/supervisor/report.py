@@ -1,0 +1,116 @@
+"""What the master tells people: status rows, the service tree, usage.
+
+Read-only views of the records. Usage (cpu, rss) covers a worker's whole
+process tree through psutil; the psutil.Process objects are kept between
+calls because cpu_percent measures since the previous call on the same
+object. Reading /proc for a few hundred processes takes milliseconds, so it
+is done on the loop, and only when someone asks.
+"""
+
+import time
+
+import psutil
+
+from corral.supervisor.states import State
+
+
+class Usage:
+    def __init__(self):
+        self._procs = {}  # pid -> psutil.Process, kept for cpu_percent deltas
+
+    def _process(self, pid):
+        proc = self._procs.get(pid)
+        if proc is None:
+            proc = self._procs[pid] = psutil.Process(pid)
+        return proc
+
+    def sample(self, pid):
+        """(cpu_percent, rss bytes) of pid and all its descendants, or (None, None)."""
+        try:
+            root = self._process(pid)
+            members = [root] + root.children(recursive=True)
+        except psutil.Error:
+            self._procs.pop(pid, None)
+            return None, None
+        cpu = 0.0
+        rss = 0
+        for member in members:
+            try:
+                proc = self._process(member.pid)
+                cpu += proc.cpu_percent(None)
+                rss += proc.memory_info().rss
+            except psutil.Error:
+                self._procs.pop(member.pid, None)
+        return round(cpu, 1), rss
+
+    def forget_except(self, live_pids):
+        for pid in list(self._procs):
+            if pid not in live_pids:
+                try:
+                    alive = self._procs[pid].is_running()
+                except psutil.Error:
+                    alive = False
+                if not alive:
+                    del self._procs[pid]
+
+
+def status_row(record, usage, now, loop_now):
+    cpu = rss = None
+    uptime = None
+    if record.pid is not None:
+        cpu, rss = usage.sample(record.pid)
+        if record.state in (State.STARTING, State.RUNNING, State.STOPPING):
+            uptime = round(now - record.started_at, 3)
+    description = record.description
+    if record.state is State.BACKOFF and record.timer is not None:
+        left = max(0.0, record.timer.when() - loop_now)
+        description = f"restarting in {left:.1f} s"
+    if record.status_text:
+        description = f"{description}; {record.status_text}" if description else record.status_text
+    return {
+        "name": record.name,
+        "service": record.service,
+        "state": record.state.value,
+        "pid": record.pid,
+        "uptime": uptime,
+        "restarts": record.restarts,
+        "last_exit": str(record.last_exit) if record.last_exit else None,
+        "cpu_percent": cpu,
+        "rss": rss,
+        "description": description,
+    }
+
+
+def status(records, usage, now, loop_now):
+    rows = [status_row(record, usage, now, loop_now) for record in records]
+    usage.forget_except({row["pid"] for row in rows if row["pid"] is not None})
+    return rows
+
+
+def _subtree(service):
+    children = getattr(service, "services", None)
+    return {
+        "name": service.name,
+        "class": type(service).__name__,
+        "children": [_subtree(child) for child in children] if children is not None else [],
+    }
+
+
+def tree(app_name, specs, instances_of):
+    """The service tree: top-level services with their instances and subtree."""
+    children = []
+    for spec in specs:
+        instances = instances_of(spec.name)
+        states = {r.state for r in instances}
+        node = {
+            "name": spec.name,
+            "kind": "command" if spec.is_command else "python",
+            "state": states.pop().value if len(states) == 1 else "MIXED",
+            "pid": instances[0].pid if len(instances) == 1 else None,
+            "class": None if spec.is_command else type(spec.tree).__name__,
+            "children": _subtree(spec.tree)["children"] if spec.tree is not None else [],
+            "instances": [{"name": r.name, "state": r.state.value, "pid": r.pid}
+                          for r in instances],
+        }
+        children.append(node)
+    return {"name": app_name, "children": children, "time": time.time()}

@@ -1,0 +1,428 @@
+"""LogHub: real pipes, a real asyncio loop, deadline-based waits."""
+
+import asyncio
+import fcntl
+import os
+import struct
+import termios
+import subprocess
+import sys
+import time
+
+import pytest
+
+from corral.supervisor.logs import LogHub, color_of
+
+pytestmark = pytest.mark.timeout(30)
+
+WALL = 1_800_000_000.25     # a fixed wall clock keeps the prefix predictable
+
+
+@pytest.fixture
+def loop():
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture
+def hubs(loop):
+    made = []
+
+    def make(**kw):
+        kw.setdefault("wallclock", lambda: WALL)
+        hub = LogHub(loop, **kw)
+        made.append(hub)
+        return hub
+    yield make
+    for hub in made:
+        hub.close()
+
+
+def run_until(loop, cond, timeout=5.0):
+    """Run the loop until cond() holds; fail after the deadline."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met before the deadline")
+        loop.run_until_complete(asyncio.sleep(0.005))
+
+
+def lines_of(hub, name=None, n=10**9):
+    return [d["line"] for d in hub.tail(name, n)]
+
+
+def unread(fd):
+    """Bytes waiting in a pipe (FIONREAD)."""
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+
+
+def closed(fd):
+    try:
+        os.fstat(fd)
+    except OSError:
+        return True
+    return False
+
+
+def prefix():
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(int(WALL))) + ".250"
+
+
+def test_framing_across_chunk_boundaries(loop, hubs, tmp_path):
+    hub = hubs(logfile=tmp_path / "all.log", ring_lines=100)
+    r, w = os.pipe()
+    hub.attach(r, "web:0", "web", 42, "out")
+    for piece in (b"hel", b"lo\nwor", b"ld\r", b"\nx\n\n", b"y"):
+        os.write(w, piece)                            # one chunk each
+        run_until(loop, lambda: unread(r) == 0)
+        loop.run_until_complete(asyncio.sleep(0))
+    assert lines_of(hub) == ["hello", "world", "x", ""]
+    os.close(w)
+    run_until(loop, lambda: closed(r) or r not in hub._sources)
+    assert lines_of(hub) == ["hello", "world", "x", "", "y"]   # partial last line at EOF
+    text = (tmp_path / "all.log").read_bytes().decode()
+    assert text.splitlines()[0] == f"{prefix()} web:0[42] out: hello"
+    assert text.endswith(" web:0[42] out: y\n")
+    assert r not in hub._sources
+
+
+def test_partial_last_line_at_eof_and_no_pid(loop, hubs, tmp_path):
+    hub = hubs(logfile=tmp_path / "all.log")
+    r, w = os.pipe()
+    hub.attach(r, "db", "db", None, "err")
+    os.write(w, b"first\nno newline at all")
+    os.close(w)
+    run_until(loop, lambda: r not in hub._sources)
+    assert lines_of(hub, "db") == ["first", "no newline at all"]
+    assert (tmp_path / "all.log").read_text().splitlines()[1] == \
+        f"{prefix()} db err: no newline at all"
+
+
+CHILD = r"""
+import os, sys
+n = int(sys.argv[1])
+out = b"".join(b"line %08d %s\n" % (i, b"x" * 80) for i in range(n))
+view = memoryview(out)
+while view:
+    view = view[os.write(1, view[:100000]):]
+"""
+
+
+def test_many_lines_from_a_child_none_lost_order_kept(loop, hubs, tmp_path):
+    n = 200_000
+    hub = hubs(logfile=tmp_path / "all.log", log_dir=tmp_path / "logs")
+    seen = []
+    hub.follow(lambda batch: seen.extend(d["line"] for d in batch), "bulk")
+    r, w = os.pipe()
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(n)], stdout=w)
+    os.close(w)
+    hub.attach(r, "bulk:0", "bulk", child.pid, "out")
+    cpu = time.process_time()
+    run_until(loop, lambda: r not in hub._sources, timeout=20)
+    cpu = time.process_time() - cpu
+    assert child.wait(5) == 0
+    assert len(seen) == n
+    assert seen[0].startswith("line 00000000 ") and seen[-1].startswith(f"line {n - 1:08d} ")
+    assert all(line[5:13] == f"{i:08d}" for i, line in enumerate(seen))
+    for path in (tmp_path / "all.log", tmp_path / "logs" / "bulk.log"):
+        with open(path, "rb") as f:
+            numbers = [int(line.split(b"out: line ")[1][:8]) for line in f]
+        assert numbers == list(range(n))
+    assert len(hub.tail(None, 10**9)) == 1000       # ring bounded
+    assert cpu < 10, cpu
+
+
+def test_long_line_split_into_pieces(loop, hubs, tmp_path):
+    hub = hubs(logfile=tmp_path / "all.log", max_line=65536, ring_lines=100)
+    r, w = os.pipe()
+    hub.attach(r, "big:0", "big", 1, "out")
+    size = 1_048_580                                  # a 1 MB line, then a short one
+    child = subprocess.Popen([sys.executable, "-c",
+                              f"import sys; sys.stdout.buffer.write(b'a' * {size} + b'\\nend\\n')"],
+                             stdout=w)
+    os.close(w)
+    run_until(loop, lambda: r not in hub._sources, timeout=10)
+    child.wait(5)
+    got = lines_of(hub)
+    assert got[-1] == "end"
+    pieces = got[:-1]
+    assert [len(p) for p in pieces] == [65536] * 16 + [4]
+    assert "".join(pieces) == "a" * size
+    # the same line through emit and as a whole complete chunk gives the same pieces
+    hub.emit(b"b" * 200000)
+    assert [len(p) for p in lines_of(hub)[-4:]] == [65536, 65536, 65536, 3392]
+
+
+def test_long_partial_line_is_bounded_and_pieces_match(loop, hubs):
+    hub = hubs(max_line=10)
+    r, w = os.pipe()
+    hub.attach(r, "p", "p", 1, "out")
+    for piece in (b"0123456789", b"abcdefghij", b"XY\n"):
+        os.write(w, piece)
+        run_until(loop, lambda: unread(r) == 0)
+        assert len(hub._sources[r].buf) <= 10
+    run_until(loop, lambda: len(lines_of(hub)) == 3)
+    assert lines_of(hub) == ["0123456789", "abcdefghij", "XY"]
+    os.close(w)
+
+
+def test_invalid_utf8_never_crashes(loop, hubs, tmp_path):
+    hub = hubs(logfile=tmp_path / "all.log", console=None)
+    followed = []
+    hub.follow(followed.extend)
+    r, w = os.pipe()
+    hub.attach(r, "bin:0", "bin", 7, "out")
+    os.write(w, b"ok \xff\xfe\xc3(\n\x00\x80tail")
+    os.close(w)
+    run_until(loop, lambda: r not in hub._sources)
+    assert lines_of(hub) == ["ok \ufffd\ufffd\ufffd(", "\x00\ufffdtail"]
+    assert [d["line"] for d in followed] == lines_of(hub)
+    raw = (tmp_path / "all.log").read_bytes()
+    assert b"out: ok \xff\xfe\xc3(\n" in raw and raw.endswith(b"out: \x00\x80tail\n")
+    hub.emit("surrogate \udcff here")                # str that is not encodable
+    assert lines_of(hub)[-1].startswith("surrogate ")
+
+
+def test_drain_before_eof(loop, hubs):
+    hub = hubs()
+    r1, w1 = os.pipe()
+    r2, w2 = os.pipe()
+    hub.attach(r1, "w:0", "w", 9, "out")
+    hub.attach(r2, "w:0", "w", 9, "err")
+    os.write(w1, b"one\ntwo\npart")
+    os.write(w2, b"oops\n")
+    hub.drain(9)                                      # no loop iteration needed
+    hub.emit("w:0 exited with status 1")
+    assert lines_of(hub) == ["one", "two", "oops", "w:0 exited with status 1"]
+    assert not closed(r1) and r1 in hub._sources      # no EOF seen: still attached
+    hub.drain(12345)                                  # unknown pid: nothing
+    os.write(w1, b"ial\n")
+    os.close(w1)
+    os.close(w2)
+    hub.drain(9)                                      # sees the data and EOF
+    assert lines_of(hub)[-1] == "partial"
+    assert r1 not in hub._sources and r2 not in hub._sources
+    assert closed(r1) and closed(r2)
+
+
+def test_ring_tail_merged_service_instance(loop, hubs):
+    hub = hubs(ring_lines=5)
+    hub.emit("a0", "web:0", "web", 1, "out")
+    hub.emit("b0", "db", "db", 2, "out")
+    hub.emit("a1", "web:1", "web", 3, "err")
+    hub.emit("a2", "web:0", "web", 1, "out")
+    hub.emit("master says")
+    assert lines_of(hub) == ["a0", "b0", "a1", "a2", "master says"]
+    assert lines_of(hub, "web") == ["a0", "a1", "a2"]
+    assert lines_of(hub, "web:0") == ["a0", "a2"]
+    assert lines_of(hub, "web:1") == ["a1"]
+    assert lines_of(hub, "db") == ["b0"]
+    assert lines_of(hub, "corral") == ["master says"]
+    assert lines_of(hub, "nobody") == []
+    assert lines_of(hub, None, 2) == ["a2", "master says"]
+    assert hub.tail("web:0", 0) == []
+    d = hub.tail("web:1")[0]
+    assert d == {"time": WALL, "name": "web:1", "service": "web", "pid": 3,
+                 "stream": "err", "line": "a1"}
+    assert hub.tail()[-1]["pid"] is None and hub.tail()[-1]["stream"] == "log"
+    for i in range(10):
+        hub.emit(f"x{i}", "db", "db", 2, "out")
+    assert lines_of(hub) == ["x5", "x6", "x7", "x8", "x9"]
+    assert lines_of(hub, "web") == ["a0", "a1", "a2"]   # per-service rings are separate
+
+
+def test_follow_and_unfollow(loop, hubs):
+    hub = hubs()
+    everything, web, web1 = [], [], []
+    t_all = hub.follow(everything.append)
+    t_web = hub.follow(web.append, "web")
+    hub.follow(web1.append, "web:1")
+    r, w = os.pipe()
+    hub.attach(r, "web:1", "web", 5, "out")
+    os.write(w, b"l1\nl2\n")
+    run_until(loop, lambda: everything)
+    hub.emit("db up", "db", "db", 6)
+    assert [[d["line"] for d in b] for b in everything] == [["l1", "l2"], ["db up"]]
+    assert [[d["line"] for d in b] for b in web] == [["l1", "l2"]]
+    assert web1 == web
+    assert web[0][0]["name"] == "web:1" and web[0][0]["pid"] == 5
+    hub.unfollow(t_web)
+    hub.unfollow(t_web)                                # twice is harmless
+    hub.unfollow(t_all)
+    os.write(w, b"l3\n")
+    os.close(w)
+    run_until(loop, lambda: r not in hub._sources)
+    assert len(everything) == 2 and len(web) == 1 and len(web1) == 2
+
+    def broken(batch):
+        raise RuntimeError("client gone")
+    hub.follow(broken)
+    hub.emit("still fine")                             # does not raise
+    assert "removed after an error" in lines_of(hub)[-1]
+
+
+def test_no_followers_builds_no_dicts(loop, hubs, monkeypatch):
+    import corral.supervisor.logs as logs
+    hub = hubs()
+    calls = []
+    monkeypatch.setattr(logs, "_as_dict", lambda *a: calls.append(a) or {})
+    hub.emit("one\ntwo")
+    assert calls == []
+
+
+def test_per_service_files(loop, hubs, tmp_path):
+    hub = hubs(log_dir=tmp_path / "logs", logfile=tmp_path / "merged.log")
+    hub.emit("w", "web:0", "web", 1, "out")
+    hub.emit("d", "db", "db", 2, "err")
+    hub.emit("w2", "web:1", "web", 3, "out")
+    assert (tmp_path / "logs" / "web.log").read_text().splitlines() == [
+        f"{prefix()} web:0[1] out: w", f"{prefix()} web:1[3] out: w2"]
+    assert (tmp_path / "logs" / "db.log").read_text() == f"{prefix()} db[2] err: d\n"
+    assert len((tmp_path / "merged.log").read_text().splitlines()) == 3
+    assert hub.errors == []
+
+
+def test_reopen_after_rename(loop, hubs, tmp_path):
+    hub = hubs(logfile=tmp_path / "all.log", log_dir=tmp_path / "logs")
+    hub.emit("before", "web:0", "web", 1)
+    os.rename(tmp_path / "all.log", tmp_path / "all.log.1")
+    os.rename(tmp_path / "logs" / "web.log", tmp_path / "logs" / "web.log.1")
+    hub.emit("still old", "web:0", "web", 1)          # written to the moved files
+    hub.reopen()
+    hub.emit("after", "web:0", "web", 1)
+    for old, new in ((tmp_path / "all.log.1", tmp_path / "all.log"),
+                     (tmp_path / "logs" / "web.log.1", tmp_path / "logs" / "web.log")):
+        assert [ln.rsplit(": ", 1)[1] for ln in old.read_text().splitlines()] == \
+            ["before", "still old"]
+        assert new.read_text().endswith("log: after\n")
+        assert "before" not in new.read_text()
+
+
+def test_unwritable_paths_reported_not_raised(loop, hubs, tmp_path):
+    (tmp_path / "plain").write_text("a file, not a folder")
+    followed = []
+    hub = hubs(logfile=tmp_path / "plain" / "all.log", log_dir=tmp_path / "plain" / "logs")
+    hub.follow(followed.extend)
+    hub.emit("hello", "web:0", "web", 1)
+    hub.emit("again", "web:0", "web", 1)
+    assert hub.errors == ["log_dir/corral.log: Not a directory",
+                          "log_dir/web.log: Not a directory",
+                          "logfile: Not a directory"]
+    msgs = lines_of(hub, "corral")
+    assert sum("logfile" in m for m in msgs) == 1      # reported once
+    assert sum("log_dir/web.log" in m for m in msgs) == 1
+    assert lines_of(hub, "web") == ["hello", "again"]   # the ring still has everything
+
+
+def test_full_disk_reported_once_then_resumes(loop, hubs, tmp_path):
+    if not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full")
+    r, w = os.pipe()
+    hub = hubs(logfile="/dev/full", console=w)
+    hub.emit("lost 1")
+    hub.emit("lost 2")
+    assert hub.errors == ["logfile: No space left on device"]
+    console = os.read(r, 1 << 16).decode()
+    assert console.count("No space left on device") == 1
+    assert "lost 1" in console and "lost 2" in console  # the console still gets lines
+    # space comes back: put a real file behind the same fd
+    real = os.open(tmp_path / "real.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    os.dup2(real, hub._logfile.fd)
+    os.close(real)
+    hub.emit("kept")
+    assert hub.errors == []
+    text = (tmp_path / "real.log").read_text()
+    assert text.startswith(f"{prefix()} corral log: kept\n")
+    assert "logfile: writing resumed" in text and "bytes lost" in text
+    assert "resumed" in lines_of(hub)[-1]
+    os.close(r)
+
+
+def test_console_nobody_reads_never_blocks(loop, hubs, tmp_path):
+    r, w = os.pipe()
+    hub = hubs(console=w, logfile=tmp_path / "all.log", console_limit=256 * 1024)
+    assert not os.get_blocking(w)
+    line = "z" * 100
+    start = time.monotonic()
+    for i in range(20000):                              # ~2.6 MB, the pipe holds 64 KiB
+        hub.emit(f"{i} {line}", "spam:0", "spam", 1, "out")
+        if i % 1000 == 0:
+            loop.run_until_complete(asyncio.sleep(0))  # let the console writer try
+    assert time.monotonic() - start < 10
+    assert len((tmp_path / "all.log").read_text().splitlines()) == 20000  # file has all
+    assert hub._con_dropped > 0
+    # a reader appears: pending output flows, then one notice
+    got = bytearray()
+
+    def reader():
+        got.extend(os.read(r, 1 << 16))
+    loop.add_reader(r, reader)
+    try:
+        run_until(loop, lambda: b"console output dropped]" in got and not hub._con_writing)
+    finally:
+        loop.remove_reader(r)
+    text = got.decode()
+    assert text.count("bytes of console output dropped]") == 1
+    kept = [ln for ln in text.splitlines() if " spam:0[1] out: " in ln]
+    numbers = [int(ln.split("out: ")[1].split()[0]) for ln in kept]
+    assert numbers == list(range(len(numbers)))        # whole lines, in order, a gap only at the end
+    assert all(ln.endswith(line) for ln in kept)
+    hub.emit("after the notice")
+    assert os.read(r, 1 << 16).decode().endswith("corral log: after the notice\n")
+    hub.close()
+    assert os.get_blocking(w)                           # restored
+    os.close(r)
+    os.close(w)
+
+
+def test_console_closed_reader_reports_error(loop, hubs):
+    r, w = os.pipe()
+    os.close(r)
+    hub = hubs(console=w)
+    hub.emit("nobody hears")                            # EPIPE, not an exception
+    assert hub.errors == ["console: Broken pipe"]
+    assert "cannot write to the console" in lines_of(hub)[-1]
+    hub.close()
+    os.close(w)
+
+
+@pytest.mark.parametrize("color", [False, True])
+def test_color_on_off(loop, hubs, tmp_path, color):
+    r, w = os.pipe()
+    hub = hubs(console=w, color=color, logfile=tmp_path / "all.log")
+    hub.emit("hi", "web:0", "web", 1)
+    out = os.read(r, 1 << 16)
+    code = color_of("web:0")
+    if color:
+        assert out == f"{prefix()} \x1b[{code}mweb:0[1]\x1b[0m log: hi\n".encode()
+    else:
+        assert b"\x1b" not in out and out == f"{prefix()} web:0[1] log: hi\n".encode()
+    assert b"\x1b" not in (tmp_path / "all.log").read_bytes()   # files never coloured
+    hub.close()
+    os.close(r)
+    os.close(w)
+
+
+def test_color_is_stable_per_name():
+    assert color_of("web:0") == color_of("web:0")
+    assert len({color_of(f"svc{i}") for i in range(50)}) > 3
+
+
+def test_close_flushes_partial_lines(loop, hubs, tmp_path):
+    hub = hubs(logfile=tmp_path / "all.log")
+    r, w = os.pipe()
+    hub.attach(r, "w:0", "w", 4, "out")
+    os.write(w, b"done\nhalf a li")
+    hub.close()
+    assert lines_of(hub) == ["done", "half a li"]
+    assert (tmp_path / "all.log").read_text().endswith("w:0[4] out: half a li\n")
+    assert closed(r)
+    os.close(w)
+
+
+def test_wall_clock_milliseconds(loop, hubs, tmp_path):
+    hub = hubs(logfile=tmp_path / "all.log", wallclock=lambda: 1_800_000_000.999)
+    hub.emit("x")
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(1_800_000_000))
+    assert (tmp_path / "all.log").read_text() == f"{stamp}.999 corral log: x\n"

@@ -1,0 +1,477 @@
+"""The service tree: Twisted's IService and IServiceCollection, on asyncio."""
+
+import asyncio
+import logging
+
+import pytest
+
+from corral.service import (
+    Application,
+    MultiService,
+    Service,
+    ServiceTreeError,
+    StopErrors,
+)
+
+
+class Boom(Exception):
+    pass
+
+
+class Recorder(Service):
+    """A service that writes what it does to a shared journal.
+
+    start/stop say how the method behaves: "sync" returns None, "coro"
+    returns a coroutine that yields to the loop between its begin and end,
+    "future" returns an asyncio future that the loop completes later,
+    "raise" raises at once, "coro-raise" raises from inside the coroutine.
+    """
+
+    def __init__(self, name, journal, start="sync", stop="sync"):
+        super().__init__()
+        self.setName(name)
+        self.journal = journal
+        self.start_mode = start
+        self.stop_mode = stop
+
+    def privilegedStartService(self):
+        self.journal.append(f"privileged {self.name}")
+
+    def startService(self):
+        super().startService()
+        return self._act("start", self.start_mode)
+
+    def stopService(self):
+        super().stopService()
+        return self._act("stop", self.stop_mode)
+
+    def _act(self, what, mode):
+        if mode == "sync":
+            self.journal.append(f"{what} {self.name}")
+            return None
+        if mode == "raise":
+            self.journal.append(f"{what} {self.name}")
+            raise Boom(f"{what} {self.name} failed")
+        if mode == "future":
+            self.journal.append(f"{what}-begin {self.name}")
+            loop = asyncio.get_running_loop()
+            future = loop.create_future()
+
+            def finish():
+                self.journal.append(f"{what}-end {self.name}")
+                future.set_result(None)
+
+            # Two hops through the loop, so that anything not waiting for
+            # us would run in between.
+            loop.call_soon(loop.call_soon, finish)
+            return future
+        return self._coro(what, fail=(mode == "coro-raise"))
+
+    async def _coro(self, what, fail):
+        self.journal.append(f"{what}-begin {self.name}")
+        for _ in range(3):
+            await asyncio.sleep(0)  # yield to the loop; not a timing wait
+        if fail:
+            self.journal.append(f"{what}-fail {self.name}")
+            raise Boom(f"{what} {self.name} failed")
+        self.journal.append(f"{what}-end {self.name}")
+
+
+def tree(journal, *specs, parent=None):
+    parent = parent if parent is not None else MultiService()
+    for name, start, stop in specs:
+        Recorder(name, journal, start, stop).setServiceParent(parent)
+    return parent
+
+
+def run(awaitable_or_none):
+    """Await what a start or stop returned, on a fresh loop, if anything."""
+    if awaitable_or_none is None:
+        return None
+
+    async def main():
+        return await awaitable_or_none
+
+    return asyncio.run(main())
+
+
+def run_call(method):
+    """Call a start/stop method on a fresh loop and await its result."""
+
+    async def main():
+        result = method()
+        if result is not None:
+            await result
+
+    asyncio.run(main())
+
+
+# -- naming and parents -----------------------------------------------------
+
+
+def test_set_name_before_parent():
+    service = Service()
+    assert service.name is None
+    service.setName("web")
+    assert service.name == "web"
+    assert "web" in repr(service)
+
+
+def test_set_name_with_a_parent_is_refused():
+    parent = MultiService()
+    child = Service()
+    child.setName("a")
+    child.setServiceParent(parent)
+    with pytest.raises(ServiceTreeError, match="already has a parent"):
+        child.setName("b")
+    assert child.name == "a"
+
+
+def test_set_and_disown_parent():
+    parent = MultiService()
+    child = Service()
+    child.setName("a")
+    assert child.setServiceParent(parent) is None
+    assert child.parent is parent
+    assert list(parent) == [child]
+    assert parent.getServiceNamed("a") is child
+
+    assert child.disownServiceParent() is None
+    assert child.parent is None
+    assert list(parent) == []
+    with pytest.raises(KeyError):
+        parent.getServiceNamed("a")
+    # Disowning twice is harmless, and the child may then join another parent.
+    assert child.disownServiceParent() is None
+    other = MultiService()
+    child.setServiceParent(other)
+    assert child.parent is other
+
+
+def test_a_second_parent_is_refused():
+    first, second = MultiService(), MultiService()
+    child = Service()
+    child.setServiceParent(first)
+    with pytest.raises(ServiceTreeError, match="already has a parent"):
+        child.setServiceParent(second)
+    with pytest.raises(ServiceTreeError, match="already has a parent"):
+        second.addService(child)
+    assert child.parent is first
+    assert list(second) == []
+
+
+def test_two_children_with_one_name_are_refused():
+    parent = MultiService()
+    a1, a2 = Service(), Service()
+    a1.setName("a")
+    a2.setName("a")
+    a1.setServiceParent(parent)
+    with pytest.raises(ServiceTreeError, match="'a'"):
+        a2.setServiceParent(parent)
+    assert a2.parent is None
+    assert list(parent) == [a1]
+    assert parent.getServiceNamed("a") is a1
+
+
+def test_unnamed_children_may_be_many():
+    parent = MultiService()
+    children = [Service() for _ in range(3)]
+    for child in children:
+        child.setServiceParent(parent)
+    assert list(parent) == children
+    assert len(parent) == 3
+
+
+def test_a_cycle_is_refused():
+    outer, inner = MultiService(), MultiService()
+    inner.setServiceParent(outer)
+    with pytest.raises(ServiceTreeError, match="cycle"):
+        outer.setServiceParent(inner)
+    alone = MultiService()
+    with pytest.raises(ServiceTreeError, match="cycle"):
+        alone.addService(alone)
+
+
+def test_get_service_named_missing_raises_key_error():
+    parent = MultiService()
+    with pytest.raises(KeyError, match="nothing"):
+        parent.getServiceNamed("nothing")
+
+
+def test_iteration_in_insertion_order_and_safe_to_remove_while_iterating():
+    journal = []
+    parent = tree(journal, ("a", "sync", "sync"), ("b", "sync", "sync"), ("c", "sync", "sync"))
+    assert [s.name for s in parent] == ["a", "b", "c"]
+    for child in parent:
+        child.disownServiceParent()
+    assert list(parent) == []
+    assert len(parent) == 0
+
+
+def test_remove_service_that_is_not_a_child():
+    with pytest.raises(ServiceTreeError, match="not a child"):
+        MultiService().removeService(Service())
+
+
+# -- running flags and order, synchronous -----------------------------------
+
+
+def test_running_flags():
+    journal = []
+    parent = tree(journal, ("a", "sync", "sync"), ("b", "sync", "sync"))
+    assert not parent.running
+    assert not any(child.running for child in parent)
+    parent.startService()
+    assert parent.running
+    assert all(child.running for child in parent)
+    parent.stopService()
+    assert not parent.running
+    assert not any(child.running for child in parent)
+
+
+def test_sync_tree_needs_no_event_loop():
+    journal = []
+    parent = tree(journal, ("a", "sync", "sync"), ("b", "sync", "sync"))
+    with pytest.raises(RuntimeError):
+        asyncio.get_running_loop()
+    parent.privilegedStartService()
+    assert parent.startService() is None
+    assert parent.stopService() is None
+    assert journal == ["privileged a", "privileged b", "start a", "start b", "stop b", "stop a"]
+
+
+def test_start_in_insertion_order_stop_in_reverse_nested():
+    journal = []
+    root = Application("app")
+    tree(journal, ("a", "sync", "sync"), parent=root)
+    inner = tree(journal, ("b1", "sync", "sync"), ("b2", "sync", "sync"))
+    inner.setName("b")
+    inner.setServiceParent(root)
+    tree(journal, ("c", "sync", "sync"), parent=root)
+
+    root.privilegedStartService()
+    root.startService()
+    root.stopService()
+    assert journal == [
+        "privileged a", "privileged b1", "privileged b2", "privileged c",
+        "start a", "start b1", "start b2", "start c",
+        "stop c", "stop b2", "stop b1", "stop a",
+    ]
+
+
+def test_only_running_children_are_stopped():
+    journal = []
+    parent = tree(journal, ("a", "sync", "sync"), ("b", "raise", "sync"), ("c", "sync", "sync"))
+    with pytest.raises(Boom):
+        parent.startService()
+    assert journal == ["start a", "start b"]
+    assert not parent.getServiceNamed("c").running
+    parent.stopService()
+    # b set running before it raised, so it is stopped; c never started.
+    assert journal[2:] == ["stop b", "stop a"]
+
+
+def test_add_service_to_a_running_parent_starts_it():
+    journal = []
+    parent = tree(journal, ("a", "sync", "sync"))
+    parent.startService()
+    late = Recorder("late", journal)
+    assert parent.addService(late) is None
+    assert late.running
+    assert journal[-2:] == ["privileged late", "start late"]
+
+
+def test_set_service_parent_on_a_running_parent_returns_the_async_start():
+    journal = []
+    parent = tree(journal, ("a", "sync", "sync"))
+    parent.startService()
+    late = Recorder("late", journal, start="coro")
+    pending = late.setServiceParent(parent)
+    assert pending is not None  # else the start coroutine would never run
+    run(pending)
+    assert journal[-2:] == ["start-begin late", "start-end late"]
+
+
+def test_remove_service_of_a_running_child_stops_it():
+    journal = []
+    parent = tree(journal, ("a", "sync", "sync"), ("b", "sync", "sync"))
+    parent.startService()
+    b = parent.getServiceNamed("b")
+    assert parent.removeService(b) is None
+    assert not b.running
+    assert b.parent is None
+    assert journal[-1] == "stop b"
+    parent.stopService()
+    assert journal[-1] == "stop a"
+    assert journal.count("stop b") == 1
+
+
+def test_remove_service_of_a_stopped_parent_does_not_stop():
+    journal = []
+    parent = tree(journal, ("a", "sync", "sync"))
+    parent.getServiceNamed("a").disownServiceParent()
+    assert journal == []
+
+
+def test_remove_running_child_with_async_stop_returns_the_awaitable():
+    journal = []
+    parent = tree(journal, ("a", "sync", "coro"))
+    parent.startService()
+    a = parent.getServiceNamed("a")
+    pending = a.disownServiceParent()
+    assert pending is not None
+    run(pending)
+    assert journal[-2:] == ["stop-begin a", "stop-end a"]
+
+
+# -- asynchronous starts and stops ------------------------------------------
+
+
+def test_async_start_and_stop_awaited_in_order():
+    journal = []
+    parent = tree(
+        journal,
+        ("a", "coro", "future"),
+        ("b", "sync", "sync"),
+        ("c", "future", "coro"),
+        ("d", "coro", "coro"),
+    )
+
+    async def main():
+        result = parent.startService()
+        assert result is not None  # some child is async
+        await result
+        assert all(child.running for child in parent)
+        journal.append("--")
+        await parent.stopService()
+
+    asyncio.run(main())
+    assert journal == [
+        "start-begin a", "start-end a",
+        "start b",
+        "start-begin c", "start-end c",
+        "start-begin d", "start-end d",
+        "--",
+        "stop-begin d", "stop-end d",
+        "stop-begin c", "stop-end c",
+        "stop b",
+        "stop-begin a", "stop-end a",
+    ]
+    assert not any(child.running for child in parent)
+
+
+def test_async_tree_nested_each_stop_finished_before_the_next_begins():
+    journal = []
+    root = Application("app")
+    tree(journal, ("a", "future", "coro"), parent=root)
+    inner = tree(journal, ("b1", "coro", "future"), ("b2", "sync", "coro"))
+    inner.setServiceParent(root)
+    tree(journal, ("c", "coro", "future"), parent=root)
+
+    run_call(root.startService)
+    run_call(root.stopService)
+
+    stops = [entry for entry in journal if entry.startswith("stop")]
+    assert stops == [
+        "stop-begin c", "stop-end c",
+        "stop-begin b2", "stop-end b2",
+        "stop-begin b1", "stop-end b1",
+        "stop-begin a", "stop-end a",
+    ]
+    starts = [entry for entry in journal if entry.startswith("start")]
+    assert starts == [
+        "start-begin a", "start-end a",
+        "start-begin b1", "start-end b1",
+        "start b2",
+        "start-begin c", "start-end c",
+    ]
+
+
+def test_async_start_error_stops_the_sequence():
+    journal = []
+    parent = tree(
+        journal, ("a", "coro", "sync"), ("b", "coro-raise", "sync"), ("c", "sync", "sync")
+    )
+    with pytest.raises(Boom, match="start b failed"):
+        run_call(parent.startService)
+    assert "start c" not in journal
+    assert not parent.getServiceNamed("c").running
+
+
+# -- errors while stopping --------------------------------------------------
+
+
+def test_stop_error_is_logged_others_still_stop(caplog):
+    journal = []
+    parent = tree(journal, ("a", "sync", "sync"), ("b", "sync", "raise"), ("c", "sync", "sync"))
+    parent.startService()
+    with caplog.at_level(logging.ERROR, logger="corral.service"):
+        with pytest.raises(StopErrors) as info:
+            parent.stopService()
+    assert journal[-3:] == ["stop c", "stop b", "stop a"]
+    assert info.value.names == ["b"]
+    assert "b" in str(info.value)
+    assert not any(child.running for child in parent)
+    [record] = [r for r in caplog.records if r.name == "corral.service"]
+    assert "'b'" in record.getMessage()
+    assert record.exc_info is not None
+    assert isinstance(record.exc_info[1], Boom)
+
+
+def test_async_stop_errors_are_logged_others_still_stop(caplog):
+    journal = []
+    parent = tree(
+        journal,
+        ("a", "sync", "coro"),
+        ("b", "sync", "coro-raise"),
+        ("c", "sync", "future"),
+        ("d", "sync", "raise"),
+    )
+    parent.startService()
+    with caplog.at_level(logging.ERROR, logger="corral.service"):
+        with pytest.raises(StopErrors) as info:
+            run_call(parent.stopService)
+    assert info.value.names == ["d", "b"]
+    assert [e for e in journal if e.startswith("stop")] == [
+        "stop d",
+        "stop-begin c", "stop-end c",
+        "stop-begin b", "stop-fail b",
+        "stop-begin a", "stop-end a",
+    ]
+    failed = [r for r in caplog.records if r.name == "corral.service"]
+    assert len(failed) == 2
+    assert all(isinstance(r.exc_info[1], Boom) for r in failed)
+
+
+# -- Application and supervision settings -----------------------------------
+
+
+def test_application():
+    app = Application("shop")
+    assert app.name == "shop"
+    assert isinstance(app, MultiService)
+    assert Application().name is None
+    web = Service()
+    web.setName("web")
+    web.setServiceParent(app)
+    assert app.getServiceNamed("web") is web
+    assert web.parent is app
+
+
+def test_supervise_stores_settings():
+    service = Service()
+    assert service.supervision == {}
+    assert service.supervise(restart="always", numprocs=2) is service
+    service.supervise(after=["db"], numprocs=3)
+    assert service.supervision == {"restart": "always", "numprocs": 3, "after": ["db"]}
+
+
+def test_supervise_on_a_subclass_that_skipped_init():
+    class Bare(Service):
+        def __init__(self):  # does not call super().__init__()
+            pass
+
+    bare = Bare()
+    bare.supervise(stop_timeout=5)
+    assert bare.supervision == {"stop_timeout": 5}
+    assert Service().supervision == {}  # not shared between instances
