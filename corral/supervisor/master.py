@@ -464,7 +464,7 @@ def _start_settled(record):
 
 def _outcome(record, ok, message=None):
     return {"name": record.name, "state": record.state.value, "ok": ok,
-            "message": message or record.description or record.state.value}
+            "message": message or record.description}
 
 
 def _version():

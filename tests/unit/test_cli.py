@@ -1,0 +1,621 @@
+"""The `corral` command against a fake master serving canned replies."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import types
+
+import pytest
+
+from corral.cli import render
+from corral.cli.client import Client, Dropped, NoMaster
+from corral.cli.main import build_parser, find_socket, main
+from corral.errors import ConfigError, ControlError
+
+pytestmark = pytest.mark.timeout(30)
+
+STATUS = [
+    {
+        "name": "web:0",
+        "service": "web",
+        "state": "RUNNING",
+        "pid": 4242,
+        "uptime": 7380.0,
+        "restarts": 0,
+        "last_exit": None,
+        "cpu_percent": 1.5,
+        "rss": 12_900_000,
+        "description": "http on :8080",
+    },
+    {
+        "name": "worker-long-name:1",
+        "service": "worker-long-name",
+        "state": "BACKOFF",
+        "pid": None,
+        "uptime": None,
+        "restarts": 12,
+        "last_exit": "exit 3",
+        "cpu_percent": None,
+        "rss": None,
+        "description": "",
+    },
+]
+
+
+@pytest.fixture
+def short_dir():
+    path = tempfile.mkdtemp(prefix="cli", dir="/tmp")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class FakeMaster:
+    """Serves a unix socket in a thread; `handler(request) -> [message, ...]`.
+
+    Messages are dicts (sent as JSON lines) or bytes (sent raw). After the
+    messages the connection is closed, which ends any stream.
+    """
+
+    def __init__(self, path, handler):
+        self.path = path
+        self.handler = handler
+        self.requests = []
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(8)
+        self.sock.settimeout(0.1)
+        self.stopping = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            with conn:
+                conn.settimeout(5)
+                buffer = b""
+                try:
+                    while b"\n" not in buffer:
+                        chunk = conn.recv(4096)
+                        if not chunk:
+                            break
+                        buffer += chunk
+                except OSError:
+                    continue
+                if b"\n" not in buffer:
+                    continue
+                request = json.loads(buffer.split(b"\n", 1)[0])
+                self.requests.append(request)
+                for message in self.handler(request):
+                    data = message if isinstance(message, bytes) else json.dumps(message).encode() + b"\n"
+                    try:
+                        conn.sendall(data)
+                    except OSError:
+                        break
+
+    def close(self):
+        self.stopping = True
+        self.thread.join(5)
+        self.sock.close()
+
+
+def ok(request, result):
+    return {"id": request["id"], "ok": True, "result": result}
+
+
+def error(request, code, message):
+    return {"id": request["id"], "ok": False, "error": {"code": code, "message": message}}
+
+
+@pytest.fixture
+def fake(short_dir, monkeypatch):
+    """fake(handler) starts a FakeMaster at $CORRAL_SOCKET and returns it."""
+    masters = []
+    monkeypatch.delenv("NO_COLOR", raising=False)
+
+    def start(handler, name="corral.sock", env=True):
+        path = os.path.join(short_dir, name)
+        master = FakeMaster(path, handler)
+        masters.append(master)
+        if env:
+            monkeypatch.setenv("CORRAL_SOCKET", path)
+        return master
+
+    yield start
+    for master in masters:
+        master.close()
+
+
+def canned(results):
+    """A handler answering each command from a dict cmd -> result."""
+
+    def handler(request):
+        return [ok(request, results[request["cmd"]])]
+
+    return handler
+
+
+# -- rendering -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "seconds, text",
+    [
+        (None, "-"),
+        (0, "0.0s"),
+        (12.34, "12.3s"),
+        (65, "1m 05s"),
+        (2 * 3600 + 3 * 60 + 9, "2h 03m"),
+        (3 * 86400 + 4 * 3600 + 59, "3d 4h"),
+    ],
+)
+def test_duration(seconds, text):
+    assert render.duration(seconds) == text
+
+
+@pytest.mark.parametrize(
+    "nbytes, text", [(None, "-"), (512, "512B"), (4096, "4.0K"), (12_900_000, "12.3M"), (3 << 30, "3.0G")]
+)
+def test_size(nbytes, text):
+    assert render.size(nbytes) == text
+
+
+def test_status_table_is_aligned(fake, capsys):
+    fake(canned({"status": STATUS}))
+    assert main(["status"]) == 0
+    out = capsys.readouterr().out
+    assert "\033[" not in out  # not a tty: no colour
+    lines = out.splitlines()
+    assert lines[0].split() == ["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "CPU", "RSS", "DESCRIPTION"]
+    assert lines[1].split() == ["web:0", "RUNNING", "4242", "2h", "03m", "0", "1.5%", "12.3M", "http", "on", ":8080"]
+    assert lines[2].split() == ["worker-long-name:1", "BACKOFF", "-", "-", "12", "-", "-", "last", "exit:", "exit", "3"]
+    # every column starts at the same offset on every line
+    for column in ("STATE", "DESCRIPTION"):
+        start = lines[0].index(column)
+        assert lines[1][start - 2 : start] == "  " and lines[1][start] != " "
+    assert lines[1].index("RUNNING") == lines[2].index("BACKOFF") == lines[0].index("STATE")
+
+
+def test_status_colour_only_on_tty_and_without_no_color(monkeypatch):
+    table = render.status_table(STATUS, colour=True)
+    assert "\033[32mRUNNING\033[0m" in table and "\033[33mBACKOFF\033[0m" in table
+    plain = render.status_table(STATUS, colour=False)
+    # colour does not move columns
+    strip = table.replace("\033[32m", "").replace("\033[33m", "").replace("\033[0m", "")
+    assert strip == plain
+
+    class Tty:
+        def isatty(self):
+            return True
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    assert render.use_colour(Tty())
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not render.use_colour(Tty())
+
+
+def test_status_json_and_names(fake, capsys):
+    master = fake(canned({"status": STATUS}))
+    assert main(["status", "web", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == STATUS
+    assert master.requests == [{"id": 1, "cmd": "status", "args": {"names": ["web"]}}]
+
+
+def test_status_check(fake, capsys):
+    fake(canned({"status": STATUS}))
+    assert main(["status", "--check"]) == 1
+    capsys.readouterr()
+
+
+def test_status_check_all_running(fake, capsys):
+    fake(canned({"status": STATUS[:1]}))
+    assert main(["status", "--check", "web"]) == 0
+
+
+def test_options_before_and_after_the_command(fake, short_dir, capsys):
+    master = fake(canned({"status": STATUS}), env=False)
+    assert main(["--socket", master.path, "--json", "status"]) == 0
+    assert json.loads(capsys.readouterr().out) == STATUS
+    assert main(["status", "--socket", master.path, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == STATUS
+
+
+# -- exit codes ---------------------------------------------------------------------
+
+
+def test_error_reply_exits_1_with_one_line(fake, capsys):
+    fake(lambda request: [error(request, "no_such_service", "no service named 'nope'")])
+    assert main(["restart", "nope"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == "corral: error: no service named 'nope'\n"
+
+
+def test_actions_print_one_line_per_item(fake, capsys):
+    result = [
+        {"name": "web:0", "state": "RUNNING", "ok": True, "message": ""},
+        {"name": "web:1", "state": "FATAL", "ok": False, "message": "exited 6 times in 10 s"},
+    ]
+    master = fake(canned({"start": result, "stop": result[:1]}))
+    assert main(["start", "web"]) == 1
+    assert capsys.readouterr().out == "web:0: RUNNING\nweb:1: FATAL: exited 6 times in 10 s\n"
+    assert main(["stop", "web", "db"]) == 0
+    assert capsys.readouterr().out == "web:0: RUNNING\n"
+    assert master.requests[1]["args"] == {"names": ["web", "db"]}
+
+
+def test_signal_arguments(fake, capsys):
+    master = fake(canned({"signal": [{"name": "web:0", "state": "RUNNING", "ok": True, "message": ""}]}))
+    assert main(["signal", "HUP", "web"]) == 0
+    assert main(["signal", "9", "web", "db"]) == 0
+    assert main(["signal", "-15", "web"]) == 0
+    assert [r["args"] for r in master.requests] == [
+        {"names": ["web"], "signal": "HUP"},
+        {"names": ["web", "db"], "signal": 9},
+        {"names": ["web"], "signal": 15},
+    ]
+
+
+def test_no_socket_exits_3_naming_the_path(short_dir, monkeypatch, capsys):
+    path = os.path.join(short_dir, "missing.sock")
+    monkeypatch.setenv("CORRAL_SOCKET", path)
+    assert main(["status"]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("corral: error: no master answering on ") and path in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_refused_exits_3(short_dir, monkeypatch, capsys):
+    path = os.path.join(short_dir, "dead.sock")
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(path)  # bound, never listening: a master that died
+    dead.close()
+    assert main(["status", "--socket", path]) == 3
+    assert path in capsys.readouterr().err
+
+
+def test_closed_before_reply_exits_3(fake, capsys):
+    master = fake(lambda request: [])
+    assert main(["status"]) == 3
+    assert master.path in capsys.readouterr().err
+
+
+def test_partial_reply_exits_3(fake, capsys):
+    fake(lambda request: [b'{"id": 1, "ok": tr'])
+    assert main(["tree"]) == 3
+    capsys.readouterr()
+
+
+def test_usage_errors_exit_2(capsys):
+    assert main([]) == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["start"])
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["logs", "-n", "-3"])
+    assert exc.value.code == 2
+    capsys.readouterr()
+
+
+# -- socket discovery -----------------------------------------------------------------
+
+
+def parse(*argv):
+    return build_parser().parse_args(list(argv))
+
+
+def test_discovery_order(short_dir):
+    config = os.path.join(short_dir, "app.toml")
+    with open(config, "w") as file:
+        file.write('[corral]\nsocket = "run/ctl.sock"\n')
+    env = {"CORRAL_SOCKET": "/tmp/env.sock"}
+    cwd = "/somewhere"
+    assert find_socket(parse("--socket", "s.sock", "-c", config, "status"), env, cwd)[0] == "/somewhere/s.sock"
+    assert find_socket(parse("-c", config, "status"), env, cwd)[0] == "/tmp/env.sock"
+    assert find_socket(parse("status", "-c", config), {}, cwd)[0] == os.path.join(short_dir, "run/ctl.sock")
+    assert find_socket(parse("status"), {}, cwd)[0] == "/somewhere/corral.sock"
+    assert find_socket(parse("status"), {"CORRAL_SOCKET": ""}, cwd)[0] == "/somewhere/corral.sock"
+
+
+def test_discovery_config_without_socket_uses_cwd(short_dir):
+    toml = os.path.join(short_dir, "app.toml")
+    with open(toml, "w") as file:
+        file.write('[services.db]\ncommand = ["true"]\n')
+    py = os.path.join(short_dir, "app.py")
+    with open(py, "w") as file:
+        file.write("application = None\n")
+    assert find_socket(parse("status", "-c", toml), {}, "/w")[0] == "/w/corral.sock"
+    assert find_socket(parse("status", "-c", py), {}, "/w")[0] == "/w/corral.sock"
+
+
+def test_discovery_via_config_end_to_end(fake, short_dir, monkeypatch, capsys):
+    master = fake(canned({"version": {"version": "0.1.0", "pid": 77}}), name="m.sock", env=False)
+    monkeypatch.delenv("CORRAL_SOCKET", raising=False)
+    config = os.path.join(short_dir, "corral.toml")
+    with open(config, "w") as file:
+        file.write('[corral]\nsocket = "m.sock"\n')
+    monkeypatch.chdir("/")
+    assert main(["version", "-c", config]) == 0
+    assert capsys.readouterr().out == "corral 0.1.0 (master pid 77)\n"
+    assert len(master.requests) == 1
+
+
+def test_discovery_env_end_to_end(fake, short_dir, monkeypatch, capsys):
+    fake(canned({"version": {"version": "0.1.0", "pid": 5}}), name="env.sock")  # sets $CORRAL_SOCKET
+    monkeypatch.chdir(short_dir)  # ./corral.sock does not exist: only the variable finds the master
+    assert main(["version"]) == 0
+    assert "master pid 5" in capsys.readouterr().out
+
+
+def test_bad_toml_is_one_line_error(short_dir, monkeypatch, capsys):
+    monkeypatch.delenv("CORRAL_SOCKET", raising=False)
+    config = os.path.join(short_dir, "bad.toml")
+    with open(config, "w") as file:
+        file.write("[corral\n")
+    assert main(["status", "-c", config]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"corral: error: config {config}: ") and err.count("\n") == 1
+
+
+# -- logs and events -------------------------------------------------------------------
+
+
+def log(text, pid=4242, time_=1_795_000_000.123, stream="out"):
+    return {"time": time_, "name": "web:0", "service": "web", "pid": pid, "stream": stream, "line": text}
+
+
+def test_log_line_format():
+    item = log("hello")
+    expected_time = render.timestamp(item["time"])
+    assert expected_time.endswith(".123") and len(expected_time) == 23
+    assert render.log_line(item) == f"{expected_time} web:0[4242] out: hello"
+    assert render.log_line(log("x", pid=None, stream="log")) == f"{expected_time} web:0 log: x"
+
+
+def test_logs_follow_with_dropped_notice(fake, capsys):
+    def handler(request):
+        rid = request["id"]
+        return [
+            ok(request, [log("one"), log("two")]),
+            {"id": rid, "stream": log("three")},
+            {"id": rid, "dropped": 5},
+            {"id": rid, "stream": log("nine", stream="err")},
+        ]
+
+    master = fake(handler)
+    assert main(["logs", "web", "-n", "10", "-f"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" ", 3)[3] for line in lines if not line.startswith("[")] == [
+        "out: one",
+        "out: two",
+        "out: three",
+        "err: nine",
+    ]
+    assert lines[3] == "[corral: 5 lines dropped: this client fell behind]"
+    assert master.requests[0]["args"] == {"name": "web", "lines": 10, "follow": True}
+
+
+def test_logs_without_follow(fake, capsys):
+    master = fake(canned({"logs": [log("a")]}))
+    assert main(["logs"]) == 0
+    assert capsys.readouterr().out.endswith("web:0[4242] out: a\n")
+    assert master.requests[0]["args"] == {"name": None, "lines": 100, "follow": False}
+
+
+def test_client_stream_yields_dropped_marker(fake):
+    def handler(request):
+        return [ok(request, []), {"id": request["id"], "dropped": 2}, {"id": request["id"], "stream": {"x": 1}}]
+
+    master = fake(handler)
+    with Client(master.path) as client:
+        assert list(client.stream("events", follow=True)) == [[], Dropped(2), {"x": 1}]
+
+
+def test_client_call_raises_control_error(fake):
+    master = fake(lambda request: [error(request, "bad_argument", "logs: bad value")])
+    with Client(master.path) as client:
+        with pytest.raises(ControlError) as exc:
+            client.call("logs", lines=-1)
+    assert exc.value.code == "bad_argument"
+
+
+def test_client_no_master(short_dir):
+    with pytest.raises(NoMaster) as exc:
+        Client(os.path.join(short_dir, "none.sock"))
+    assert "none.sock" in str(exc.value)
+
+
+def test_events_are_json_lines(fake, capsys):
+    events = [
+        {"time": 1.5, "name": "web:0", "service": "web", "from": "STARTING", "to": "RUNNING", "pid": 3, "exit": None},
+        {"time": 2.5, "name": "web:0", "service": "web", "from": "RUNNING", "to": "BACKOFF", "pid": 3, "exit": "exit 1"},
+    ]
+
+    def handler(request):
+        return [ok(request, events[:1]), {"id": request["id"], "dropped": 1}, {"id": request["id"], "stream": events[1]}]
+
+    master = fake(handler)
+    assert main(["events", "-f", "-n", "0"]) == 0
+    captured = capsys.readouterr()
+    assert [json.loads(line) for line in captured.out.splitlines()] == events
+    assert "1 lines dropped" in captured.err  # notices keep stdout pure JSON
+    assert master.requests[0]["args"] == {"lines": 0, "follow": True}
+
+
+def test_ctrl_c_while_following_is_quiet(fake, monkeypatch, capsys):
+    fake(canned({}))
+
+    def interrupted(self, cmd, **args):
+        yield []
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Client, "stream", interrupted)
+    assert main(["logs", "-f"]) == 130
+    assert capsys.readouterr().err == ""
+
+
+# -- tree, reload, version, reopen --------------------------------------------------------
+
+
+TREE = {
+    "name": "shop",
+    "children": [
+        {
+            "name": "db",
+            "kind": "command",
+            "state": "RUNNING",
+            "pid": 10,
+            "class": None,
+            "children": [],
+            "instances": [{"name": "db:0", "state": "RUNNING", "pid": 10}],
+        },
+        {
+            "name": "web",
+            "kind": "python",
+            "state": "RUNNING",
+            "pid": None,
+            "class": "myapp.Web",
+            "children": [{"name": "http", "class": "TCPServer", "children": [{"name": "h", "class": "H", "children": []}]}],
+            "instances": [{"name": "web:0", "state": "RUNNING", "pid": 11}, {"name": "web:1", "state": "FATAL", "pid": None}],
+        },
+    ],
+}
+
+
+def test_tree(fake, capsys):
+    fake(canned({"tree": TREE}))
+    assert main(["tree"]) == 0
+    text = capsys.readouterr().out
+    assert render.tree(TREE, unicode=False) == textwrap.dedent(
+        """\
+        shop
+        |- db [command]  RUNNING  pid 10
+        `- web [python myapp.Web]  RUNNING
+           |- web:0  RUNNING  pid 11
+           |- web:1  FATAL
+           `- http (TCPServer)
+              `- h (H)"""
+    )
+    assert text.splitlines()[0] == "shop" and "web:1  FATAL" in text
+
+
+def test_reload_summary(fake, capsys):
+    fake(canned({"reload": {"added": ["cache"], "removed": [], "changed": ["web"], "unchanged": ["db", "x"]}}))
+    assert main(["reload"]) == 0
+    assert capsys.readouterr().out == "added: cache\nchanged: web\nunchanged: 2\n"
+    assert render.reload_summary({"added": [], "removed": [], "changed": [], "unchanged": ["a"]}) == (
+        "no changes (1 unchanged)"
+    )
+
+
+def test_reload_config_error(fake, capsys):
+    fake(lambda request: [error(request, "config_error", "app.toml: service 'web': key 'x': unknown key")])
+    assert main(["reload"]) == 1
+    assert capsys.readouterr().err == "corral: error: app.toml: service 'web': key 'x': unknown key\n"
+
+
+def test_reopen_and_shutdown_print_nothing(fake, capsys):
+    master = fake(canned({"reopen": None, "shutdown": None}))
+    assert main(["reopen"]) == 0
+    assert main(["shutdown"]) == 0
+    assert capsys.readouterr().out == ""
+    assert [r["cmd"] for r in master.requests] == ["reopen", "shutdown"]
+
+
+def test_version_without_master(short_dir, monkeypatch, capsys):
+    monkeypatch.setenv("CORRAL_SOCKET", os.path.join(short_dir, "none.sock"))
+    assert main(["version"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "corral 0.1.0\n"
+    assert "no master answering" in captured.err and "none.sock" in captured.err
+
+
+# -- run ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_run_master(monkeypatch):
+    calls = []
+    module = types.ModuleType("corral.supervisor.master")
+
+    def run_master(config, **kwargs):
+        calls.append((config, kwargs))
+        if config == "bad.toml":
+            raise ConfigError("bad.toml", "unknown key", service="web", key="colour", detail="  context line\n")
+        return 0
+
+    module.run_master = run_master
+    monkeypatch.setitem(sys.modules, "corral.supervisor.master", module)
+    return calls
+
+
+def test_run_passes_absolute_paths(fake_run_master, short_dir, monkeypatch):
+    monkeypatch.chdir(short_dir)
+    assert main(["run", "app.toml", "--socket", "c.sock", "--log-dir", "logs"]) == 0
+    assert fake_run_master == [
+        (
+            "app.toml",
+            {"socket": os.path.join(short_dir, "c.sock"), "logfile": None, "log_dir": os.path.join(short_dir, "logs")},
+        )
+    ]
+
+
+def test_run_config_error(fake_run_master, capsys):
+    assert main(["run", "bad.toml"]) == 1
+    err = capsys.readouterr().err
+    assert err == "  context line\ncorral: error: bad.toml: service 'web': key 'colour': unknown key\n"
+
+
+# -- startup cost -------------------------------------------------------------------------
+
+
+def test_client_path_imports_nothing_heavy(short_dir):
+    script = textwrap.dedent(
+        f"""
+        import io, sys, contextlib
+        from corral.cli.main import build_parser, main
+        from corral.cli import render
+        build_parser().parse_args(["status", "--json"])
+        render.status_table({STATUS!r})
+        render.tree({TREE!r})
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            code = main(["--socket", {os.path.join(short_dir, "x.sock")!r}, "status"])
+        assert code == 3, code
+        heavy = sorted(
+            m for m in sys.modules
+            if m.split(".")[0] in ("psutil", "multiprocess", "asyncio", "multiprocessing", "dill")
+            or m.startswith(("corral.supervisor", "corral.config", "corral.workers", "corral.services"))
+        )
+        print(",".join(heavy))
+        """
+    )
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=root, timeout=20
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""
+
+
+def test_socket_path_longer_than_sun_path(fake, short_dir, capsys):
+    fake(canned({"version": {"version": "0.1.0", "pid": 9}}), env=False)
+    deep = os.path.join(short_dir, "d" * 60, "e" * 60)
+    os.makedirs(deep)
+    os.symlink(short_dir, os.path.join(deep, "link"))
+    path = os.path.join(deep, "link", "corral.sock")
+    assert len(path) > 108
+    assert main(["version", "--socket", path]) == 0
+    assert "master pid 9" in capsys.readouterr().out
+    assert main(["status", "--socket", os.path.join(deep, "none.sock")]) == 3
+    assert "none.sock" in capsys.readouterr().err
