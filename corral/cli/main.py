@@ -286,7 +286,7 @@ def run_client(args, out):
 
 
 def run_master_command(args):
-    from corral.supervisor.master import run_master  # the heavy side, only here
+    from corral.supervisor.run import run_master  # the heavy side, only here
 
     def absolute(path):
         return None if path is None else os.path.abspath(path)

@@ -11,17 +11,15 @@ pipes and pidfds are read only when the loop says they are ready.
 
 import asyncio
 import collections
-import dataclasses
 import os
 import signal
 import time
 
 from corral import config as config_module
-from corral import spec as spec_module
 from corral.clock import Clock
-from corral.errors import E_CONFIG, E_NO_SUCH_SERVICE, ControlError, CorralError
-from corral.supervisor import policy, report, signals
-from corral.supervisor.control import ControlServer
+from corral.errors import E_NO_SUCH_SERVICE, ControlError
+from corral.supervisor import policy, report
+from corral.supervisor import reload as reload_module
 from corral.supervisor.logs import LogHub
 from corral.supervisor.record import Record
 from corral.supervisor.spawn import Spawner, SpawnError
@@ -52,7 +50,7 @@ class Master:
         self.usage = report.Usage()
         self._reload_lock = asyncio.Lock()
         for spec in config.services:
-            self._add_service(spec)
+            self.add_service(spec)
 
     # -- set-up and main ---------------------------------------------------
 
@@ -79,7 +77,7 @@ class Master:
         exc = context.get("exception")
         self.log(f"internal error: {context.get('message')}: {exc!r}")
 
-    def _add_service(self, spec):
+    def add_service(self, spec):
         for index in range(spec.numprocs):
             record = Record(spec, index)
             self.records[record.name] = record
@@ -421,39 +419,9 @@ class Master:
         await asyncio.shield(self.done)
 
     async def reload(self):
-        """Apply a re-read config: start added, stop removed, restart changed."""
+        """Re-read the config and apply the difference (see reload.py)."""
         async with self._reload_lock:
-            try:
-                new = self.loader(self.config.path)
-            except CorralError as exc:
-                self.log(f"reload refused: {exc}")
-                raise ControlError(E_CONFIG, str(exc)) from None
-            added, removed, changed, unchanged = spec_module.diff(
-                self.config.services, new.services)
-            self.log("reload: " + ", ".join(
-                f"{label} {' '.join(names)}" for label, names in
-                (("added", added), ("removed", removed), ("changed", changed)) if names)
-                if added or removed or changed else "reload: nothing changed")
-            going = [r for r in self.records.values() if r.service in removed + changed]
-            for record in going:
-                self.stop_record(record)
-            await self.wait_for(lambda: all(r.state in AT_REST for r in going))
-            old_records = self.records
-            self.records = {}
-            for spec in new.services:
-                if spec.name in unchanged:
-                    for record in old_records.values():
-                        if record.service == spec.name:
-                            self.records[record.name] = record
-                else:
-                    self._add_service(spec)
-            self.config = dataclasses.replace(new, master=self.config.master)
-            for spec in new.services:
-                if spec.name in added + changed and spec.autostart:
-                    for record in self.instances_of(spec.name):
-                        self.request_start(record)
-            return {"added": added, "removed": removed, "changed": changed,
-                    "unchanged": unchanged}
+            return await reload_module.apply(self)
 
 
 def _start_settled(record):
@@ -471,49 +439,3 @@ def _version():
     from corral import __version__
 
     return __version__
-
-
-def run_master(config_path, socket=None, logfile=None, log_dir=None):
-    """`corral run`: load, supervise in the foreground, return the exit code.
-
-    Raises ConfigError (nothing started) or CorralError (socket in use).
-    """
-    config = config_module.load(config_path)
-    settings = config.master
-    settings = dataclasses.replace(
-        settings,
-        socket=os.path.abspath(socket or settings.socket),
-        logfile=logfile or settings.logfile,
-        log_dir=log_dir or settings.log_dir,
-    )
-    config = dataclasses.replace(config, master=settings)
-    return asyncio.run(_main(config))
-
-
-async def _main(config):
-    loop = asyncio.get_running_loop()
-    color = os.isatty(1) and "NO_COLOR" not in os.environ
-    master = Master(config, console=1, color=color)
-    control = ControlServer(master, config.master.socket)
-    await control.start()  # before anything runs: a second master is refused here
-    master.attach_loop(loop)
-
-    def reload():
-        loop.create_task(_logged(master.reload()))
-
-    taken = signals.install(loop, master, reload=reload, reopen=master.loghub.reopen)
-    try:
-        master.start_autostart()
-        code = await master.done
-    finally:
-        signals.uninstall(loop, taken)
-        await control.close()
-        master.loghub.close()
-    return code
-
-
-async def _logged(awaitable):
-    try:
-        await awaitable
-    except ControlError:
-        pass  # reload already logged why it refused

@@ -546,7 +546,7 @@ def test_version_without_master(short_dir, monkeypatch, capsys):
 @pytest.fixture
 def fake_run_master(monkeypatch):
     calls = []
-    module = types.ModuleType("corral.supervisor.master")
+    module = types.ModuleType("corral.supervisor.run")
 
     def run_master(config, **kwargs):
         calls.append((config, kwargs))
@@ -555,7 +555,7 @@ def fake_run_master(monkeypatch):
         return 0
 
     module.run_master = run_master
-    monkeypatch.setitem(sys.modules, "corral.supervisor.master", module)
+    monkeypatch.setitem(sys.modules, "corral.supervisor.run", module)
     return calls
 
 
