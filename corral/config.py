@@ -7,16 +7,14 @@ its workers later: the config's folder stays at the front of sys.path and
 imported modules stay imported.
 
 TOML services and Python services (settings from Service.supervise()) go
-through the same _supervision() check, so one key means one thing in both.
+through the same supervision() check, so one key means one thing in both.
 """
 
-import difflib
 import math
 import os
 import re
 import shlex
 import shutil
-import signal
 import sys
 import tomllib
 import traceback
@@ -25,9 +23,10 @@ from collections.abc import Mapping
 
 from corral.errors import ConfigError
 from corral.order import find_cycle, format_cycle
+from corral.settings import Bad, resolve, supervision, unknown
 from corral.service import MultiService, Service
 from corral.spec import (
-    MASTER_DEFAULTS, RESTART_POLICIES, SERVICE_DEFAULTS, Config, MasterSpec, ServiceSpec,
+    MASTER_DEFAULTS, Config, MasterSpec, ServiceSpec,
 )
 
 NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
@@ -39,17 +38,6 @@ _NO_APPLICATION = (
     '`application = corral.Application("myapp")`, and add services to it '
     "with `svc.setServiceParent(application)`"
 )
-
-
-class _Bad(Exception):
-    """A bad value in one service; .error() adds the file and service name."""
-
-    def __init__(self, message, key=None, detail=None):
-        super().__init__(message)
-        self.message, self.key, self.detail = message, key, detail
-
-    def error(self, path, name):
-        return ConfigError(path, self.message, service=name, key=self.key, detail=self.detail)
 
 
 def load(path):
@@ -87,7 +75,7 @@ def _load_toml(path, data):
         raise ConfigError(path, f"invalid TOML: {text}", line=line) from None
     for key in doc:
         if key not in ("corral", "services"):
-            raise ConfigError(path, _unknown(key, ("corral", "services"), "top-level key")
+            raise ConfigError(path, unknown(key, ("corral", "services"), "top-level key")
                               + "; a config has a [corral] table and [services.NAME] "
                               "tables", key=key)
     folder = os.path.dirname(path)
@@ -100,7 +88,7 @@ def _load_toml(path, data):
         _check_name(path, name)
         try:
             specs.append(_toml_service(path, folder, name, table))
-        except _Bad as bad:
+        except Bad as bad:
             raise bad.error(path, name) from None
     return master, specs
 
@@ -111,29 +99,29 @@ def _master(path, table, folder):
     settings = {}
     for key, value in table.items():
         if key not in MASTER_DEFAULTS:
-            raise ConfigError(path, _unknown(key, MASTER_DEFAULTS, "key") + " in [corral]",
+            raise ConfigError(path, unknown(key, MASTER_DEFAULTS, "key") + " in [corral]",
                               key=key)
         if not isinstance(value, str) or not value:
             raise ConfigError(path, f"must be a non-empty path string, not {value!r}", key=key)
         # Only paths given in the file are resolved: the default socket stays
         # relative, for the CLI to resolve against its own cwd.
-        settings[key] = _resolve(folder, value)
+        settings[key] = resolve(folder, value)
     return MasterSpec(**settings)
 
 
 def _toml_service(path, folder, name, table):
     if not isinstance(table, dict):
-        raise _Bad("must be a table ([services.NAME])")
+        raise Bad("must be a table ([services.NAME])")
     has = [key for key in ("command", "service") if key in table]
     if not has:
-        raise _Bad("needs 'command' (a program to run) or 'service' "
+        raise Bad("needs 'command' (a program to run) or 'service' "
                    '(a Python factory, "module:callable")')
     if len(has) == 2:
-        raise _Bad("has both 'command' and 'service'; give exactly one", "service")
+        raise Bad("has both 'command' and 'service'; give exactly one", "service")
     if "args" in table and "service" not in table:
-        raise _Bad("'args' goes with 'service' (a factory), not with 'command'", "args")
+        raise Bad("'args' goes with 'service' (a factory), not with 'command'", "args")
     rest = {k: v for k, v in table.items() if k not in WHAT_KEYS}
-    settings = _supervision(name, rest, folder, extra=WHAT_KEYS)
+    settings = supervision(name, rest, folder, extra=WHAT_KEYS)
     common = dict(name=name, source=path, **settings)
     if "command" in table:
         base = settings["cwd"] or folder
@@ -149,36 +137,36 @@ def _command(value, base, env):
         try:
             argv = shlex.split(value)
         except ValueError as exc:
-            raise _Bad(f"cannot split {value!r}: {exc}", "command") from None
+            raise Bad(f"cannot split {value!r}: {exc}", "command") from None
     elif isinstance(value, list) and all(isinstance(a, str) for a in value):
         argv = value
     else:
-        raise _Bad(f"must be a string or a list of strings, not {value!r}", "command")
+        raise Bad(f"must be a string or a list of strings, not {value!r}", "command")
     if not argv or not argv[0]:
-        raise _Bad("is empty; give the program to run", "command")
+        raise Bad("is empty; give the program to run", "command")
     if "/" in argv[0]:
-        found = _resolve(base, argv[0])
+        found = resolve(base, argv[0])
         if not os.path.isfile(found):
-            raise _Bad(f"program {found!r} does not exist", "command")
+            raise Bad(f"program {found!r} does not exist", "command")
         if not os.access(found, os.X_OK):
-            raise _Bad(f"program {found!r} is not executable", "command")
+            raise Bad(f"program {found!r} is not executable", "command")
     else:
         # Search the PATH the program will get: the service's env wins.
         own = dict(env).get("PATH")
         found = shutil.which(argv[0], path=own or os.environ.get("PATH", os.defpath))
         if found is None:
             where = f"the service's env PATH ({own})" if own else "PATH"
-            raise _Bad(f"program {argv[0]!r} not found on {where}", "command")
+            raise Bad(f"program {argv[0]!r} not found on {where}", "command")
     return (os.path.abspath(found), *argv[1:])
 
 
 def _factory(folder, value, args):
     """Import "module:callable" and call it with args: (factory, args, tree)."""
     if not isinstance(value, str) or not re.fullmatch(r"[\w.]+:[\w.]+", value):
-        raise _Bad(f'must be "module:callable", e.g. "myapp.web:make_service", '
+        raise Bad(f'must be "module:callable", e.g. "myapp.web:make_service", '
                    f"not {value!r}", "service")
     if not isinstance(args, dict):
-        raise _Bad(f"must be a table of keyword arguments, not {args!r}", "args")
+        raise Bad(f"must be a table of keyword arguments, not {args!r}", "args")
     module_name, attr = value.split(":")
     _put_on_path(folder)
     try:
@@ -188,22 +176,22 @@ def _factory(folder, value, args):
         missing = getattr(exc, "name", None)
         if isinstance(exc, ModuleNotFoundError) and missing and \
                 (module_name + ".").startswith(missing + "."):
-            raise _Bad(f"cannot import {module_name!r}: no module named {missing!r} "
+            raise Bad(f"cannot import {module_name!r}: no module named {missing!r} "
                        "(looked in the config's folder and sys.path)", "service") from None
-        raise _Bad(f"importing {module_name!r} raised {_summary(exc)}", "service",
+        raise Bad(f"importing {module_name!r} raised {_summary(exc)}", "service",
                    _user_tb(exc)) from None
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise _Bad(f"{module_name!r} has no attribute {attr!r}", "service")
+            raise Bad(f"{module_name!r} has no attribute {attr!r}", "service")
         obj = getattr(obj, part)
     if not callable(obj):
-        raise _Bad(f"{value} is a {type(obj).__name__}, not a callable", "service")
+        raise Bad(f"{value} is a {type(obj).__name__}, not a callable", "service")
     try:
         tree = obj(**args)
     except (Exception, SystemExit) as exc:
-        raise _Bad(f"{value}(...) raised {_summary(exc)}", "service", _user_tb(exc)) from None
+        raise Bad(f"{value}(...) raised {_summary(exc)}", "service", _user_tb(exc)) from None
     if not isinstance(tree, Service):
-        raise _Bad(f"{value}(...) returned {tree!r}, not a corral Service", "service")
+        raise Bad(f"{value}(...) returned {tree!r}, not a corral Service", "service")
     return value, _freeze(args), tree
 
 
@@ -257,8 +245,8 @@ def _load_python(path, data):
         try:
             settings = _supervise_settings(child)
             specs.append(ServiceSpec(name=name, tree=child, fingerprint=tree_fingerprint(child),
-                                     source=path, **_supervision(name, settings, folder)))
-        except _Bad as bad:
+                                     source=path, **supervision(name, settings, folder)))
+        except Bad as bad:
             raise bad.error(path, name) from None
     sys.modules["__corral_config__"] = module
     return MasterSpec(), specs
@@ -267,10 +255,10 @@ def _load_python(path, data):
 def _supervise_settings(child):
     settings = getattr(child, "supervision", {})
     if not isinstance(settings, Mapping):
-        raise _Bad(f"supervision must be a dict (set by supervise()), not {settings!r}")
+        raise Bad(f"supervision must be a dict (set by supervise()), not {settings!r}")
     for key in WHAT_KEYS:
         if key in settings:
-            raise _Bad(f"{key!r} is not a supervise() setting: in a Python config the "
+            raise Bad(f"{key!r} is not a supervise() setting: in a Python config the "
                        "service object itself is what runs", key)
     return settings
 
@@ -325,117 +313,13 @@ def _plain(value, depth=0):
     return tuple(sorted(items, key=repr) if is_dict else items)
 
 
-# -- supervision settings, shared by TOML and Python --------------------------
-
-def _supervision(name, table, folder, extra=()):
-    """Check supervision settings; returns every SERVICE_DEFAULTS key."""
-    settings = dict(SERVICE_DEFAULTS)
-    for key, value in table.items():
-        if key not in SERVICE_DEFAULTS:
-            raise _Bad(_unknown(key, [*SERVICE_DEFAULTS, *extra], "key"), key)
-        try:
-            settings[key] = _CHECKS[key](value, folder)
-        except _Bad as bad:
-            raise _Bad(bad.message, key) from None
-    if name in settings["after"]:
-        raise _Bad("a service cannot start after itself", "after")
-    low, high = settings["backoff_initial"], settings["backoff_max"]
-    if high < low:  # blame the key the user wrote
-        if "backoff_max" in table:
-            raise _Bad(f"must be >= backoff_initial ({low})", "backoff_max")
-        raise _Bad(f"must be <= backoff_max ({high})", "backoff_initial")
-    settings["stop_signal"] = int(settings["stop_signal"])
-    return settings
-
-
-def _number(low, low_ok=True, high=None, integer=False):
-    """A check for a number in range; ints pass for floats, bools never."""
-    def check(value, folder):
-        if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
-            raise _Bad(f"must be {'an integer' if integer else 'a number'}, not {value!r}")
-        if not math.isfinite(value):
-            raise _Bad(f"must be a finite number, not {value!r}")
-        if value < low or (value == low and not low_ok) or (high is not None and value > high):
-            limits = (">= " if low_ok else "> ") + str(low)
-            limits += f" and <= {high}" if high is not None else ""
-            raise _Bad(f"must be {limits}, not {value!r}")
-        return value if integer else float(value)
-    return check
-
-
-def _choice(*allowed):
-    def check(value, folder):
-        if isinstance(value, bool) != isinstance(allowed[0], bool) or value not in allowed:
-            shown = ", ".join(str(a).lower() if isinstance(a, bool) else a for a in allowed)
-            raise _Bad(f"must be one of {shown}, not {value!r}")
-        return value
-    return check
-
-
-def _after(value, folder):
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-        raise _Bad(f'must be a list of service names, e.g. ["db"], not {value!r}')
-    return tuple(dict.fromkeys(value))  # repeats dropped, order kept
-
-
-def _stop_signal(value, folder):
-    if isinstance(value, str):
-        name = value.upper() if value.upper().startswith("SIG") else "SIG" + value.upper()
-        if name in signal.Signals.__members__:
-            return int(signal.Signals[name])
-    elif isinstance(value, int) and not isinstance(value, bool):
-        if value in set(signal.Signals):
-            return value
-    raise _Bad(f'must be a signal name ("TERM", "SIGINT") or number, not {value!r}')
-
-
-def _env(value, folder):
-    if not isinstance(value, Mapping):
-        raise _Bad(f'must be a table of NAME = "value" strings, not {value!r}')
-    for key, val in value.items():
-        if not isinstance(key, str) or not key or "=" in key or "\0" in key:
-            raise _Bad(f"bad variable name {key!r}")
-        if not isinstance(val, str) or "\0" in val:
-            raise _Bad(f"the value of {key} must be a string, not {val!r}")
-    return tuple(sorted(value.items()))
-
-
-def _cwd(value, folder):
-    if not isinstance(value, str) or not value:
-        raise _Bad(f"must be a directory path, not {value!r}")
-    resolved = _resolve(folder, value)
-    if not os.path.isdir(resolved):
-        raise _Bad(f"{resolved!r} is not an existing directory")
-    return resolved
-
-
-_CHECKS = {
-    "restart": _choice(*RESTART_POLICIES),
-    "after": _after,
-    "numprocs": _number(1, integer=True),
-    "stop_signal": _stop_signal,
-    "stop_timeout": _number(0),
-    "env": _env,
-    "cwd": _cwd,
-    "autostart": _choice(True, False),
-    "backoff_initial": _number(0, low_ok=False),
-    "backoff_factor": _number(1),
-    "backoff_max": _number(0, low_ok=False),
-    "backoff_jitter": _number(0, high=1),
-    "backoff_reset": _number(0, low_ok=False),
-    "max_restarts": _number(0, integer=True),
-    "restart_window": _number(0, low_ok=False),
-}
-assert set(_CHECKS) == set(SERVICE_DEFAULTS), "every supervision key needs a check"
-
-
 def _check_after(path, specs):
     """Every `after` name exists, and the names form no cycle."""
     names = [spec.name for spec in specs]
     for spec in specs:
         for dep in spec.after:
             if dep not in names:
-                raise ConfigError(path, _unknown(dep, names, "service") + " in after",
+                raise ConfigError(path, unknown(dep, names, "service") + " in after",
                                   service=spec.name, key="after")
     cycle = find_cycle({spec.name: spec.after for spec in specs})
     if cycle is not None:
@@ -451,15 +335,6 @@ def _check_name(path, name):
                           service=name)
     if name in RESERVED_NAMES:
         raise ConfigError(path, f"{name!r} is reserved; choose another name", service=name)
-
-
-def _unknown(key, known, what):
-    close = difflib.get_close_matches(str(key), [str(k) for k in known], n=1)
-    return f"unknown {what} {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
-
-
-def _resolve(folder, value):
-    return os.path.normpath(os.path.join(folder, os.path.expanduser(value)))
 
 
 def _put_on_path(folder):

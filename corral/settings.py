@@ -1,0 +1,140 @@
+"""Supervision settings: one check per key, shared by TOML and Python.
+
+A TOML service table and the settings given with Service.supervise() go
+through the same supervision() call, so both get the same defaults, the
+same limits and the same messages. A bad value raises Bad, which config.py
+turns into a ConfigError naming the file, the service and the key.
+"""
+
+import difflib
+import math
+import os
+import signal
+from collections.abc import Mapping
+
+from corral.errors import ConfigError
+from corral.spec import RESTART_POLICIES, SERVICE_DEFAULTS
+
+
+class Bad(Exception):
+    """A bad value in one service; .error() adds the file and service name."""
+
+    def __init__(self, message, key=None, detail=None):
+        super().__init__(message)
+        self.message, self.key, self.detail = message, key, detail
+
+    def error(self, path, name):
+        return ConfigError(path, self.message, service=name, key=self.key, detail=self.detail)
+
+
+# -- supervision settings, shared by TOML and Python --------------------------
+
+def supervision(name, table, folder, extra=()):
+    """Check supervision settings; returns every SERVICE_DEFAULTS key."""
+    settings = dict(SERVICE_DEFAULTS)
+    for key, value in table.items():
+        if key not in SERVICE_DEFAULTS:
+            raise Bad(unknown(key, [*SERVICE_DEFAULTS, *extra], "key"), key)
+        try:
+            settings[key] = _CHECKS[key](value, folder)
+        except Bad as bad:
+            raise Bad(bad.message, key) from None
+    if name in settings["after"]:
+        raise Bad("a service cannot start after itself", "after")
+    low, high = settings["backoff_initial"], settings["backoff_max"]
+    if high < low:  # blame the key the user wrote
+        if "backoff_max" in table:
+            raise Bad(f"must be >= backoff_initial ({low})", "backoff_max")
+        raise Bad(f"must be <= backoff_max ({high})", "backoff_initial")
+    settings["stop_signal"] = int(settings["stop_signal"])
+    return settings
+
+
+def _number(low, low_ok=True, high=None, integer=False):
+    """A check for a number in range; ints pass for floats, bools never."""
+    def check(value, folder):
+        if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+            raise Bad(f"must be {'an integer' if integer else 'a number'}, not {value!r}")
+        if not math.isfinite(value):
+            raise Bad(f"must be a finite number, not {value!r}")
+        if value < low or (value == low and not low_ok) or (high is not None and value > high):
+            limits = (">= " if low_ok else "> ") + str(low)
+            limits += f" and <= {high}" if high is not None else ""
+            raise Bad(f"must be {limits}, not {value!r}")
+        return value if integer else float(value)
+    return check
+
+
+def _choice(*allowed):
+    def check(value, folder):
+        if isinstance(value, bool) != isinstance(allowed[0], bool) or value not in allowed:
+            shown = ", ".join(str(a).lower() if isinstance(a, bool) else a for a in allowed)
+            raise Bad(f"must be one of {shown}, not {value!r}")
+        return value
+    return check
+
+
+def _after(value, folder):
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise Bad(f'must be a list of service names, e.g. ["db"], not {value!r}')
+    return tuple(dict.fromkeys(value))  # repeats dropped, order kept
+
+
+def _stop_signal(value, folder):
+    if isinstance(value, str):
+        name = value.upper() if value.upper().startswith("SIG") else "SIG" + value.upper()
+        if name in signal.Signals.__members__:
+            return int(signal.Signals[name])
+    elif isinstance(value, int) and not isinstance(value, bool):
+        if value in set(signal.Signals):
+            return value
+    raise Bad(f'must be a signal name ("TERM", "SIGINT") or number, not {value!r}')
+
+
+def _env(value, folder):
+    if not isinstance(value, Mapping):
+        raise Bad(f'must be a table of NAME = "value" strings, not {value!r}')
+    for key, val in value.items():
+        if not isinstance(key, str) or not key or "=" in key or "\0" in key:
+            raise Bad(f"bad variable name {key!r}")
+        if not isinstance(val, str) or "\0" in val:
+            raise Bad(f"the value of {key} must be a string, not {val!r}")
+    return tuple(sorted(value.items()))
+
+
+def _cwd(value, folder):
+    if not isinstance(value, str) or not value:
+        raise Bad(f"must be a directory path, not {value!r}")
+    resolved = resolve(folder, value)
+    if not os.path.isdir(resolved):
+        raise Bad(f"{resolved!r} is not an existing directory")
+    return resolved
+
+
+_CHECKS = {
+    "restart": _choice(*RESTART_POLICIES),
+    "after": _after,
+    "numprocs": _number(1, integer=True),
+    "stop_signal": _stop_signal,
+    "stop_timeout": _number(0),
+    "env": _env,
+    "cwd": _cwd,
+    "autostart": _choice(True, False),
+    "backoff_initial": _number(0, low_ok=False),
+    "backoff_factor": _number(1),
+    "backoff_max": _number(0, low_ok=False),
+    "backoff_jitter": _number(0, high=1),
+    "backoff_reset": _number(0, low_ok=False),
+    "max_restarts": _number(0, integer=True),
+    "restart_window": _number(0, low_ok=False),
+}
+assert set(_CHECKS) == set(SERVICE_DEFAULTS), "every supervision key needs a check"
+
+
+def unknown(key, known, what):
+    close = difflib.get_close_matches(str(key), [str(k) for k in known], n=1)
+    return f"unknown {what} {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+
+
+def resolve(folder, value):
+    return os.path.normpath(os.path.join(folder, os.path.expanduser(value)))
