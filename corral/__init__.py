@@ -1,6 +1,16 @@
-"""corral: a process supervisor for one host, with Twisted's service tree."""
+"""corral: a process supervisor for one host, with Twisted's service tree.
 
-from corral.service import Application, MultiService, Service
+The service classes are loaded on first use, so that the `corral` command
+line client, which lives in this package too, starts without them.
+"""
 
 __version__ = "0.1.0"
 __all__ = ["Application", "MultiService", "Service", "__version__"]
+
+
+def __getattr__(name):
+    if name in ("Application", "MultiService", "Service"):
+        from corral import service
+
+        return getattr(service, name)
+    raise AttributeError(f"module 'corral' has no attribute {name!r}")

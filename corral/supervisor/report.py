@@ -18,47 +18,43 @@ class Usage:
     def __init__(self):
         self._procs = {}  # pid -> psutil.Process, kept for cpu_percent deltas
 
-    def _process(self, pid):
-        proc = self._procs.get(pid)
-        if proc is None:
-            proc = self._procs[pid] = psutil.Process(pid)
-        return proc
+    def sample(self, pids):
+        """{pid: (cpu_percent, rss bytes)} for each pid with all its descendants.
 
-    def sample(self, pid):
-        """(cpu_percent, rss bytes) of pid and all its descendants, or (None, None)."""
-        try:
-            root = self._process(pid)
-            members = [root] + root.children(recursive=True)
-        except psutil.Error:
-            self._procs.pop(pid, None)
-            return None, None
-        cpu = 0.0
-        rss = 0
-        for member in members:
-            try:
-                proc = self._process(member.pid)
-                cpu += proc.cpu_percent(None)
-                rss += proc.memory_info().rss
-            except psutil.Error:
-                self._procs.pop(member.pid, None)
-        return round(cpu, 1), rss
-
-    def forget_except(self, live_pids):
-        for pid in list(self._procs):
-            if pid not in live_pids:
+        One pass over /proc finds every process's parent, so the cost is one
+        scan per request, not one per worker.
+        """
+        children = {}
+        live = set()
+        for proc in psutil.process_iter(["ppid"]):
+            children.setdefault(proc.info["ppid"], []).append(proc.pid)
+            live.add(proc.pid)
+        result = {}
+        for pid in pids:
+            cpu, rss, alive = 0.0, 0, False
+            todo = [pid]
+            while todo:
+                member = todo.pop()
+                todo.extend(children.get(member, ()))
                 try:
-                    alive = self._procs[pid].is_running()
+                    proc = self._procs.get(member)
+                    if proc is None:
+                        proc = self._procs[member] = psutil.Process(member)
+                    cpu += proc.cpu_percent(None)
+                    rss += proc.memory_info().rss
+                    alive = True
                 except psutil.Error:
-                    alive = False
-                if not alive:
-                    del self._procs[pid]
+                    self._procs.pop(member, None)
+            result[pid] = (round(cpu, 1), rss) if alive else (None, None)
+        for gone in set(self._procs) - live:  # cpu baselines of live processes only
+            del self._procs[gone]
+        return result
 
 
-def status_row(record, usage, now, loop_now):
-    cpu = rss = None
+def status_row(record, sample, now, loop_now):
+    cpu, rss = sample.get(record.pid, (None, None))
     uptime = None
     if record.pid is not None:
-        cpu, rss = usage.sample(record.pid)
         if record.state in (State.STARTING, State.RUNNING, State.STOPPING):
             uptime = round(now - record.started_at, 3)
     description = record.description
@@ -82,9 +78,8 @@ def status_row(record, usage, now, loop_now):
 
 
 def status(records, usage, now, loop_now):
-    rows = [status_row(record, usage, now, loop_now) for record in records]
-    usage.forget_except({row["pid"] for row in rows if row["pid"] is not None})
-    return rows
+    sample = usage.sample([r.pid for r in records if r.pid is not None])
+    return [status_row(record, sample, now, loop_now) for record in records]
 
 
 def _subtree(service):
