@@ -17,7 +17,7 @@ import time
 
 from corral import config as config_module
 from corral.clock import Clock
-from corral.errors import E_NO_SUCH_SERVICE, ControlError
+from corral.errors import E_NO_SUCH_SERVICE, E_SHUTTING_DOWN, ControlError
 from corral.supervisor import policy, report
 from corral.supervisor import reload as reload_module
 from corral.supervisor.logs import LogHub
@@ -188,11 +188,10 @@ class Master:
                     self.request_start(dep, fresh)
         if record.state in (State.STARTING, State.RUNNING):
             return
-        record.wanted = True
         if record.state is State.BACKOFF:  # an operator wants it now, not later
-            record.cancel_timer()
-            self._spawn(record, Event.START)
+            self._spawn(record, Event.START)  # (not left `wanted`: it is started)
             return
+        record.wanted = True
         waiting = [n for n in record.spec.after
                    if any(d.state is not State.RUNNING for d in self.instances_of(n))]
         if waiting:
@@ -420,14 +419,17 @@ class Master:
 
     async def reload(self):
         """Re-read the config and apply the difference (see reload.py)."""
+        if self.shutting_down:  # SIGHUP comes here without control's check
+            self.log("reload refused: shutting down")
+            raise ControlError(E_SHUTTING_DOWN, "reload: the master is shutting down")
         async with self._reload_lock:
             return await reload_module.apply(self)
 
 
 def _start_settled(record):
-    if record.state in (State.RUNNING, State.FATAL, State.EXITED):
-        return True
-    return record.state is State.STOPPED and not record.wanted
+    if record.wanted:  # not started yet: FATAL or EXITED is the last run's state
+        return False
+    return record.state in (State.RUNNING, State.FATAL, State.EXITED, State.STOPPED)
 
 
 def _outcome(record, ok, message=None):

@@ -10,6 +10,7 @@ A Child hands three pipe read ends to the master: stdout and stderr for the
 LogHub, and for Python workers a notify pipe (READY=1, sd_notify style).
 """
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -26,6 +27,23 @@ RESET_SIGNALS = (
     signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
     signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD, signal.SIGPIPE,
 )
+
+
+@contextlib.contextmanager
+def signals_blocked():
+    """Block every signal in the master around a fork.
+
+    Until the child has run reset_signals() it still has the master's signal
+    handlers, whose wakeup fd is the master's own: a stop signal sent to a
+    worker that early would reach the master as if sent to it, and the
+    worker would never see it. A child that starts with every signal blocked
+    gets them only once reset_signals() has put the defaults back.
+    """
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 class SpawnError(Exception):
@@ -165,17 +183,18 @@ class Spawner:
             die_with_parent(master_pid)
 
         try:
-            popen = subprocess.Popen(
-                spec.command,
-                stdin=subprocess.DEVNULL,
-                stdout=out_w,
-                stderr=err_w,
-                cwd=spec.cwd,
-                env=child_env(spec, instance, index),
-                start_new_session=True,
-                close_fds=True,
-                preexec_fn=setup,
-            )
+            with signals_blocked():
+                popen = subprocess.Popen(
+                    spec.command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out_w,
+                    stderr=err_w,
+                    cwd=spec.cwd,
+                    env=child_env(spec, instance, index),
+                    start_new_session=True,
+                    close_fds=True,
+                    preexec_fn=setup,
+                )
         except (OSError, subprocess.SubprocessError) as exc:
             for fd in (out_r, err_r):
                 os.close(fd)
@@ -206,7 +225,8 @@ class Spawner:
             except (OSError, ValueError):
                 pass
         try:
-            process.start()
+            with signals_blocked():
+                process.start()
         except OSError as exc:
             for fd in (out_r, err_r, notify_r):
                 os.close(fd)

@@ -4,7 +4,8 @@ The child starts as a copy of the master, inside one of the master's event
 loop callbacks. Before any user code runs it becomes a clean process, one
 step at a time, each step named in the error if it fails:
 
-    reset_signals       default dispositions, no wakeup fd into the master's loop
+    reset_signals       default dispositions, no wakeup fd into the master's loop,
+                        then unblock (the master forks with every signal blocked)
     new_session         its own session and process group (stops reach all it starts)
     die_with_master     PR_SET_PDEATHSIG, and exit now if the master is gone
     redirect_fds        stdout/stderr to the master's pipes, notify pipe on fd 3
@@ -27,6 +28,7 @@ from corral.errors import EXIT_WORKER_BOOT
 from corral.supervisor import spawn
 
 NOTIFY_FD = 3
+UNCATCHABLE = frozenset({signal.SIGKILL, signal.SIGSTOP})
 
 
 class BootstrapError(Exception):
@@ -96,7 +98,8 @@ def worker_main(spec, instance, index, fds, master_pid):
     from corral.workers import runner
 
     runner.setup_logging(instance)
-    stop_signals = {spec.stop_signal, signal.SIGTERM, signal.SIGINT}
+    # SIGKILL and SIGSTOP cannot be caught: as a stop_signal they act by themselves.
+    stop_signals = {spec.stop_signal, signal.SIGTERM, signal.SIGINT} - UNCATCHABLE
     try:
         code = runner.run_tree(spec.tree, stop_signals=tuple(stop_signals), notify=notify)
     except BaseException:

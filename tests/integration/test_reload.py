@@ -1,0 +1,179 @@
+"""Reload with real processes: by control request and by SIGHUP."""
+
+import json
+import os
+import signal
+import sys
+
+import pytest
+
+from corral.errors import E_CONFIG, ControlError
+from tests.integration.harness import pid_alive, wait_until
+
+WORKERS = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, "fixtures",
+                                       "workers"))
+
+
+def argv(*args):
+    return json.dumps(list(args))
+
+
+def service(name, word=None, after=()):
+    text = f"""
+[services.{name}]
+command = {argv("/bin/sh", "-c", f"echo {word or name} up; exec sleep 1000")}
+stop_timeout = 2
+"""
+    return text + (f"after = {argv(*after)}\n" if after else "")
+
+
+BEFORE = service("keep") + service("change", "old") + service("remove")
+AFTER = service("keep") + service("change", "new") + service("add", after=["keep"])
+
+
+def write(m, text):
+    with open(m.config, "w") as f:
+        f.write(text)
+
+
+def check_applied(m, pids):
+    rows = m.status()
+    assert sorted(rows) == ["add", "change", "keep"]
+    assert rows["keep"]["pid"] == pids["keep"] and rows["keep"]["state"] == "RUNNING"
+    assert not pid_alive(pids["change"]) and not pid_alive(pids["remove"])
+    m.wait_state("change", "RUNNING")
+    m.wait_state("add", "RUNNING")
+    assert m.status("change")["pid"] != pids["change"]
+    m.wait_log(r"change\[\d+\] out: new up")
+    m.wait_log(r"add\[\d+\] out: add up")
+    with pytest.raises(ControlError) as info:
+        m.call("status", names=["remove"])
+    assert info.value.code == "no_such_service"
+
+
+def running_pids(m, names):
+    return {name: m.wait_state(name, "RUNNING")["pid"] for name in names}
+
+
+@pytest.mark.timeout(30)
+def test_reload_applies_only_the_difference_and_refuses_a_broken_config(master):
+    m = master(BEFORE)
+    pids = running_pids(m, ("keep", "change", "remove"))
+
+    write(m, AFTER)
+    result = m.call("reload")
+    assert result == {"added": ["add"], "removed": ["remove"], "changed": ["change"],
+                      "unchanged": ["keep"]}
+    check_applied(m, pids)
+
+    # A broken config is refused and changes nothing.
+    now = {name: row["pid"] for name, row in m.status().items()}
+    for broken in ("[services.x\ncommand = 1", service("keep") + "\n[services.bad]\nfoo = 1\n",
+                   service("keep", after=["nowhere"])):
+        write(m, broken)
+        with pytest.raises(ControlError) as info:
+            m.call("reload")
+        assert info.value.code == E_CONFIG
+        assert {name: row["pid"] for name, row in m.status().items()} == now
+        assert all(row["state"] == "RUNNING" for row in m.status().values())
+    m.wait_log(r"reload refused: ", count=3)
+    assert all(map(pid_alive, now.values()))
+
+    # Reloading the same file again changes nothing either.
+    write(m, AFTER)
+    assert m.call("reload")["unchanged"] == ["keep", "change", "add"]
+    assert {name: row["pid"] for name, row in m.status().items()} == now
+
+
+@pytest.mark.timeout(30)
+def test_sighup_reloads(master):
+    m = master(BEFORE)
+    pids = running_pids(m, ("keep", "change", "remove"))
+    write(m, AFTER)
+    m.signal(signal.SIGHUP)
+    m.wait_log(r"reload: added add; removed remove; changed change")
+    wait_until(lambda: sorted(m.status()) == ["add", "change", "keep"], dump=m.output,
+               message="the reload applied")
+    check_applied(m, pids)
+
+    # A broken config on SIGHUP: logged, refused, the master goes on.
+    now = {name: row["pid"] for name, row in m.status().items()}
+    write(m, "this is = = not toml")
+    m.signal(signal.SIGHUP)
+    m.wait_log(r"reload refused: .*invalid TOML")
+    assert {name: row["pid"] for name, row in m.status().items()} == now
+    m.signal(signal.SIGTERM)
+    assert m.wait_exit() == 0
+
+
+PY_CONFIG = '''
+import corral
+
+
+class Worker(corral.Service):
+    def __init__(self, word):
+        super().__init__()
+        self.word = word
+
+    def startService(self):
+        super().startService()
+        print(f"{self.name} says {self.word}", flush=True)
+
+
+application = corral.Application("reloading")
+for name, word in WORDS:
+    worker = Worker(word)
+    worker.setName(name)
+    worker.setServiceParent(application)
+'''
+
+
+def py_config(words):
+    return f"WORDS = {words!r}\n" + PY_CONFIG
+
+
+@pytest.mark.timeout(30)
+def test_reload_of_a_python_config_compares_the_trees(master):
+    m = master(py_config([("keep", "same"), ("change", "old"), ("remove", "bye")]), suffix=".py")
+    pids = running_pids(m, ("keep", "change", "remove"))
+    # Loading the very same file again is no change at all.
+    assert m.call("reload")["unchanged"] == ["keep", "change", "remove"]
+    assert {name: row["pid"] for name, row in m.status().items()} == pids
+
+    write(m, py_config([("keep", "same"), ("change", "new"), ("add", "hi")]))
+    result = m.call("reload")
+    assert result == {"added": ["add"], "removed": ["remove"], "changed": ["change"],
+                      "unchanged": ["keep"]}
+    assert m.status("keep")["pid"] == pids["keep"]
+    assert m.wait_state("change", "RUNNING")["pid"] != pids["change"]
+    m.wait_state("add", "RUNNING")
+    m.wait_log(r"change\[\d+\] out: change says new")
+    m.wait_log(r"add\[\d+\] out: add says hi")
+    assert not pid_alive(pids["remove"]) and not pid_alive(pids["change"])
+
+    write(m, "raise RuntimeError('broken on purpose')\n")
+    with pytest.raises(ControlError) as info:
+        m.call("reload")
+    assert info.value.code == E_CONFIG and "broken on purpose" in info.value.message
+    assert sorted(m.status()) == ["add", "change", "keep"]
+
+
+@pytest.mark.timeout(30)
+def test_sighup_during_shutdown_is_refused(master):
+    stubborn = os.path.join(WORKERS, "stubborn.py")
+    config = f"""
+[services.stubborn]
+command = {argv(sys.executable, stubborn)}
+stop_timeout = 1
+"""
+    m = master(config)
+    m.wait_log(r"stubborn parent \d+ child \d+")  # it ignores SIGTERM from now on
+    m.signal(signal.SIGTERM)
+    m.wait_log(r"stubborn: stopping pid")
+    write(m, config + service("extra"))
+    m.signal(signal.SIGHUP)
+    m.wait_log(r"reload refused: shutting down")
+    assert m.wait_exit() == 0
+    text = m.log_text()
+    assert "reload: added" not in text and "extra" not in text
+    assert "stubborn: stopped (SIGKILL)" in text
