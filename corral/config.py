@@ -23,7 +23,7 @@ from collections.abc import Mapping
 
 from corral.errors import ConfigError
 from corral.order import find_cycle, format_cycle
-from corral.settings import Bad, resolve, supervision, unknown
+from corral.settings import MASTER_CHECKS, Bad, resolve, supervision, unknown
 from corral.service import MultiService, Service
 from corral.spec import (
     MASTER_DEFAULTS, Config, MasterSpec, ServiceSpec,
@@ -32,6 +32,8 @@ from corral.spec import (
 NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 RESERVED_NAMES = ("all", "corral")
 WHAT_KEYS = ("command", "service", "args")  # what runs: TOML only
+_PYTHON_SOCKETS = ("is for commands (socket activation); a Python service binds its own "
+                   "(TCPServer, UNIXServer, UDPServer...) and the master holds those")
 _CORRAL_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _NO_APPLICATION = (
     "defines no variable 'application'; a config must create one, e.g. "
@@ -101,6 +103,12 @@ def _master(path, table, folder):
         if key not in MASTER_DEFAULTS:
             raise ConfigError(path, unknown(key, MASTER_DEFAULTS, "key") + " in [corral]",
                               key=key)
+        if key in MASTER_CHECKS:
+            try:
+                settings[key] = MASTER_CHECKS[key](value, folder)
+            except Bad as bad:
+                raise ConfigError(path, bad.message, key=key) from None
+            continue
         if not isinstance(value, str) or not value:
             raise ConfigError(path, f"must be a non-empty path string, not {value!r}", key=key)
         # Only paths given in the file are resolved: the default socket stays
@@ -126,6 +134,8 @@ def _toml_service(path, folder, name, table):
     if "command" in table:
         base = settings["cwd"] or folder
         return ServiceSpec(command=_command(table["command"], base, settings["env"]), **common)
+    if settings["sockets"]:
+        raise Bad(_PYTHON_SOCKETS, "sockets")
     factory, args, tree = _factory(folder, table["service"], table.get("args", {}))
     return ServiceSpec(factory=factory, args=args, tree=tree,
                        fingerprint=("factory", factory, args), **common)
@@ -239,17 +249,35 @@ def _load_python(path, data):
     if not children:
         raise ConfigError(path, "defines no services; add one to 'application' with "
                           "`svc.setServiceParent(application)`")
-    specs = []
-    for child, name in zip(children, _child_names(children)):
-        _check_name(path, name)
-        try:
-            settings = _supervise_settings(child)
-            specs.append(ServiceSpec(name=name, tree=child, fingerprint=tree_fingerprint(child),
-                                     source=path, **supervision(name, settings, folder)))
-        except Bad as bad:
-            raise bad.error(path, name) from None
+    specs = [_python_spec(path, folder, name, child)
+             for child, name in zip(children, _child_names(children))]
     sys.modules["__corral_config__"] = module
     return MasterSpec(), specs
+
+
+def _python_spec(path, folder, name, tree):
+    """The ServiceSpec of one top-level Python service (settings from supervise())."""
+    _check_name(path, name)
+    try:
+        settings = _supervise_settings(tree)
+        return ServiceSpec(name=name, tree=tree, fingerprint=tree_fingerprint(tree),
+                           source=path, **supervision(name, settings, folder))
+    except Bad as bad:
+        raise bad.error(path, name) from None
+
+
+def config_from_service(name, service, source, folder=None):
+    """A Config of one top-level Python service, checked as load() checks a file.
+
+    For plugins (corral.plugins): source names where the service came from
+    ("plugin web") in messages and is the Config's path; relative paths in
+    its supervise() settings resolve against folder (default: the cwd).
+    """
+    if not isinstance(service, Service):
+        raise ConfigError(source, f"{service!r} is not a corral Service", service=name)
+    spec = _python_spec(source, folder or os.getcwd(), name, service)
+    _check_after(source, [spec])
+    return Config(path=source, master=MasterSpec(), services=(spec,))
 
 
 def _supervise_settings(child):
@@ -260,6 +288,8 @@ def _supervise_settings(child):
         if key in settings:
             raise Bad(f"{key!r} is not a supervise() setting: in a Python config the "
                        "service object itself is what runs", key)
+    if settings.get("sockets"):
+        raise Bad(_PYTHON_SOCKETS, "sockets")
     return settings
 
 

@@ -25,7 +25,7 @@ COMMANDS = {
     "status": {"names": (list, [])},
     "start": {"names": (list, None)},
     "stop": {"names": (list, None)},
-    "restart": {"names": (list, None)},
+    "restart": {"names": (list, None), "rolling": (bool, False)},
     "signal": {"names": (list, None), "signal": ((str, int), None)},
     "logs": {"name": ((str, type(None)), None), "lines": (int, 100), "follow": (bool, False)},
     "events": {"lines": (int, 100), "follow": (bool, False)},
@@ -40,7 +40,14 @@ STREAMING = frozenset({"logs", "events"})
 
 
 def encode(message):
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+    text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode() + b"\n"
+    except UnicodeEncodeError:
+        # A lone surrogate (an id or name that came in as "\ud800", or a
+        # command-line argument that was not UTF-8) cannot be UTF-8: send
+        # it escaped, which is still the same JSON value.
+        return json.dumps(message, separators=(",", ":")).encode() + b"\n"
 
 
 def request(request_id, cmd, **args):
@@ -67,6 +74,8 @@ def parse_request(line):
         message = json.loads(line)
     except (ValueError, UnicodeDecodeError) as exc:
         raise _error(None, E_BAD_REQUEST, f"not JSON: {exc}") from None
+    except RecursionError:  # "[[[[...": nested deeper than the parser goes
+        raise _error(None, E_BAD_REQUEST, "not JSON: nested too deeply") from None
     if not isinstance(message, dict):
         raise _error(None, E_BAD_REQUEST, "a request must be a JSON object")
     request_id = message.get("id")
@@ -103,6 +112,11 @@ def check_args(request_id, cmd, args):
             ok = isinstance(value, kind)
         if ok and kind is list:
             ok = all(isinstance(item, str) for item in value)
+            if ok and default is None and not value:
+                # A required list of names: [] would mean "every instance"
+                # to the master, which nobody sending `stop` meant.
+                raise _error(request_id, E_BAD_ARGUMENT,
+                             f"{cmd}: {name!r} must name at least one service (or 'all')")
         if ok and kind is int and value < 0:
             ok = False
         if not ok:

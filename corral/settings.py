@@ -9,11 +9,14 @@ turns into a ConfigError naming the file, the service and the key.
 import difflib
 import math
 import os
+import re
 import signal
 from collections.abc import Mapping
 
+from corral import healthspec, privileges
 from corral.errors import ConfigError
 from corral.spec import RESTART_POLICIES, SERVICE_DEFAULTS
+from corral.supervisor import readiness
 
 
 class Bad(Exception):
@@ -47,7 +50,30 @@ def supervision(name, table, folder, extra=()):
             raise Bad(f"must be >= backoff_initial ({low})", "backoff_max")
         raise Bad(f"must be <= backoff_max ({high})", "backoff_initial")
     settings["stop_signal"] = int(settings["stop_signal"])
+    if settings["user"] is not None and settings["group"] is None:
+        try:
+            settings["group"] = privileges.primary_group(settings["user"])
+        except ValueError as exc:
+            raise Bad(str(exc), "user") from None
+    refused = privileges.needs_root(settings["user"], settings["group"])
+    if refused:
+        raise Bad(refused[1], refused[0])
+    ready, limit = settings["ready"], settings["start_timeout"]
+    if ready is not None and ready[0] == "seconds" and limit and ready[1] >= limit:
+        key = "start_timeout" if "start_timeout" in table else "ready"
+        raise Bad(f"{{seconds = {ready[1]:g}}} can never be ready within "
+                  f"start_timeout = {limit:g}", key)
     return settings
+
+
+def _via(parse):
+    """A check from a parser that raises ValueError with the message."""
+    def check(value, folder):
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise Bad(str(exc)) from None
+    return check
 
 
 def _number(low, low_ok=True, high=None, integer=False):
@@ -111,15 +137,28 @@ def _cwd(value, folder):
     return resolved
 
 
+def _sockets(value, folder):
+    from corral.supervisor.sockets import check_list  # the URL rules live there
+
+    try:
+        return check_list(value, folder)
+    except ValueError as exc:
+        raise Bad(str(exc)) from None
+
+
 _CHECKS = {
     "restart": _choice(*RESTART_POLICIES),
     "after": _after,
     "numprocs": _number(1, integer=True),
+    "sockets": _sockets,
     "stop_signal": _stop_signal,
     "stop_timeout": _number(0),
     "env": _env,
     "cwd": _cwd,
     "autostart": _choice(True, False),
+    "user": _via(privileges.user_id),
+    "group": _via(privileges.group_id),
+    "umask": _via(privileges.parse_umask),
     "backoff_initial": _number(0, low_ok=False),
     "backoff_factor": _number(1),
     "backoff_max": _number(0, low_ok=False),
@@ -127,8 +166,29 @@ _CHECKS = {
     "backoff_reset": _number(0, low_ok=False),
     "max_restarts": _number(0, integer=True),
     "restart_window": _number(0, low_ok=False),
+    "log_max_bytes": lambda value, folder: byte_size(value),
+    "log_backups": _number(0, integer=True),
+    "health": _via(healthspec.parse_health),
+    "max_memory": _via(healthspec.parse_memory),
+    "ready": _via(readiness.parse_ready),
+    "start_timeout": _number(0),
+    "watchdog": lambda value, folder: _number(0)(value, folder) or None,  # 0: off
 }
 assert set(_CHECKS) == set(SERVICE_DEFAULTS), "every supervision key needs a check"
+# The [corral] keys that are not paths (config.py checks those).
+MASTER_CHECKS = {"log_max_bytes": _CHECKS["log_max_bytes"], "log_backups": _CHECKS["log_backups"]}
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def byte_size(value):
+    """Bytes from an integer >= 0 or a string "512K", "50M", "1G" (powers of 1024)."""
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+)\s*([KMG]?)B?\s*", value.upper())
+        if match:
+            return int(match[1]) * _UNITS[match[2]]
+        raise Bad(f'must be a number of bytes or a size like "50M", "512K", "1G", not {value!r}')
+    return _number(0, integer=True)(value, None)
 
 
 def unknown(key, known, what):

@@ -17,11 +17,20 @@ SERVICE_DEFAULTS = {
     "restart": "always",
     "after": (),
     "numprocs": 1,
+    # Commands only: listening sockets the master binds and passes with
+    # systemd's socket activation (supervisor/sockets.py), normalised URLs.
+    "sockets": (),
     "stop_signal": signal.SIGTERM,
     "stop_timeout": 10.0,
     "env": (),
     "cwd": None,
     "autostart": True,
+    # Who the worker runs as (corral/privileges.py): names or ids in the
+    # config, stored as uid/gid ints; None keeps the master's. umask: None
+    # inherits the master's.
+    "user": None,
+    "group": None,
+    "umask": None,
     # Backoff: delay = backoff_initial * backoff_factor ** n (n = restarts
     # since the last stable run), at most backoff_max, +- backoff_jitter.
     "backoff_initial": 0.05,
@@ -34,12 +43,30 @@ SERVICE_DEFAULTS = {
     # (systemd's StartLimitBurst=5 / StartLimitIntervalSec=10).
     "max_restarts": 5,
     "restart_window": 10.0,
+    # This service's file in log_dir; None: the [corral] values.
+    "log_max_bytes": None,
+    "log_backups": None,
+    # A healthspec.Health probed while RUNNING, and a limit in bytes on the
+    # RSS of the worker's process tree (supervisor/health.py); None: off.
+    "health": None,
+    "max_memory": None,
+    # When STARTING becomes RUNNING (supervisor/readiness.py): None, or
+    # ("notify",), ("tcp", host, port), ("http", url), ("seconds", n).
+    # Not ready start_timeout s after the spawn (0: no limit): a failed
+    # start. watchdog: no WATCHDOG=1 for that many s while RUNNING: killed.
+    "ready": None,
+    "start_timeout": 60.0,
+    "watchdog": None,
 }
 
 MASTER_DEFAULTS = {
     "socket": "corral.sock",
     "logfile": None,
     "log_dir": None,
+    "pidfile": None,  # locked for the master's life (supervisor/daemon.py)
+    # Log files rotate past log_max_bytes (0: never), keeping log_backups old ones.
+    "log_max_bytes": 50 * 1024 * 1024,
+    "log_backups": 5,
 }
 
 
@@ -59,11 +86,15 @@ class ServiceSpec:
     restart: str = SERVICE_DEFAULTS["restart"]
     after: tuple = ()
     numprocs: int = 1
+    sockets: tuple = ()  # "tcp://host:port", "udp://...", "unix://path", each "#name" maybe
     stop_signal: int = SERVICE_DEFAULTS["stop_signal"]
     stop_timeout: float = SERVICE_DEFAULTS["stop_timeout"]
     env: tuple = ()  # sorted (name, value) pairs added to the environment
     cwd: str = None
     autostart: bool = True
+    user: int = None  # uid
+    group: int = None  # gid; the user's primary group when only user is given
+    umask: int = None
     backoff_initial: float = SERVICE_DEFAULTS["backoff_initial"]
     backoff_factor: float = SERVICE_DEFAULTS["backoff_factor"]
     backoff_max: float = SERVICE_DEFAULTS["backoff_max"]
@@ -71,6 +102,14 @@ class ServiceSpec:
     backoff_reset: float = SERVICE_DEFAULTS["backoff_reset"]
     max_restarts: int = SERVICE_DEFAULTS["max_restarts"]
     restart_window: float = SERVICE_DEFAULTS["restart_window"]
+    # Not compared: a reload applies new log limits without a restart.
+    log_max_bytes: int = field(default=None, compare=False)
+    log_backups: int = field(default=None, compare=False)
+    health: object = None  # healthspec.Health
+    max_memory: int = None  # bytes
+    ready: tuple = None  # see SERVICE_DEFAULTS
+    start_timeout: float = SERVICE_DEFAULTS["start_timeout"]
+    watchdog: float = None  # seconds
 
     @property
     def is_command(self):
@@ -90,6 +129,9 @@ class MasterSpec:
     socket: str = MASTER_DEFAULTS["socket"]
     logfile: str = None
     log_dir: str = None
+    pidfile: str = None
+    log_max_bytes: int = MASTER_DEFAULTS["log_max_bytes"]
+    log_backups: int = MASTER_DEFAULTS["log_backups"]
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,17 @@ def _count(text):
     return value
 
 
+def _umask(text):
+    """An octal umask: 022, 0022 or 0o022."""
+    try:
+        value = int(text, 8)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 0o777:
+        raise argparse.ArgumentTypeError(f"not an octal umask (like 022): {text!r}")
+    return value
+
+
 def _client_options(parser, top):
     """--socket, -c/--config, --json; accepted before and after the subcommand.
 
@@ -74,11 +85,27 @@ def build_parser():
     def add(name, help_text, client=True):
         return commands.add_parser(name, help=help_text, description=help_text, parents=[common] if client else [])
 
-    run = add("run", "run the master in the foreground", client=False)
-    run.add_argument("config", metavar="CONFIG", help="app.py, app.tac or corral.toml")
+    run = add("run", "run the master (in the foreground unless -d)", client=False)
+    run.add_argument("config", metavar="CONFIG|PLUGIN",
+                     help="app.py, app.tac or corral.toml, or the name of a plugin (corral plugins)")
+    # After a plugin's name, everything is the plugin's (corral run web --help);
+    # after a config file, the run options below (see _run_target).
+    run.add_argument("rest", nargs=argparse.REMAINDER, metavar="...",
+                     help="a plugin's own options; they go after its name")
+    run.set_defaults(run_parser=run)
     run.add_argument("--socket", metavar="PATH", default=argparse.SUPPRESS, help="the control socket to listen on")
     run.add_argument("--logfile", metavar="PATH", help="the merged log file")
     run.add_argument("--log-dir", metavar="DIR", help="the folder of the per-service log files")
+    mode = run.add_mutually_exclusive_group()
+    mode.add_argument("-d", "--daemon", action="store_true", default=False,
+                      help="detach; return once the master answers on its socket")
+    mode.add_argument("-n", "--nodaemon", dest="daemon", action="store_false",
+                      help="stay in the foreground (the default)")
+    run.add_argument("--pidfile", metavar="PATH", help="write the master's pid here, locked while it runs")
+    run.add_argument("--uid", metavar="USER", help="run the master as this user (name or id)")
+    run.add_argument("--gid", metavar="GROUP", help="run the master as this group (default: the user's)")
+    run.add_argument("--umask", metavar="MASK", type=_umask, help="the master's umask, octal (022)")
+    run.add_argument("--rundir", metavar="DIR", help="change to this folder (with -d, default /)")
 
     status = add("status", "show the state of services")
     status.add_argument("names", nargs="*", metavar="NAME", help="services (web) or instances (web:0)")
@@ -87,6 +114,9 @@ def build_parser():
     for name, verb in (("start", "start"), ("stop", "stop"), ("restart", "restart")):
         sub = add(name, f"{verb} services")
         sub.add_argument("names", nargs="+", metavar="NAME", help="services (web) or instances (web:0)")
+        if name == "restart":
+            sub.add_argument("--rolling", action="store_true",
+                             help="one instance at a time, each RUNNING before the next stops")
 
     sig = add("signal", "send a signal to services")
     sig.add_argument("signal", metavar="SIG", help="a name (TERM, SIGHUP) or a number")
@@ -106,6 +136,8 @@ def build_parser():
     add("reopen", "reopen the log files (after rotation)")
     add("shutdown", "stop every service and the master")
     add("version", "print the version of corral and of the master")
+    plugins = add("plugins", "list the plugins that `corral run NAME` can run", client=False)
+    plugins.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON for tools")
     return parser
 
 
@@ -184,6 +216,8 @@ def cmd_action(client, args, out):
     params = {"names": args.names}
     if args.command == "signal":
         params["signal"] = _signal_arg(args.signal)
+    if getattr(args, "rolling", False):
+        params["rolling"] = True  # sent only when asked: older masters know no such argument
     items = client.call(args.command, **params)
     if args.json:
         out.line(render.to_json(items))
@@ -254,6 +288,18 @@ def cmd_version(client, args, out):
     return EXIT_OK
 
 
+def cmd_plugins(args, out):
+    """List the plugins (no master needed); a broken one is listed with its error."""
+    from corral import plugins
+
+    found = plugins.discover()
+    if args.json:
+        out.line(render.to_json([{"name": f.name, "description": f.description, "error": f.error} for f in found]))
+    else:
+        out.line(plugins.listing(found))
+    return EXIT_OK
+
+
 COMMANDS = {
     "status": cmd_status,
     "start": cmd_action,
@@ -285,17 +331,61 @@ def run_client(args, out):
         return COMMANDS[args.command](client, args, out)
 
 
+def _looks_like_path(target):
+    return os.sep in target or target.endswith((".toml", ".py", ".tac"))
+
+
+def _run_target(args):
+    """(source, loader) for run_master: a config file, or a plugin (twistd's NAME).
+
+    `corral run [run options] TARGET [...]`: when TARGET is not a file and
+    names a plugin, what follows it is the plugin's options, parsed here
+    (--help exits here); loader makes its service. For a config file, what
+    follows it is more run options (`corral run app.toml --socket S`),
+    parsed here into args; loader is None (config.load).
+    """
+    target, rest = args.config, args.rest
+    if not os.path.isfile(target) and not _looks_like_path(target):
+        from corral import plugins
+
+        found = plugins.find(target)
+        if found is None:
+            known = ", ".join(plugins.names()) or "none installed"
+            raise UsageError(f"{target!r} is neither a config file nor a plugin (plugins: {known})")
+        if found.error:
+            raise plugins.PluginError(found)
+        options = plugins.parse_options(found.plugin, rest)
+        return f"plugin {target}", plugins.loader(found.plugin, options, os.getcwd())
+    if rest:
+        # Parse them with the run command itself, so that every run option
+        # works after CONFIG too; "--" keeps TARGET the positional.
+        args.rest = None
+        args.run_parser.parse_args([*rest, "--", target], namespace=args)
+        if args.rest:  # rest held a positional: it became CONFIG, TARGET went to rest
+            extra = args.config if args.config != target else args.rest[0]
+            args.run_parser.error(f"unexpected argument {extra!r} after {target}")
+    return target, None
+
+
 def run_master_command(args):
+    source, loader = _run_target(args)
     from corral.supervisor.run import run_master  # the heavy side, only here
 
     def absolute(path):
         return None if path is None else os.path.abspath(path)
 
     return run_master(
-        args.config,
+        source,
+        **({"loader": loader} if loader else {}),
         socket=absolute(getattr(args, "socket", None)),
         logfile=absolute(args.logfile),
         log_dir=absolute(args.log_dir),
+        daemon=args.daemon,
+        pidfile=absolute(args.pidfile),
+        uid=args.uid,
+        gid=args.gid,
+        umask=args.umask,
+        rundir=absolute(args.rundir),
     )
 
 
@@ -322,6 +412,8 @@ def main(argv=None):
     try:
         if args.command == "run":
             return run_master_command(args)
+        if args.command == "plugins":
+            return cmd_plugins(args, out)
         return run_client(args, out)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

@@ -6,7 +6,10 @@ a request line is read up to protocol.MAX_REQUEST bytes and no further; a
 reply waits for the client to take it only inside that client's task;
 followers (logs -f, events -f) are written without waiting and, once more
 than FOLLOW_BUFFER bytes wait for one of them, are skipped ahead with a
-"dropped" notice. Only the master's own uid (or root) may connect.
+"dropped" notice. Only the master's own uid (or root) may connect. At most
+MAX_CLIENTS connections are kept: a new one pushes out the connection that
+has been idle longest, so that leaked or idle connections cannot lock the
+operator out; only when none is idle is the new one refused.
 """
 
 import asyncio
@@ -14,6 +17,7 @@ import os
 import signal
 import socket
 import struct
+import sys
 
 from corral import protocol
 from corral.errors import (E_BAD_ARGUMENT, E_FAILED, E_SHUTTING_DOWN, E_TOO_LONG,
@@ -22,6 +26,11 @@ from corral.errors import (E_BAD_ARGUMENT, E_FAILED, E_SHUTTING_DOWN, E_TOO_LONG
 MAX_CLIENTS = 256
 FOLLOW_BUFFER = 1 << 20  # bytes queued to one follower before items are skipped
 _CRED = struct.Struct("3i")
+
+# The states of a connection, in ControlServer.clients.
+IDLE = "idle"  # waiting for a request: may be pushed out for a newcomer
+BUSY = "busy"  # handling a request: close() lets it finish
+FOLLOWING = "following"  # streaming logs/events until the client leaves
 
 
 def bind_socket(path):
@@ -72,12 +81,18 @@ def parse_signal(value):
     raise ControlError(E_BAD_ARGUMENT, f"signal: unknown signal {value!r}")
 
 
+def _all_is_none(name):
+    """`logs all` is the merged stream, as `logs` without a name."""
+    return None if name == "all" else name
+
+
 class ControlServer:
     def __init__(self, master, path):
         self.master = master
         self.path = path
         self.server = None
-        self.clients = {}  # task -> busy flag (handling a request)
+        self.clients = {}  # task -> IDLE, BUSY or FOLLOWING, oldest first
+        self._writers = {}  # task -> its StreamWriter
         self.commands = {
             "status": self._status, "start": self._start, "stop": self._stop,
             "restart": self._restart, "signal": self._signal, "logs": self._logs,
@@ -100,9 +115,12 @@ class ControlServer:
                 os.unlink(self.path)
         except OSError:
             pass
-        busy = [task for task, flag in self.clients.items() if flag]
-        if busy:
-            await asyncio.wait(busy, timeout=1.0)
+        # Requests under way (a `shutdown` waiting to say it is done) get
+        # up to 1 s to send their reply; followers and idle ones are cut.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 1.0
+        while BUSY in self.clients.values() and loop.time() < deadline:
+            await asyncio.sleep(0.01)
         for task in list(self.clients):
             task.cancel()
         if self.clients:
@@ -112,20 +130,38 @@ class ControlServer:
 
     async def _serve(self, reader, writer):
         task = asyncio.current_task()
-        self.clients[task] = False
+        self.clients[task] = BUSY  # not to be pushed out before it is served
+        self._writers[task] = writer
         try:
-            if len(self.clients) > MAX_CLIENTS:
-                writer.write(protocol.reply_error(None, E_FAILED, "too many clients"))
-            elif not self._peer_allowed(writer):
+            if not self._peer_allowed(writer):
                 writer.write(protocol.reply_error(None, E_FAILED, "permission denied"))
+            elif len(self.clients) > MAX_CLIENTS and not self._push_out_idle():
+                writer.write(protocol.reply_error(None, E_FAILED, "too many clients"))
             else:
+                self.clients[task] = IDLE
                 await self._requests(task, reader, writer)
             await asyncio.wait_for(writer.drain(), 1.0)
         except (ConnectionError, asyncio.TimeoutError, asyncio.CancelledError):
             pass
         finally:
             self.clients.pop(task, None)
+            self._writers.pop(task, None)
             writer.transport.abort()
+
+    def _push_out_idle(self):
+        """Close the connection idle longest to make room; False if none is idle."""
+        for task, state in self.clients.items():
+            if state == IDLE:
+                break
+        else:
+            return False
+        del self.clients[task]  # counts no more, even before its task ends
+        writer = self._writers.get(task)
+        if writer is not None and not writer.transport.is_closing():
+            writer.write(protocol.reply_error(
+                None, E_FAILED, "too many clients: closing the connection idle longest"))
+        task.cancel()
+        return True
 
     def _peer_allowed(self, writer):
         sock = writer.get_extra_info("socket")
@@ -148,36 +184,39 @@ class ControlServer:
                 return  # the client left (possibly mid-line)
             if not line.strip():
                 continue
-            self.clients[task] = True
+            self.clients[task] = BUSY
             try:
                 request_id, cmd, args = protocol.parse_request(line)
             except ControlError as exc:
                 writer.write(protocol.reply_error(exc.request_id, exc.code, exc.message))
+                if exc.code == E_TOO_LONG:
+                    return  # as for longer lines: the connection closes
             else:
                 if cmd in protocol.STREAMING and args.get("follow"):
+                    self.clients[task] = FOLLOWING
                     await self._follow(request_id, cmd, args, reader, writer)
                     return
-                writer.write(await self._call(request_id, cmd, args))
-            self.clients[task] = False
+                _ok, reply = await self._call(request_id, cmd, args)
+                writer.write(reply)
+            self.clients[task] = IDLE
             await writer.drain()
 
     async def _call(self, request_id, cmd, args):
+        """(ok, reply line) of one request."""
         try:
             result = await self.commands[cmd](**args)
         except ControlError as exc:
-            return protocol.reply_error(request_id, exc.code, exc.message)
+            return False, protocol.reply_error(request_id, exc.code, exc.message)
         except Exception as exc:  # a bug: answer, log, and keep serving
             self.master.log(f"control: {cmd} failed: {exc!r}")
-            return protocol.reply_error(request_id, E_FAILED, f"{cmd} failed: {exc}")
-        return protocol.reply_ok(request_id, result)
+            return False, protocol.reply_error(request_id, E_FAILED, f"{cmd} failed: {exc}")
+        return True, protocol.reply_ok(request_id, result)
 
     async def _follow(self, request_id, cmd, args, reader, writer):
-        try:
-            initial = await self.commands[cmd](**args)
-        except ControlError as exc:
-            writer.write(protocol.reply_error(request_id, exc.code, exc.message))
-            return
-        writer.write(protocol.reply_ok(request_id, initial))
+        ok, reply = await self._call(request_id, cmd, args)
+        writer.write(reply)
+        if not ok:
+            return  # an error instead of the history: no stream follows
         dropped = 0
         transport = writer.transport
 
@@ -196,7 +235,7 @@ class ControlServer:
 
         if cmd == "logs":
             hub = self.master.loghub
-            token = hub.follow(send, args["name"])
+            token = hub.follow(send, _all_is_none(args["name"]))
             unsubscribe = lambda: hub.unfollow(token)  # noqa: E731
         else:
             key = object()
@@ -224,21 +263,22 @@ class ControlServer:
     async def _stop(self, names):
         return await self.master.stop(names)
 
-    async def _restart(self, names):
+    async def _restart(self, names, rolling):
         self._not_shutting_down("restart")
-        return await self.master.restart(names)
+        return await self.master.restart(names, rolling=rolling)
 
     async def _signal(self, names, signal):
         return self.master.send_signal(names, parse_signal(signal))
 
     async def _logs(self, name, lines, follow):
-        if name is not None:
-            self.master.resolve([name])  # raises no_such_service
+        if name is not None and name != "all":
             if any(ch in name for ch in "*?["):
                 raise ControlError(E_BAD_ARGUMENT, "logs: give one service or instance name")
-        return self.master.loghub.tail(name, lines)
+            self.master.resolve([name])  # raises no_such_service
+        return self.master.loghub.tail(_all_is_none(name), min(lines, sys.maxsize))
 
     async def _events(self, lines, follow):
+        lines = min(lines, sys.maxsize)
         events = list(self.master.events)
         return events[len(events) - lines:] if lines else []
 
@@ -260,5 +300,9 @@ class ControlServer:
     async def _version(self):
         from corral import __version__
 
-        return {"version": __version__, "pid": os.getpid()}
+        result = {"version": __version__, "pid": os.getpid()}
+        errors = self.master.loghub.errors if self.master.loghub else []
+        if errors:  # only when some log output cannot be written (docs/protocol.md)
+            result["errors"] = errors
+        return result
 

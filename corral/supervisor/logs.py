@@ -6,8 +6,9 @@ and the loop never blocks on a pipe, a slow console or a full disk.
 Work is per read chunk (bytes.split/join at C speed, one timestamp, one write
 per sink); lines longer than max_line go out as max_line pieces. Files are raw
 O_APPEND fds written with os.write, so data is in the OS when the callback
-returns; a failing file is reported once, listed in `errors`, retried on every
-write, and its recovery announced. The console is non-blocking with a bounded
+returns; they rotate by size between chunks, and a failing file is reported
+once, listed in `errors`, retried on every write, and its recovery announced
+(logfiles.py). The console is non-blocking with a bounded
 pending buffer; beyond it whole chunks are dropped (files and rings keep them)
 and one notice counts them. Rings hold (time, meta, bytes); dicts are built
 only by tail() and only when someone follows.
@@ -21,10 +22,11 @@ import os
 import time
 import zlib
 
+from corral.supervisor.logfiles import FileSink
+
 READ_SIZE = 256 * 1024
 DRAIN_MAX_READS = 64            # drain() reads at most this many chunks per fd
 COLORS = (31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96)
-O_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 
 
 def color_of(name):
@@ -58,69 +60,10 @@ def _split_long(lines, ml):
     return [line[i:i + ml] for line in lines for i in range(0, len(line) or 1, ml)]
 
 
-class _FileSink:
-    """An append-only file on a raw fd; failures are remembered, never raised."""
-
-    def __init__(self, hub, label, path):
-        self.hub, self.label, self.path = hub, label, path
-        self.fd, self.error, self.lost = None, None, 0   # error: strerror while failing
-        self.partial = False       # a write stopped mid-chunk: the file ends mid-line
-        self.next_open = 0.0
-
-    def open(self):
-        self.next_open = self.hub._loop.time() + 1.0
-        try:
-            try:
-                os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-            except FileExistsError:
-                pass                       # a file in the way: os.open says why
-            self.fd = os.open(self.path, O_FLAGS, 0o644)
-        except OSError as e:
-            self._fail(e)
-            return False
-        return True
-
-    def close(self):
-        if self.fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self.fd)
-            self.fd, self.partial = None, False
-
-    def write(self, data, notice=False):
-        if self.error is not None and notice:
-            return                 # never report a sink's trouble into itself
-        if self.fd is None and (self.hub._loop.time() < self.next_open or not self.open()):
-            self.lost += len(data)
-            return
-        if self.partial:
-            data = b"\n" + data
-        view = memoryview(data)
-        try:
-            while view:
-                view = view[os.write(self.fd, view):]
-        except OSError as e:
-            self.partial = len(view) < len(data) or self.partial
-            self.lost += len(view)
-            self._fail(e)
-            return
-        self.partial = False
-        if self.error is not None:
-            lost, self.error, self.lost = self.lost, None, 0
-            self.hub._errors.pop(self.label, None)
-            self.hub._notice(f"{self.label}: writing resumed ({lost} bytes lost)")
-
-    def _fail(self, e):
-        msg = e.strerror or str(e)
-        if self.error != msg:
-            self.error = msg
-            self.hub._errors[self.label] = f"{self.label}: {msg}"
-            self.hub._notice(f"cannot write {self.label} {self.path}: {msg}; will keep trying")
-
-
 class LogHub:
     def __init__(self, loop, *, console=None, color=False, logfile=None, log_dir=None,
                  ring_lines=1000, wallclock=time.time, max_line=65536,
-                 console_limit=4 << 20):
+                 console_limit=4 << 20, max_bytes=0, backups=0):
         self._loop, self._color, self._wall = loop, color, wallclock
         self._max_line, self._ring_lines = max_line, ring_lines
         self._errors, self._closed = {}, False
@@ -145,9 +88,11 @@ class LogHub:
                 self._con = None
                 self._errors["console"] = f"console: {e.strerror or e}"
         # files
-        self._logfile = _FileSink(self, "logfile", os.fspath(logfile)) if logfile else None
+        self._rotation, self._svc_rotation = (max_bytes, backups), {}   # service -> (mb, b)
+        self._logfile = FileSink(self, "logfile", os.fspath(logfile), max_bytes, backups) \
+            if logfile else None
         self._log_dir = os.fspath(log_dir) if log_dir else None
-        self._svc_files = {}                          # service -> _FileSink
+        self._svc_files = {}                          # service -> FileSink
         if self._logfile:
             self._logfile.open()
         if self._log_dir:
@@ -159,6 +104,26 @@ class LogHub:
     @property
     def errors(self):
         return [self._errors[k] for k in sorted(self._errors)]
+
+    def service_errors(self):
+        """{service: text} for each service whose own log file is failing."""
+        found = {}
+        for service, sink in self._svc_files.items():
+            problems = [f"log: {sink.error}"] if sink.error else []
+            if sink.rotate_error:
+                problems.append(f"log: cannot rotate: {sink.rotate_error}")
+            if problems:
+                found[service] = "; ".join(problems)
+        return found
+
+    def set_rotation(self, specs):
+        """Per-service log_max_bytes/log_backups (None: the hub's) from ServiceSpecs."""
+        mb, b = self._rotation
+        self._svc_rotation = {
+            spec.name: (mb if spec.log_max_bytes is None else spec.log_max_bytes,
+                        b if spec.log_backups is None else spec.log_backups) for spec in specs}
+        for service, sink in self._svc_files.items():
+            sink.max_bytes, sink.backups = self._svc_rotation.get(service, self._rotation)
 
     def attach(self, fd, instance, service, pid, stream):
         os.set_blocking(fd, False)
@@ -301,7 +266,8 @@ class LogHub:
         sink = self._svc_files.get(service)
         if sink is None:
             fname = service.replace(os.sep, "_") + ".log"
-            sink = _FileSink(self, f"log_dir/{fname}", os.path.join(self._log_dir, fname))
+            sink = FileSink(self, f"log_dir/{fname}", os.path.join(self._log_dir, fname),
+                            *self._svc_rotation.get(service, self._rotation))
             self._svc_files[service] = sink
         return sink
 

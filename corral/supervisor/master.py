@@ -18,10 +18,11 @@ import time
 from corral import config as config_module
 from corral.clock import Clock
 from corral.errors import E_NO_SUCH_SERVICE, E_SHUTTING_DOWN, ControlError
-from corral.supervisor import policy, report
+from corral.supervisor import health, policy, readiness, report, sdnotify
 from corral.supervisor import reload as reload_module
 from corral.supervisor.logs import LogHub
 from corral.supervisor.record import Record
+from corral.supervisor.sockets import SocketKeeper, rolling_restart
 from corral.supervisor.spawn import Spawner, SpawnError
 from corral.supervisor.states import ACTIVE, AT_REST, HAS_PROCESS, STARTABLE, Event, State
 
@@ -48,7 +49,11 @@ class Master:
         self.loghub = None
         self.done = None
         self.usage = report.Usage()
+        self.health = health.HealthMonitor(self)  # health probes, max_memory
+        self.readiness = readiness.Readiness(self)  # `ready`, start_timeout, watchdog
         self._reload_lock = asyncio.Lock()
+        self.notifier = sdnotify.Notifier()  # run.py sets one for $NOTIFY_SOCKET
+        self.sockets = SocketKeeper()  # listening sockets that outlive workers
         for spec in config.services:
             self.add_service(spec)
 
@@ -60,7 +65,9 @@ class Master:
         self.done = loop.create_future()
         master = self.config.master
         self.loghub = LogHub(loop, console=self.console, color=self.color,
-                             logfile=master.logfile, log_dir=master.log_dir)
+                             logfile=master.logfile, log_dir=master.log_dir,
+                             max_bytes=master.log_max_bytes, backups=master.log_backups)
+        self.loghub.set_rotation(self.config.services)
         loop.set_exception_handler(self._on_loop_error)
 
     def start_autostart(self):
@@ -87,6 +94,7 @@ class Master:
     def _set(self, record, event, description=""):
         old = record.move(event)
         record.description = description
+        self.health.changed(record, old)  # probes run only while RUNNING
         item = {
             "time": time.time(), "name": record.name, "service": record.service,
             "from": old.value, "to": record.state.value, "pid": record.pid,
@@ -95,13 +103,7 @@ class Master:
         self.events.append(item)
         for follower in list(self.event_followers.values()):
             follower([item])
-        for entry in list(self._watchers):
-            check, future = entry
-            if future.done():
-                self._watchers.remove(entry)
-            elif check():
-                self._watchers.remove(entry)
-                future.set_result(None)
+        self._wake()
         self._schedule_pump()
 
     def _schedule_pump(self):
@@ -136,12 +138,16 @@ class Master:
                 self.stop_record(record)
         if all(r.state in AT_REST for r in self.records.values()) and not self.done.done():
             self.log("all services stopped")
+            self.sockets.close_all()
             self.done.set_result(0)
 
     def _wake(self):
+        """Resolve every wait_for() whose condition now holds."""
         for entry in list(self._watchers):
             check, future = entry
-            if not future.done() and check():
+            if future.done():
+                self._watchers.remove(entry)
+            elif check():
                 self._watchers.remove(entry)
                 future.set_result(None)
 
@@ -201,8 +207,12 @@ class Master:
     def _spawn(self, record, event):
         record.cancel_timer()
         record.last_exit = None if event is Event.START else record.last_exit
+        fds = self.sockets.prepare(self, record, event)  # bound once, kept (sockets.py)
+        if fds is None:
+            return  # FATAL: its sockets cannot be bound
+        self.readiness.before_spawn(record.spec)  # its NOTIFY_SOCKET, if it needs one
         try:
-            child = self.spawner.spawn(record.spec, record.name, record.index)
+            child = self.spawner.spawn(record.spec, record.name, record.index, fds)
         except SpawnError as exc:
             record.started_at = self.clock.now()
             self._set(record, event, "spawn failed")
@@ -220,12 +230,15 @@ class Master:
             self.loop.add_reader(child.notify_fd, self._on_notify, record, child)
         self._set(record, event, f"spawned, pid {child.pid}")
         self.log(f"{record.name}: spawned, pid {child.pid}")
-        if child.kind == "command":
-            self._set(record, Event.READY)
+        self.readiness.spawned(record, child)  # RUNNING now, or when `ready` says
+
+    def mark_ready(self, record):
+        """STARTING -> RUNNING, when readiness.py says its process is ready."""
+        self._set(record, Event.READY)
 
     def _on_notify(self, record, child):
         try:
-            data = os.read(child.notify_fd, 4096)
+            data = os.read(child.notify_fd, 65536)  # a whole pipe: no line cut in two
         except BlockingIOError:
             return
         except OSError:
@@ -236,11 +249,7 @@ class Master:
             child.notify_fd = None
             return
         for line in data.decode("utf-8", "replace").splitlines():
-            if line == "READY=1" and record.child is child and record.state is State.STARTING:
-                self.log(f"{record.name}: ready")
-                self._set(record, Event.READY)
-            elif line.startswith("STATUS="):
-                record.status_text = line[len("STATUS="):]
+            self.readiness.message(record, child, line)  # READY=1, STATUS=, WATCHDOG=1
 
     # -- exits -------------------------------------------------------------
 
@@ -261,23 +270,25 @@ class Master:
         """The record's process is gone (or never came): decide what next."""
         child = record.child
         record.last_exit = exit
+        self.readiness.gone(record, exit)  # its timers and probes end here
         if record.state is State.STOPPING:
-            if child is not None and child.group_alive():
+            if child is not None and child.family_alive():
                 self.log(f"{record.name}: {exit}; waiting for the rest of its process group")
                 self._await_leftovers(record)
                 return
             self._finish_stop(record)
             return
         record.cancel_timer()
-        if child is not None and child.group_alive():
-            child.signal_group(signal.SIGKILL)  # no orphans left behind a crash
+        if child is not None:
+            child.signal_family(signal.SIGKILL)  # no orphans left behind a crash
         record.child = None
         if self.shutting_down:
             self._set(record, Event.FINISHED, f"{exit} during shutdown")
             self.log(f"{record.name}: {exit} during shutdown")
             return
         decision, record.history = policy.decide(
-            record.spec, record.history, exit, record.started_at, self.clock.now())
+            record.spec, record.history, exit, record.started_at, self.clock.now(),
+            failed_start=record.state is State.STARTING and record.spec.ready is not None)
         if isinstance(decision, policy.Restart):
             record.restarts += 1
             self._set(record, Event.CRASHED, f"restarting in {decision.delay:.2f} s")
@@ -309,7 +320,7 @@ class Master:
         self._set(record, Event.STOP, f"stopping ({policy.signal_name(spec.stop_signal)})")
         self.log(f"{record.name}: stopping pid {record.pid} with "
                  f"{policy.signal_name(spec.stop_signal)}")
-        record.child.signal_group(spec.stop_signal)
+        record.child.signal_family(spec.stop_signal)  # its group and what left it
         record.timer = self.loop.call_later(spec.stop_timeout, self._stop_timed_out, record)
 
     def _stop_timed_out(self, record):
@@ -317,13 +328,13 @@ class Master:
         if record.state is State.STOPPING and record.child is not None:
             self.log(f"{record.name}: still running {record.spec.stop_timeout:g} s after "
                      f"the stop signal: killing its process group")
-            record.child.signal_group(signal.SIGKILL)
+            record.child.signal_family(signal.SIGKILL)
 
     def _await_leftovers(self, record):
         child = record.child
         if child is None or record.state is not State.STOPPING:
             return
-        if child.group_alive():
+        if child.family_alive():
             self.loop.call_later(LEFTOVER_POLL, self._await_leftovers, record)
         else:
             self._finish_stop(record)
@@ -336,17 +347,18 @@ class Master:
         self.log(f"{record.name}: stopped ({exit})")
 
     def kill_all(self):
-        """The second Ctrl-C: SIGKILL every worker's group now."""
+        """The second Ctrl-C: SIGKILL every worker's group and family now."""
         self.log("killing every worker now")
         for record in self.records.values():
             if record.child is not None:
-                record.child.signal_group(signal.SIGKILL)
+                record.child.signal_family(signal.SIGKILL)
 
     def begin_shutdown(self):
         if self.shutting_down:
             return
         self.shutting_down = True
         self.log("shutting down")
+        self.notifier.stopping()
         for record in self.records.values():
             record.wanted = False
             if record.state is State.BACKOFF:
@@ -386,8 +398,10 @@ class Master:
         await self.wait_for(lambda: all(r.state in AT_REST for r in records))
         return [_outcome(r, True) for r in records]
 
-    async def restart(self, names):
+    async def restart(self, names, rolling=False):
         records = self.resolve(names)
+        if rolling:  # one at a time, each RUNNING before the next stops
+            return await rolling_restart(self, records, _start_settled, _outcome)
         for record in records:
             self.stop_record(record)
         for record in records:
@@ -407,7 +421,8 @@ class Master:
 
 
     def status(self, names):
-        return report.status(self.resolve(names), self.usage, self.clock.now(), self.loop.time())
+        return report.status(self.resolve(names), self.usage, self.clock.now(), self.loop.time(),
+                             self.loghub.service_errors())
 
     def tree(self):
         return report.tree(os.path.basename(self.config.path), self.config.services,
@@ -422,7 +437,7 @@ class Master:
         if self.shutting_down:  # SIGHUP comes here without control's check
             self.log("reload refused: shutting down")
             raise ControlError(E_SHUTTING_DOWN, "reload: the master is shutting down")
-        async with self._reload_lock:
+        async with self._reload_lock, self.notifier.reloading():
             return await reload_module.apply(self)
 
 

@@ -29,6 +29,7 @@ async def apply(master):
     for record in going:
         master.stop_record(record)
     await master.wait_for(lambda: all(r.state in AT_REST for r in going))
+    master.sockets.close(removed + changed)  # before the new trees bind (sockets.py)
 
     kept = {r.name: r for r in master.records.values() if r.service in unchanged}
     master.records = {}
@@ -37,8 +38,10 @@ async def apply(master):
             master.records.update((n, r) for n, r in kept.items() if r.service == spec.name)
         else:
             master.add_service(spec)
-    # The master's own settings (socket, log paths) stay as the master started.
+    # The master's own settings (socket, log paths) stay as the master started;
+    # a service's log_max_bytes/log_backups apply now (they restart nothing).
     master.config = dataclasses.replace(new, master=master.config.master)
+    master.loghub.set_rotation(new.services)
     for spec in new.services:
         if spec.name in added + changed and spec.autostart:
             for record in master.instances_of(spec.name):

@@ -63,6 +63,9 @@ def status_row(record, sample, now, loop_now):
         description = f"restarting in {left:.1f} s"
     if record.status_text:
         description = f"{description}; {record.status_text}" if description else record.status_text
+    note = getattr(record, "health_note", None)  # only while health checks fail
+    if note:
+        description = f"{description}; {note}" if description else note
     return {
         "name": record.name,
         "service": record.service,
@@ -77,16 +80,41 @@ def status_row(record, sample, now, loop_now):
     }
 
 
-def status(records, usage, now, loop_now):
+def status(records, usage, now, loop_now, log_errors=None):
+    """log_errors: {service: text} for services whose log file fails (LogHub)."""
     sample = usage.sample([r.pid for r in records if r.pid is not None])
-    return [status_row(record, sample, now, loop_now) for record in records]
+    rows = [status_row(record, sample, now, loop_now) for record in records]
+    for row in rows:
+        trouble = (log_errors or {}).get(row["service"])
+        if trouble:
+            row["description"] = f"{row['description']}; {trouble}" if row["description"] \
+                else trouble
+    return rows
+
+
+def _class_name(obj):
+    """module.qualname, as docs/protocol.md shows; a class defined in the
+    config file itself (module __corral_config__) by its own name."""
+    cls = type(obj)
+    if cls.__module__ in ("__corral_config__", "__main__", "builtins"):
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _app_name(default, specs):
+    """The Application's name for a .py/.tac config, else the config's file name."""
+    for spec in specs:
+        parent = getattr(spec.tree, "parent", None)
+        if parent is not None and getattr(parent, "name", None):
+            return str(parent.name)
+    return default
 
 
 def _subtree(service):
     children = getattr(service, "services", None)
     return {
         "name": service.name,
-        "class": type(service).__name__,
+        "class": _class_name(service),
         "children": [_subtree(child) for child in children] if children is not None else [],
     }
 
@@ -102,10 +130,10 @@ def tree(app_name, specs, instances_of):
             "kind": "command" if spec.is_command else "python",
             "state": states.pop().value if len(states) == 1 else "MIXED",
             "pid": instances[0].pid if len(instances) == 1 else None,
-            "class": None if spec.is_command else type(spec.tree).__name__,
+            "class": None if spec.is_command else _class_name(spec.tree),
             "children": _subtree(spec.tree)["children"] if spec.tree is not None else [],
             "instances": [{"name": r.name, "state": r.state.value, "pid": r.pid}
                           for r in instances],
         }
         children.append(node)
-    return {"name": app_name, "children": children, "time": time.time()}
+    return {"name": _app_name(app_name, specs), "children": children, "time": time.time()}

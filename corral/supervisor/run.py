@@ -1,7 +1,12 @@
-"""`corral run`: load the config, then supervise in the foreground.
+"""`corral run`: load the config, then supervise (in the foreground, or -d).
 
-The control socket is bound before anything is spawned, so that a second
-master on the same socket is refused before it starts a single worker.
+The order: load the config (its errors print as usual), look up --uid and
+--gid, set the umask, detach (-d), start the undertaker and become a
+subreaper (reaper.py: no orphans, however the master dies), lock the
+pidfile, bind the control socket, drop privileges, open the logs, reap
+adopted orphans on SIGCHLD, start. The control socket is bound
+before anything is spawned, so that a second master on the same socket is
+refused before it starts a single worker. The OS steps are in daemon.py.
 """
 
 import asyncio
@@ -9,46 +14,105 @@ import dataclasses
 import os
 
 from corral import config as config_module
-from corral.errors import ControlError
-from corral.supervisor import signals
+from corral.errors import EXIT_OK, ControlError, CorralError
+from corral.supervisor import daemon as daemon_module
+from corral.supervisor import reaper, sdnotify, signals
 from corral.supervisor.control import ControlServer
 from corral.supervisor.master import Master
 
 
-def run_master(config_path, socket=None, logfile=None, log_dir=None):
+def run_master(config_path, socket=None, logfile=None, log_dir=None, loader=None, *,
+               daemon=False, pidfile=None, uid=None, gid=None, umask=None, rundir=None):
     """Return the exit code. Raises ConfigError (nothing started) or
-    CorralError (socket in use)."""
-    config = config_module.load(config_path)
+    CorralError (socket in use, pidfile locked, unknown user, an OS step).
+
+    loader(config_path) makes the Config, at start and on every reload:
+    config.load by default; a plugin's (corral.plugins.loader) otherwise.
+    With daemon, the launching process returns 0 once the daemon answers on
+    its socket and raises the daemon's error if it could not start.
+    """
+    loader = loader or config_module.load
+    config = loader(config_path)
     settings = config.master
-    settings = dataclasses.replace(
+    settings = dataclasses.replace(  # absolute before any chdir (--rundir, -d)
         settings,
         socket=os.path.abspath(socket or settings.socket),
-        logfile=logfile or settings.logfile,
-        log_dir=log_dir or settings.log_dir,
+        logfile=_absolute(logfile or settings.logfile),
+        log_dir=_absolute(log_dir or settings.log_dir),
+        pidfile=_absolute(pidfile or settings.pidfile),
     )
     config = dataclasses.replace(config, master=settings)
-    return asyncio.run(_main(config))
+    owner = daemon_module.find_owner(uid, gid)
+    daemon_module.set_umask(umask)
+    announce = None
+    if daemon:
+        announce = daemon_module.detach(os.path.abspath(rundir or "/"))
+        if announce is None:
+            return EXIT_OK  # the launcher: the daemon said it is up
+    elif rundir:
+        daemon_module.change_directory(rundir)
+    try:
+        undertaker = reaper.protect_master()  # before the pidfile, the socket, any worker
+        lock = daemon_module.lock_pidfile(settings.pidfile) if settings.pidfile else None
+        try:
+            return asyncio.run(_main(config, loader, owner=owner, pidfile=lock, announce=announce,
+                                     undertaker=undertaker))
+        finally:
+            daemon_module.release_pidfile(lock)
+    except BaseException as exc:
+        if announce is not None:
+            announce.failed(exc)  # no-op once it said "ok"
+        raise
 
 
-async def _main(config):
+def _absolute(path):
+    return None if path is None else os.path.abspath(path)
+
+
+async def _main(config, loader=config_module.load, owner=None, pidfile=None, announce=None,
+                undertaker=None):
+    """Supervise until shutdown. announce: the daemon's start-up pipe, or None
+    in the foreground (then the console is our stdout). undertaker: its pid."""
     loop = asyncio.get_running_loop()
-    color = os.isatty(1) and "NO_COLOR" not in os.environ
-    master = Master(config, console=1, color=color)
+    console = 1 if announce is None else None
+    color = console is not None and os.isatty(1) and "NO_COLOR" not in os.environ
+    master = Master(config, console=console, color=color, loader=loader)
+    master.notifier = sdnotify.Notifier.from_environment()  # before any worker forks
     control = ControlServer(master, config.master.socket)
     await control.start()
-    master.attach_loop(loop)
-
-    def reload():
-        loop.create_task(_quiet(master.reload()))
-
-    taken = signals.install(loop, master, reload=reload, reopen=master.loghub.reopen)
     try:
-        master.start_autostart()
-        code = await master.done
+        daemon_module.drop_privileges(owner, config.master.socket)
+        master.attach_loop(loop)  # after the drop: log files belong to the new owner
+        if announce is not None and config.master.logfile and master.loghub.errors:
+            # A daemon's only output is its log file.
+            raise CorralError(f"cannot open the logfile {config.master.logfile}: "
+                              + "; ".join(master.loghub.errors))
+        if pidfile is not None and pidfile.notice:
+            master.log(pidfile.notice)
+
+        def reload():
+            loop.create_task(_quiet(master.reload()))
+
+        taken = signals.install(loop, master, reload=reload, reopen=master.loghub.reopen)
+        reaping = reaper.Reaper(loop, master.spawner.owns, log=master.log)
+        reaping.install()  # SIGCHLD: reap the orphans we adopt, never a worker
+        try:
+            if undertaker is not None:
+                master.log(f"undertaker pid {undertaker}: kills what is left if the master dies")
+            master.start_autostart()
+            master.notifier.watch(master)  # READY=1 once start-up settles
+            if announce is not None:
+                announce.ok()
+            code = await master.done
+        finally:
+            reaping.uninstall()
+            signals.uninstall(loop, taken)
     finally:
-        signals.uninstall(loop, taken)
         await control.close()
-        master.loghub.close()
+        master.notifier.close()
+        master.readiness.close()  # its NOTIFY_SOCKET and directory
+        if master.loghub is not None:
+            master.loghub.close()
     return code
 
 

@@ -4,7 +4,9 @@ No threads and no asyncio subprocess API (on 3.11 it starts a watcher
 thread per child): a worker is started here synchronously and watched
 through a pidfd that the master puts on its event loop. Every worker leads
 its own session and process group, so a stop or a kill reaches everything
-it started, and asks the kernel to kill it if the master dies.
+it started, and asks the kernel to kill it if the master dies. What leaves
+the group, and what outlives a killed master, is found by the marker in its
+environment (reaper.py: signal_family, family_alive, the undertaker).
 
 A Child hands three pipe read ends to the master: stdout and stderr for the
 LogHub, and for Python workers a notify pipe (READY=1, sd_notify style).
@@ -17,7 +19,10 @@ import signal
 import subprocess
 import sys
 
+from corral import privileges
+from corral.supervisor import reaper, readiness
 from corral.supervisor.policy import Exit
+from corral.supervisor.sockets import Activation
 
 PR_SET_PDEATHSIG = 1
 
@@ -50,10 +55,21 @@ class SpawnError(Exception):
     """The process could not be started (fork failed, exec failed)."""
 
 
+_libc = ctypes.CDLL(None, use_errno=True)  # loaded here: no dlopen after a fork
+
+
 def die_with_parent(parent_pid):
-    """In a child: be killed when the master dies; die now if it already has."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    """In a child: be killed when the master dies; die now if it already has.
+
+    Armed first, checked second: a master that dies after the prctl sends the
+    signal; one that died before it has left us reparented, so getppid() is
+    no longer its pid. The signal follows the parent *thread* that forked us;
+    the master forks only from its one thread. It survives exec (but not of
+    a set-user-ID program) and a change of ids clears it: arm it again after.
+    """
+    if _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"prctl(PR_SET_PDEATHSIG): {os.strerror(err)}")
     if os.getppid() != parent_pid:  # the master died before prctl took effect
         os._exit(1)
 
@@ -77,6 +93,9 @@ class Child:
         self.notify_fd = notify_fd
         self.pidfd = os.pidfd_open(pid)
         self.exit = None
+        # Its family (reaper.py): set by Spawner.spawn.
+        self.instance = self.marker = None
+        self.since = 0  # when it started, in clock ticks since boot
 
     def poll(self):
         """Reap this pid if it has exited: return its Exit, else None."""
@@ -124,6 +143,34 @@ class Child:
         # killpg also finds zombies that wait for init to reap them: look closer.
         return group_has_live_member(self.pid)
 
+    def signal_family(self, sig):
+        """signal_group, and the same to its family outside the group (reaper.py).
+
+        Once reaped, its pid may be another process's: only the group (alive
+        while one member is) and the family are signalled then.
+        """
+        if self.exit is None:
+            ok = self.signal_group(sig)
+        else:
+            try:
+                os.killpg(self.pid, sig)
+                ok = True
+            except (ProcessLookupError, PermissionError):
+                ok = False
+        for pid, pgrp in self._family():
+            if pgrp != self.pid:  # the group has it already
+                ok = reaper.kill(pid, sig) or ok
+        return ok
+
+    def family_alive(self):
+        """True while a live process is left in its group or its family."""
+        return self.group_alive() or bool(self._family())
+
+    def _family(self):
+        if self.marker is None:
+            return []
+        return reaper.family(self.marker, self.instance, self.since)
+
     def close(self):
         if self.pidfd is not None:
             os.close(self.pidfd)
@@ -153,12 +200,15 @@ def _pipe():
     return r, w
 
 
-def child_env(spec, instance, index):
-    env = dict(os.environ)
+def child_env(spec, instance, index, notify_socket=None):
+    """notify_socket: the master's (readiness.py), for the commands that need it."""
+    env = readiness.adjust_env(dict(os.environ), spec, notify_socket)
+    env.update(privileges.user_env(spec))  # HOME, USER, LOGNAME; env wins
     env.update(spec.env)
     env["CORRAL_SERVICE"] = spec.name
     env["CORRAL_INSTANCE"] = instance
     env["CORRAL_INDEX"] = str(index)
+    env[reaper.MARKER_VAR] = reaper.marker()  # this master's: see reaper.py
     return env
 
 
@@ -167,41 +217,67 @@ class Spawner:
 
     def __init__(self):
         self.master_pid = os.getpid()
+        self.marker = reaper.marker()
+        self.children = {}  # pid -> Child, until it is reaped
+        self.helpers = set()  # pids of the master's short-lived helpers (health.py)
+        self.notify_socket = None  # the master's NOTIFY_SOCKET path, once readiness.py made it
 
-    def spawn(self, spec, instance, index):
+    def spawn(self, spec, instance, index, fds=()):
+        """fds: [(fd, name)] a command gets by socket activation (sockets.py)."""
         if spec.is_command:
-            return self._exec(spec, instance, index)
-        return self._fork(spec, instance, index)
+            child = self._exec(spec, instance, index, fds)
+        else:
+            child = self._fork(spec, instance, index)
+        child.instance, child.marker = instance, self.marker
+        child.since = reaper.start_ticks(child.pid)
+        self.children = {p: c for p, c in self.children.items() if c.exit is None}
+        self.children[child.pid] = child
+        return child
 
-    def _exec(self, spec, instance, index):
+    def owns(self, pid):
+        """True while pid is a worker not reaped yet: only Child.poll may reap it
+        (or a helper such as a health probe: only its own watcher may)."""
+        if pid in self.helpers:
+            return True
+        child = self.children.get(pid)
+        return child is not None and child.exit is None
+
+    def _exec(self, spec, instance, index, fds=()):
         out_r, out_w = _pipe()
         err_r, err_w = _pipe()
         master_pid = self.master_pid
+        drop = privileges.CommandDrop(spec)  # its lookups happen here, in the master
+        env = child_env(spec, instance, index, self.notify_socket)
+        activation = Activation(fds, env)  # no fds: no-op
 
         def setup():  # runs in the child between fork and exec
             reset_signals()
-            die_with_parent(master_pid)
+            drop()  # groups, gid, uid, umask (and then cwd, as the user)
+            die_with_parent(master_pid)  # after the drop: a change of ids clears it
+            activation.in_child()  # fds on 3.., LISTEN_PID = this pid (sockets.py)
 
         try:
-            with signals_blocked():
+            with signals_blocked(), activation.reserved():
                 popen = subprocess.Popen(
                     spec.command,
                     stdin=subprocess.DEVNULL,
                     stdout=out_w,
                     stderr=err_w,
-                    cwd=spec.cwd,
-                    env=child_env(spec, instance, index),
+                    cwd=None if drop.cwd else spec.cwd,
+                    env=activation.env,  # None with fds: in_child sets os.environ
                     start_new_session=True,
                     close_fds=True,
+                    pass_fds=activation.pass_fds,
                     preexec_fn=setup,
                 )
         except (OSError, subprocess.SubprocessError) as exc:
             for fd in (out_r, err_r):
                 os.close(fd)
-            raise SpawnError(f"cannot exec {spec.command[0]}: {exc}") from exc
+            raise SpawnError(drop.why() or f"cannot exec {spec.command[0]}: {exc}") from exc
         finally:
             os.close(out_w)
             os.close(err_w)
+            drop.close()
         return Child("command", popen.pid, popen, out_r, err_r)
 
     def _fork(self, spec, instance, index):

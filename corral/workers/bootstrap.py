@@ -8,9 +8,14 @@ step at a time, each step named in the error if it fails:
                         then unblock (the master forks with every signal blocked)
     new_session         its own session and process group (stops reach all it starts)
     die_with_master     PR_SET_PDEATHSIG, and exit now if the master is gone
+                        (the runner also watches the master through a pidfd)
     redirect_fds        stdout/stderr to the master's pipes, notify pipe on fd 3
     close_other_fds     nothing of the master's (sockets, pipes, pidfds, epoll)
-    change_directory    the service's cwd
+                        but the listening sockets it holds for this tree
+    set_user            the service's user and group (supplementary groups, gid,
+                        then uid) and umask (corral/privileges.py); then
+                        die_with_master again, as changing ids cleared it
+    change_directory    the service's cwd, entered as the service's user
     set_environment     the service's env and CORRAL_*
     reopen_streams      fresh sys.stdout/sys.stderr, line buffered
 
@@ -24,8 +29,10 @@ import signal
 import sys
 import traceback
 
+from corral import privileges
 from corral.errors import EXIT_WORKER_BOOT
 from corral.supervisor import spawn
+from corral.supervisor.sockets import inherited_fds
 
 NOTIFY_FD = 3
 UNCATCHABLE = frozenset({signal.SIGKILL, signal.SIGSTOP})
@@ -53,8 +60,15 @@ def redirect_fds(out_w, err_w, notify_w):
         os.close(null)
 
 
-def close_other_fds():
-    os.closerange(NOTIFY_FD + 1, os.sysconf("SC_OPEN_MAX"))
+def close_other_fds(keep=()):
+    """Close every fd above NOTIFY_FD but those in keep (the listening sockets
+    the master holds for this tree, supervisor/sockets.py)."""
+    low = NOTIFY_FD + 1
+    for fd in sorted(set(keep)):
+        if fd >= low:
+            os.closerange(low, fd)
+            low = fd + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
 
 
 def set_environment(spec, instance, index):
@@ -80,13 +94,22 @@ def notify(message):
 
 def worker_main(spec, instance, index, fds, master_pid):
     out_w, err_w, notify_w = fds
+    # Imported before set_user: the service's user may not be able to read
+    # the files of corral or of the Python it runs on.
+    from corral.workers import runner
+
     try:
         _step("reset signals", spawn.reset_signals)
         _step("start a new session", os.setsid)
         _step("watch the master", spawn.die_with_parent, master_pid)
         _step("redirect output to the master", redirect_fds, out_w, err_w, notify_w)
-        _step("close the master's files", close_other_fds)
+        _step("close the master's files", close_other_fds, inherited_fds(spec.tree))
         reopen_streams()
+        plan = privileges.steps(spec)
+        for description, action, *args in plan:
+            _step(description, action, *args)
+        if plan:  # Linux cleared PR_SET_PDEATHSIG when the ids changed
+            _step("watch the master", spawn.die_with_parent, master_pid)
         if spec.cwd:
             _step(f"change directory to {spec.cwd}", os.chdir, spec.cwd)
         _step("set the environment", set_environment, spec, instance, index)
@@ -95,13 +118,13 @@ def worker_main(spec, instance, index, fds, master_pid):
         sys.stderr.flush()
         sys.exit(EXIT_WORKER_BOOT)
 
-    from corral.workers import runner
-
     runner.setup_logging(instance)
     # SIGKILL and SIGSTOP cannot be caught: as a stop_signal they act by themselves.
     stop_signals = {spec.stop_signal, signal.SIGTERM, signal.SIGINT} - UNCATCHABLE
     try:
-        code = runner.run_tree(spec.tree, stop_signals=tuple(stop_signals), notify=notify)
+        code = runner.run_tree(spec.tree, stop_signals=tuple(stop_signals), notify=notify,
+                               master_pid=master_pid,  # a pidfd backs up PDEATHSIG
+                               privileged=False)  # the master ran it (sockets.py)
     except BaseException:
         traceback.print_exc()
         code = 1

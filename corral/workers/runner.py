@@ -25,11 +25,17 @@ Design notes:
   then stopping us and a late ready would be a stray event).
 - Logging goes to stderr without time or worker name: the master reads the
   pipe and stamps both on every line.
+- The master is watched through a pidfd on the loop: if it dies and the
+  kernel's death signal did not end us first, the tree stops as on a stop
+  signal (no worker outlives its master).
+- With a `watchdog`, a timer on the same loop writes WATCHDOG=1 to the
+  master every third of it (_Heartbeat): the heartbeat proves the loop turns.
 """
 
 import asyncio
 import inspect
 import logging
+import os
 import signal
 import sys
 
@@ -56,28 +62,100 @@ def setup_logging(name="corral.worker"):
     return logging.getLogger(name)
 
 
-def run_tree(service, *, stop_signals=(signal.SIGTERM, signal.SIGINT), notify=None):
+def run_tree(service, *, stop_signals=(signal.SIGTERM, signal.SIGINT), notify=None,
+             master_pid=None, privileged=True):
     """Start `service`, report ready, stop it on a stop signal; return an exit code.
 
     notify, if given, is called with "READY=1" once the start has finished.
+    master_pid, if given, is watched: when that process ends, the tree stops
+    as on a stop signal. privileged=False skips privilegedStartService: the
+    master ran it on its copy of the tree already (supervisor/sockets.py).
     """
     if not logging.getLogger().handlers:
         setup_logging()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        return loop.run_until_complete(_run(service, stop_signals, notify))
+        return loop.run_until_complete(
+            _run(service, stop_signals, notify, master_pid, privileged))
     finally:
         _close(loop)
 
 
-async def _run(service, stop_signals, notify):
+async def _run(service, stop_signals, notify, master_pid=None, privileged=True):
     loop = asyncio.get_running_loop()
     stop_asked = asyncio.Event()
     for signum in stop_signals:
         loop.add_signal_handler(signum, stop_asked.set)
+    pidfd = _watch_master(loop, master_pid, stop_asked.set)
+    heartbeat = _Heartbeat.start(loop, notify)  # watchdog: WATCHDOG=1 from this loop
+    try:
+        return await _supervise(service, stop_asked, notify, privileged)
+    finally:
+        if heartbeat is not None:
+            heartbeat.cancel()
+        if pidfd is not None:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
 
-    starting = asyncio.create_task(_start(service), name="corral-start")
+
+class _Heartbeat:
+    """WATCHDOG=1 every third of $CORRAL_WATCHDOG_USEC (the service's
+    `watchdog`), sent by a timer on the worker's own loop: a loop blocked by
+    a stuck callback sends nothing, and the master's watchdog kills it."""
+
+    def __init__(self, loop, notify, interval):
+        self.loop, self.notify, self.interval = loop, notify, interval
+        self.handle = None
+
+    @classmethod
+    def start(cls, loop, notify):
+        try:
+            usec = int(os.environ.get("CORRAL_WATCHDOG_USEC", "0"))
+        except ValueError:
+            usec = 0
+        if notify is None or usec <= 0:
+            return None
+        heartbeat = cls(loop, notify, usec / 3e6)
+        heartbeat.beat()
+        return heartbeat
+
+    def beat(self):
+        try:
+            self.notify("WATCHDOG=1")
+        except Exception:
+            pass  # the master is gone: it cannot miss us
+        self.handle = self.loop.call_later(self.interval, self.beat)
+
+    def cancel(self):
+        if self.handle is not None:
+            self.handle.cancel()
+
+
+def _watch_master(loop, master_pid, stop):
+    """A pidfd of the master on the loop: if it dies, stop (backing up the
+    PR_SET_PDEATHSIG the bootstrap set, which a change of ids clears).
+    Returns the pidfd, or None."""
+    if master_pid is None:
+        return None
+
+    def gone():
+        loop.remove_reader(pidfd)
+        log.warning("the master (pid %d) is gone: stopping", master_pid)
+        stop()
+
+    try:
+        pidfd = os.pidfd_open(master_pid)
+    except ProcessLookupError:
+        log.warning("the master (pid %d) is gone: stopping", master_pid)
+        stop()
+        return None
+    loop.add_reader(pidfd, gone)
+    return pidfd
+
+
+async def _supervise(service, stop_asked, notify, privileged=True):
+    starting = asyncio.create_task(_start(service, privileged), name="corral-start")
     waiting = asyncio.create_task(stop_asked.wait(), name="corral-stop-wait")
     await asyncio.wait({starting, waiting}, return_when=asyncio.FIRST_COMPLETED)
 
@@ -114,8 +192,9 @@ async def _run(service, stop_signals, notify):
     return EXIT_OK if await _stop(service) else EXIT_STOP_FAILED
 
 
-async def _start(service):
-    service.privilegedStartService()
+async def _start(service, privileged=True):
+    if privileged:
+        service.privilegedStartService()
     result = service.startService()
     if inspect.isawaitable(result):
         await result

@@ -4,13 +4,15 @@ As in the twistd tutorial, a MultiService holds two services: a
 PoetryService that loads the poem when it starts, and a listener that sends
 the poem to every client and hangs up. The MultiService starts them in that
 order, so the poem is loaded before the first client can connect, and stops
-them in reverse. Try: `nc 127.0.0.1 10000`.
+them in reverse. The listener is corral's TCPServer, as twistd's is
+internet.TCPServer. Try: `nc 127.0.0.1 10000`.
 """
 
 import asyncio
 import os
 
 import corral
+from corral.services.internet import TCPServer
 
 PORT = int(os.environ.get("POETRY_PORT", "10000"))
 POEM = os.environ.get("POETRY_FILE", os.path.join(os.path.dirname(__file__), "ecstasy.txt"))
@@ -42,35 +44,12 @@ class PoetryProtocol(asyncio.Protocol):
         transport.close()
 
 
-class PoetryListener(corral.Service):
-    """Sends the poem of a PoetryService to each client (plain asyncio)."""
-
-    def __init__(self, port, poetry_service, interface="127.0.0.1"):
-        super().__init__()
-        self.port = port
-        self.interface = interface
-        self.poetry_service = poetry_service
-        self.server = None
-
-    async def startService(self):
-        super().startService()
-        loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(
-            lambda: PoetryProtocol(self.poetry_service), self.interface, self.port)
-        print(f"serving poetry on {self.interface}:{self.port}")
-
-    async def stopService(self):
-        super().stopService()
-        self.server.close()
-        await self.server.wait_closed()
-
-
 top = corral.MultiService()
 top.setName("fastpoetry")
 poetry = PoetryService(POEM)
 poetry.setName("poem")
 poetry.setServiceParent(top)
-listener = PoetryListener(PORT, poetry)
+listener = TCPServer(PORT, lambda: PoetryProtocol(poetry), interface="127.0.0.1")
 listener.setName("listener")
 listener.setServiceParent(top)
 

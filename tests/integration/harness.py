@@ -67,13 +67,18 @@ class Master:
 
     # -- life --------------------------------------------------------------
 
-    def start(self, wait=True):
+    def start(self, wait=True, env=None):
+        """env: variables added to (or, with None values, removed from) the test's own."""
+        child_env = None
+        if env:
+            child_env = {**os.environ, **env}
+            child_env = {k: v for k, v in child_env.items() if v is not None}
         with open(self.stdout_path, "wb") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "corral", "run", self.config,
                  "--socket", self.socket, "--logfile", self.logfile, *self.args],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self.dir, start_new_session=True,
+                cwd=self.dir, start_new_session=True, env=child_env,
             )
         if wait:
             wait_until(self._answers, message="the master to answer", dump=self.output)

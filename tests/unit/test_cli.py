@@ -565,9 +565,32 @@ def test_run_passes_absolute_paths(fake_run_master, short_dir, monkeypatch):
     assert fake_run_master == [
         (
             "app.toml",
-            {"socket": os.path.join(short_dir, "c.sock"), "logfile": None, "log_dir": os.path.join(short_dir, "logs")},
+            {"socket": os.path.join(short_dir, "c.sock"), "logfile": None, "log_dir": os.path.join(short_dir, "logs"),
+             "daemon": False, "pidfile": None, "uid": None, "gid": None, "umask": None, "rundir": None},
         )
     ]
+
+
+def test_run_daemon_options(fake_run_master, short_dir, monkeypatch):
+    monkeypatch.chdir(short_dir)
+    argv = ["run", "app.toml", "-d", "--pidfile", "c.pid", "--uid", "nobody", "--gid", "0",
+            "--umask", "0o027", "--rundir", "run"]
+    assert main(argv) == 0
+    kwargs = fake_run_master[0][1]
+    assert kwargs["daemon"] is True
+    assert kwargs["pidfile"] == os.path.join(short_dir, "c.pid")
+    assert kwargs["rundir"] == os.path.join(short_dir, "run")
+    assert (kwargs["uid"], kwargs["gid"], kwargs["umask"]) == ("nobody", "0", 0o27)
+    assert main(["run", "app.toml", "-n", "--umask", "022"]) == 0
+    assert (fake_run_master[1][1]["daemon"], fake_run_master[1][1]["umask"]) == (False, 0o22)
+
+
+@pytest.mark.parametrize("argv", [["-d", "-n"], ["--umask", "999"], ["--umask", "u=rwx"]])
+def test_run_bad_daemon_options_are_usage_errors(fake_run_master, argv):
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "app.toml", *argv])
+    assert exc.value.code == 2
+    assert fake_run_master == []
 
 
 def test_run_config_error(fake_run_master, capsys):

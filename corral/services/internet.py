@@ -1,0 +1,561 @@
+"""Servers and clients as services, with the names of twisted.application.internet.
+
+    TCPServer(port, protocol_factory, interface="", backlog=128)
+    SSLServer(port, protocol_factory, ssl_context, interface="", backlog=128)
+    UNIXServer(path, protocol_factory, mode=0o666, backlog=128)
+    UDPServer(port, protocol_factory, interface="")
+    UNIXDatagramServer(path, protocol_factory, mode=0o666)
+    TCPClient(host, port, protocol_factory, ...)  SSLClient(...)  UNIXClient(path, ...)
+
+A protocol factory is what asyncio takes: a callable returning an
+asyncio.Protocol (stream servers and clients) or an asyncio.DatagramProtocol
+(UDPServer, UNIXDatagramServer). An interface of "" means all IPv4
+interfaces, as in Twisted.
+
+Who holds the listening socket. A server creates and binds its socket in
+privilegedStartService() -- a plain blocking socket, SO_REUSEADDR, bound and
+listening -- and keeps it in `self.socket`, but only if it does not hold a
+bound socket already. So a master can call privilegedStartService() on its
+copy of the tree once (as root, say), and a worker forked from it inherits
+the socket and does not bind again; listening_sockets(tree) lists the
+sockets held in a tree. startService() serves on a duplicate of that socket
+(asyncio closes the socket it is given when its server closes), so
+stopService() stops serving but the held socket stays bound and listening:
+clients that connect while no worker serves wait in the backlog instead of
+being refused, and the next startService() serves them. closeSocket() lets
+the socket go for good.
+
+As with Twisted's stopListening, stopService() stops accepting but leaves
+connections already made to finish on their own.
+"""
+
+import asyncio
+import errno
+import logging
+import os
+import random
+import socket
+import stat
+import sys
+
+from corral.service import MultiService, Service
+
+log = logging.getLogger("corral.services.internet")
+
+__all__ = [
+    "ClientStopped", "ListeningService", "SSLClient", "SSLServer", "TCPClient",
+    "TCPServer", "UDPServer", "UNIXClient", "UNIXDatagramServer", "UNIXServer",
+    "listening_sockets",
+]
+
+
+def listening_sockets(tree):
+    """The sockets held by the servers in `tree` (a service or a whole tree), in tree order."""
+    found = []
+
+    def walk(node):
+        if isinstance(node, ListeningService) and node.socket is not None \
+                and node.socket.fileno() != -1:
+            found.append(node.socket)
+        if isinstance(node, MultiService):
+            for child in node:
+                walk(child)
+
+    walk(tree)
+    return found
+
+
+# -- servers -----------------------------------------------------------------
+
+
+class ListeningService(Service):
+    """The common part of the servers: hold a bound socket, serve on a duplicate."""
+
+    socket = None  # the held socket, bound (and listening, for streams); may be assigned
+    address = None  # its getsockname()
+
+    def __init__(self, protocol_factory):
+        super().__init__()
+        if not callable(protocol_factory):
+            raise TypeError(f"protocol_factory must be callable, not {protocol_factory!r}")
+        self.protocol_factory = protocol_factory
+        self._served = None  # the duplicate that asyncio serves on
+
+    def __repr__(self):
+        label = f" {self.name!r}" if self.name is not None else ""
+        return f"<{type(self).__name__}{label} {self._where()}>"
+
+    def bind(self):
+        """Create and bind the held socket unless it is held already; return it."""
+        if not self._holds_socket():
+            sock = self._make_socket()
+            self.socket, self.address = sock, sock.getsockname()
+            self._bound(self.address)
+        return self.socket
+
+    def _holds_socket(self):
+        # A forked child whose files were closed, or whose fd number now
+        # names another file, does not hold the socket any more.
+        sock = self.socket
+        if sock is None or sock.fileno() == -1:
+            return False
+        try:
+            if self.address is None:  # assigned from outside (socket activation, say)
+                self.address = sock.getsockname()
+                self._bound(self.address)
+            if sock.getsockname() == self.address:
+                return True
+        except OSError:
+            pass
+        sock.detach()  # the number is not ours: never close it
+        self.socket = None
+        return False
+
+    def closeSocket(self):
+        """Close the held socket; for its owner, once the service is gone for good."""
+        sock, self.socket = self.socket, None
+        if sock is not None:
+            sock.close()
+
+    def privilegedStartService(self):
+        super().privilegedStartService()
+        self.bind()
+
+    def startService(self):
+        super().startService()
+        return self._start()
+
+    async def _start(self):
+        if self._served is not None and self._served.fileno() != -1:
+            return  # serving already
+        sock = self.bind()
+        served = socket.socket(fileno=os.dup(sock.fileno()))
+        self._served = served
+        try:
+            await self._serve(served)
+        except BaseException:
+            if not self._serving():
+                served.close()
+            raise
+        log.info("%r serving", self)
+
+    def stopService(self):
+        super().stopService()
+        return self._stop()
+
+    def _bound(self, address):
+        pass
+
+    def _where(self):
+        raise NotImplementedError
+
+    def _make_socket(self):
+        raise NotImplementedError
+
+    async def _serve(self, sock):
+        raise NotImplementedError
+
+    def _serving(self):
+        raise NotImplementedError
+
+    async def _stop(self):
+        raise NotImplementedError
+
+
+class _StreamServer(ListeningService):
+    server = None  # the asyncio.Server while serving
+
+    def __init__(self, protocol_factory, backlog):
+        super().__init__(protocol_factory)
+        self.backlog = backlog
+
+    def _ssl(self):
+        return None
+
+    def _create(self, loop, sock):
+        return loop.create_server(
+            self.protocol_factory, sock=sock, backlog=self.backlog, ssl=self._ssl(),
+            start_serving=False)
+
+    async def _serve(self, sock):
+        # With start_serving=False and a socket, creating the server does not
+        # suspend, so self.server is set before any cancellation can land.
+        self.server = await self._create(asyncio.get_running_loop(), sock)
+        await self.server.start_serving()
+
+    def _serving(self):
+        return self.server is not None
+
+    async def _stop(self):
+        server, self.server, self._served = self.server, None, None
+        if server is None:
+            return
+        server.close()  # closes our duplicate at once, never the held socket
+        if sys.version_info < (3, 12):
+            # From 3.12 on, wait_closed also waits for every connection.
+            await server.wait_closed()
+
+
+def _inet_address(interface, port, kind):
+    """(family, sockaddr) to bind: "" is all IPv4 interfaces, as in Twisted."""
+    if interface == "":
+        return socket.AF_INET, ("0.0.0.0", port)
+    infos = socket.getaddrinfo(interface, port, socket.AF_UNSPEC, kind, 0, socket.AI_PASSIVE)
+    family, _, _, _, sockaddr = infos[0]
+    return family, sockaddr
+
+
+def _bind_inet(owner, interface, port, kind, backlog=None):
+    family, sockaddr = _inet_address(interface, port, kind)
+    sock = socket.socket(family, kind)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(sockaddr)
+        if backlog is not None:
+            sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"{owner!r} cannot bind {sockaddr[0]}:{sockaddr[1]}: "
+                                 f"{exc.strerror}") from exc
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class TCPServer(_StreamServer):
+    """Listen on TCP `port` (0: any free port; `port` then tells which)."""
+
+    def __init__(self, port, protocol_factory, *, interface="", backlog=128):
+        super().__init__(protocol_factory, backlog)
+        self.port = port
+        self.interface = interface
+
+    def _where(self):
+        return f"{self.interface or '*'}:{self.port}"
+
+    def _make_socket(self):
+        return _bind_inet(self, self.interface, self.port, socket.SOCK_STREAM, self.backlog)
+
+    def _bound(self, address):
+        self.port = address[1]
+
+
+class SSLServer(TCPServer):
+    """A TCPServer whose connections speak TLS with `ssl_context` (an ssl.SSLContext)."""
+
+    def __init__(self, port, protocol_factory, ssl_context, *, interface="", backlog=128):
+        super().__init__(port, protocol_factory, interface=interface, backlog=backlog)
+        self.ssl_context = ssl_context
+
+    def _ssl(self):
+        return self.ssl_context
+
+
+def _is_abstract(path):
+    return path[:1] in ("\0", b"\0")
+
+
+def _remove_stale(owner, path, kind):
+    """Unlink a socket file nobody listens on any more; refuse one that is in use."""
+    if _is_abstract(path):
+        return
+    try:
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
+            return  # not a socket: bind will say the address is in use
+    except FileNotFoundError:
+        return
+    with socket.socket(socket.AF_UNIX, kind) as probe:
+        probe.setblocking(False)
+        err = probe.connect_ex(path)
+    if err in (0, errno.EAGAIN):
+        raise OSError(errno.EADDRINUSE, f"{owner!r}: {path!r} is in use by a live socket")
+    if err == errno.ECONNREFUSED:  # nobody holds it
+        os.unlink(path)
+
+
+def _bind_unix(owner, path, kind, mode, backlog=None):
+    _remove_stale(owner, path, kind)
+    sock = socket.socket(socket.AF_UNIX, kind)
+    try:
+        sock.bind(path)
+        if not _is_abstract(path):
+            os.chmod(path, mode)
+        if backlog is not None:
+            sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"{owner!r} cannot bind {path!r}: {exc.strerror}") from exc
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class _UnixPathMixin:
+    def _where(self):
+        return repr(self.path)
+
+    def closeSocket(self):
+        held = self.socket is not None and self.socket.fileno() != -1
+        super().closeSocket()
+        if held and not _is_abstract(self.path):
+            try:
+                if stat.S_ISSOCK(os.stat(self.path).st_mode):
+                    os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+
+
+class UNIXServer(_UnixPathMixin, _StreamServer):
+    """Listen on the UNIX stream socket `path` (a stale socket file is replaced)."""
+
+    def __init__(self, path, protocol_factory, *, mode=0o666, backlog=128):
+        super().__init__(protocol_factory, backlog)
+        self.path = path
+        self.mode = mode
+
+    def _make_socket(self):
+        return _bind_unix(self, self.path, socket.SOCK_STREAM, self.mode, self.backlog)
+
+    def _create(self, loop, sock):
+        extra = {"cleanup_socket": False} if sys.version_info >= (3, 13) else {}
+        return loop.create_unix_server(
+            self.protocol_factory, sock=sock, backlog=self.backlog, start_serving=False, **extra)
+
+
+class _DatagramServer(ListeningService):
+    transport = None  # the asyncio datagram transport while serving
+    protocol = None  # the protocol the factory made for it
+
+    async def _serve(self, sock):
+        loop = asyncio.get_running_loop()
+        self.transport, self.protocol = await loop.create_datagram_endpoint(
+            self.protocol_factory, sock=sock)
+
+    def _serving(self):
+        return self.transport is not None
+
+    async def _stop(self):
+        transport, served = self.transport, self._served
+        self.transport = self.protocol = self._served = None
+        if transport is None:
+            return
+        # As Twisted's UDP port: unsent datagrams are dropped. The transport
+        # closes our duplicate in a callback it schedules; let that run.
+        transport.abort()
+        for _ in range(100):
+            if served.fileno() == -1:
+                break
+            await asyncio.sleep(0)
+
+
+class UDPServer(_DatagramServer):
+    """Receive datagrams on UDP `port`; the protocol answers with transport.sendto."""
+
+    def __init__(self, port, protocol_factory, *, interface=""):
+        super().__init__(protocol_factory)
+        self.port = port
+        self.interface = interface
+
+    def _where(self):
+        return f"udp {self.interface or '*'}:{self.port}"
+
+    def _make_socket(self):
+        return _bind_inet(self, self.interface, self.port, socket.SOCK_DGRAM)
+
+    def _bound(self, address):
+        self.port = address[1]
+
+
+class UNIXDatagramServer(_UnixPathMixin, _DatagramServer):
+    """Receive datagrams on the UNIX datagram socket `path`."""
+
+    def __init__(self, path, protocol_factory, *, mode=0o666):
+        super().__init__(protocol_factory)
+        self.path = path
+        self.mode = mode
+
+    def _make_socket(self):
+        return _bind_unix(self, self.path, socket.SOCK_DGRAM, self.mode)
+
+
+# -- clients -----------------------------------------------------------------
+
+
+class ClientStopped(ConnectionError):
+    """whenConnected() gave up: the client service was stopped."""
+
+
+class _ReconnectingClient(Service):
+    """Connect; reconnect with backoff whenever the connect fails or the connection is lost.
+
+    Like Twisted's ClientService. The delay before attempt n after n-1
+    failures (a lost connection counts as one) is
+    min(initial_delay * factor ** (n - 1), max_delay), stretched by a random
+    fraction of up to `jitter` of itself so that many clients spread out.
+    """
+
+    transport = None  # the current connection, or None
+    protocol = None  # its protocol, or None
+
+    def __init__(self, protocol_factory, *, initial_delay=1.0, factor=1.5, max_delay=60.0,
+                 jitter=0.1, connect_timeout=30.0):
+        super().__init__()
+        if not callable(protocol_factory):
+            raise TypeError(f"protocol_factory must be callable, not {protocol_factory!r}")
+        self.protocol_factory = protocol_factory
+        self.initial_delay = initial_delay
+        self.factor = factor
+        self.max_delay = max_delay
+        self.jitter = jitter
+        self.connect_timeout = connect_timeout
+        self.failedAttempts = 0  # since the last successful connect
+        self._task = None
+        self._lost = None  # future of the current attempt: set when its connection is lost
+        self._waiters = []  # [future, failures left or None]
+
+    def delay(self, attempt):
+        """Seconds to wait before `attempt` (1 = after one failure or one lost connection)."""
+        try:
+            base = min(self.initial_delay * self.factor ** max(attempt - 1, 0), self.max_delay)
+        except OverflowError:
+            base = self.max_delay
+        return base * (1 + self.jitter * random.random())
+
+    async def whenConnected(self, failAfterFailures=None):
+        """The protocol of the current connection, once there is one.
+
+        failAfterFailures=n: raise the connect error after n more failed
+        attempts instead. Raises ClientStopped if the service stops first.
+        """
+        if self.protocol is not None:
+            return self.protocol
+        waiter = [asyncio.get_running_loop().create_future(), failAfterFailures]
+        self._waiters.append(waiter)
+        try:
+            return await waiter[0]
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    def startService(self):
+        super().startService()
+        return self._begin()
+
+    async def _begin(self):
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"{self!r}")
+
+    def _factory(self):
+        protocol = self.protocol_factory()
+        lost, original = self._lost, protocol.connection_lost
+
+        def connection_lost(exc):
+            try:
+                original(exc)
+            finally:
+                if not lost.done():
+                    lost.set_result(exc)
+
+        protocol.connection_lost = connection_lost
+        return protocol
+
+    async def _run(self):
+        loop = asyncio.get_running_loop()
+        while True:
+            self._lost = lost = loop.create_future()
+            try:
+                transport, protocol = await asyncio.wait_for(
+                    self._connect(loop, self._factory), self.connect_timeout)
+            except Exception as exc:  # noqa: BLE001 - any failed connect is retried
+                self.failedAttempts += 1
+                self._settle(exc=exc)
+                wait = self.delay(self.failedAttempts)
+                log.warning("%r: connect failed (%s); attempt %d in %.2fs",
+                            self, str(exc) or type(exc).__name__, self.failedAttempts + 1, wait)
+                await asyncio.sleep(wait)
+                continue
+            self.failedAttempts = 0
+            if not lost.done():
+                self.transport, self.protocol = transport, protocol
+                log.info("%r: connected", self)
+                self._settle(protocol=protocol)
+                await asyncio.shield(lost)  # a cancel must not mark it lost: _end closes
+                self.transport = self.protocol = None
+            self.failedAttempts = 1
+            wait = self.delay(1)
+            log.info("%r: connection lost; reconnecting in %.2fs", self, wait)
+            await asyncio.sleep(wait)
+
+    def _settle(self, protocol=None, exc=None):
+        for waiter in list(self._waiters):
+            future, left = waiter
+            if future.done():
+                continue
+            if protocol is not None:
+                future.set_result(protocol)
+            elif exc is not None and left is not None:
+                waiter[1] = left - 1
+                if waiter[1] <= 0:
+                    future.set_exception(exc)
+
+    def stopService(self):
+        super().stopService()
+        return self._end()
+
+    async def _end(self):
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task})
+        transport, lost = self.transport, self._lost
+        if transport is not None and lost is not None and not lost.done():
+            transport.close()
+            done, _ = await asyncio.wait({lost}, timeout=5.0)
+            if not done:
+                transport.abort()
+        self.transport = self.protocol = None
+        for future, _ in list(self._waiters):
+            if not future.done():
+                future.set_exception(ClientStopped(f"{self!r} was stopped"))
+
+    async def _connect(self, loop, factory):
+        raise NotImplementedError
+
+
+class TCPClient(_ReconnectingClient):
+    """Keep a TCP connection to host:port (ssl: an ssl.SSLContext for TLS)."""
+
+    def __init__(self, host, port, protocol_factory, *, ssl=None, **backoff):
+        super().__init__(protocol_factory, **backoff)
+        self.host, self.port, self.ssl = host, port, ssl
+
+    def __repr__(self):
+        label = f" {self.name!r}" if self.name is not None else ""
+        return f"<{type(self).__name__}{label} {self.host}:{self.port}>"
+
+    def _connect(self, loop, factory):
+        return loop.create_connection(factory, self.host, self.port, ssl=self.ssl)
+
+
+class SSLClient(TCPClient):
+    """A TCPClient that speaks TLS with `ssl_context`."""
+
+    def __init__(self, host, port, protocol_factory, ssl_context, **backoff):
+        super().__init__(host, port, protocol_factory, ssl=ssl_context, **backoff)
+
+
+class UNIXClient(_ReconnectingClient):
+    """Keep a connection to the UNIX stream socket `path`."""
+
+    def __init__(self, path, protocol_factory, **backoff):
+        super().__init__(protocol_factory, **backoff)
+        self.path = path
+
+    def __repr__(self):
+        label = f" {self.name!r}" if self.name is not None else ""
+        return f"<{type(self).__name__}{label} {self.path!r}>"
+
+    def _connect(self, loop, factory):
+        return loop.create_unix_connection(factory, self.path)

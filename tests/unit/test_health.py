@@ -1,0 +1,455 @@
+"""health and max_memory: parsing and checks (healthspec.py, settings.py), and
+the probes and the RSS pass of supervisor/health.py on a real loop, without a
+master: an in-process server, real sh processes, no sleeping beyond a probe."""
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from corral.config import load
+from corral.errors import ConfigError
+from corral.healthspec import Health, format_bytes, parse_health, parse_memory
+from corral.spec import ServiceSpec
+from corral.supervisor import health
+from corral.supervisor.record import Record
+from corral.supervisor.states import Event, State
+
+TRUE = "command = ['true']\n"
+
+
+def load_service(tmp_path, body):
+    path = tmp_path / "corral.toml"
+    path.write_text("[services.svc]\n" + TRUE + textwrap.dedent(body))
+    return load(path).services[0]
+
+
+def service_error(tmp_path, body, key):
+    with pytest.raises(ConfigError) as info:
+        load_service(tmp_path, body)
+    err = info.value
+    assert (err.service, err.key) == ("svc", key)
+    assert f"key {key!r}" in str(err) and "\n" not in str(err)
+    return err
+
+
+# -- max_memory -------------------------------------------------------------------
+
+@pytest.mark.parametrize("value, expected", [
+    ("512MB", 512 << 20), ("512M", 512 << 20), ("1.5G", 3 << 29), ("100K", 100 << 10),
+    ("100k", 100 << 10), ("2GiB", 2 << 30), ("1T", 1 << 40), ("64 MiB", 64 << 20),
+    ("4096", 4096), ("4096B", 4096), (4096, 4096), (" 10M ", 10 << 20), (".5K", 512),
+])
+def test_memory_sizes(value, expected):
+    assert parse_memory(value) == expected
+
+
+@pytest.mark.parametrize("value", [
+    "0", 0, -5, "", "M", "12X", "1.5.2G", "10 GB extra", "iB", "-1M", True, 1.5, None,
+    [512], "0.0001K",
+])
+def test_bad_memory_sizes(value):
+    with pytest.raises(ValueError, match="must be a size > 0"):
+        parse_memory(value)
+
+
+def test_format_bytes():
+    assert format_bytes(629354086) == "600.2M"
+    assert format_bytes(512 << 20) == "512M"
+    assert format_bytes(3 << 29) == "1.5G"
+    assert format_bytes(900 << 10) == "900K"
+    assert format_bytes(12) == "12B"
+
+
+def test_max_memory_in_toml(tmp_path):
+    assert load_service(tmp_path, 'max_memory = "1.5G"\n').max_memory == 3 << 29
+    assert load_service(tmp_path, "max_memory = 1000000\n").max_memory == 1000000
+    assert load_service(tmp_path, "").max_memory is None
+
+
+@pytest.mark.parametrize("value", ['"lots"', "0", "true", '"5X"', "1.5"])
+def test_bad_max_memory_names_the_key(tmp_path, value):
+    err = service_error(tmp_path, f"max_memory = {value}\n", "max_memory")
+    assert '"512M"' in err.message
+
+
+# -- health tables ----------------------------------------------------------------
+
+def test_http_health_defaults():
+    check = parse_health({"http": "http://127.0.0.1:8080/health?full=1"})
+    assert check == Health(kind="http", interval=10.0, failures=3, timeout=5.0,
+                           host="127.0.0.1", port=8080, path="/health?full=1",
+                           url="http://127.0.0.1:8080/health?full=1")
+    assert check.target() == "http http://127.0.0.1:8080/health?full=1"
+    hash(check)
+
+
+def test_http_health_forms():
+    check = parse_health({"http": "http://localhost", "interval": 2, "failures": 1})
+    assert (check.host, check.port, check.path) == ("localhost", 80, "/")
+    assert check.hosts() == ("127.0.0.1", "::1")
+    assert (check.interval, check.failures, check.timeout) == (2.0, 1, 2.0)  # min(interval, 5)
+    check = parse_health({"http": "http://[::1]:81/x", "timeout": 0.5})
+    assert (check.host, check.port, check.path, check.timeout) == ("::1", 81, "/x", 0.5)
+
+
+@pytest.mark.parametrize("value, host, port", [
+    (8080, "127.0.0.1", 8080), ("8080", "127.0.0.1", 8080), ("10.0.0.1:53", "10.0.0.1", 53),
+    ("[::1]:22", "::1", 22), ("localhost:7", "localhost", 7),
+])
+def test_tcp_health_forms(value, host, port):
+    check = parse_health({"tcp": value})
+    assert (check.kind, check.host, check.port) == ("tcp", host, port)
+
+
+def test_exec_health_forms():
+    assert parse_health({"exec": ["test", "-e", "a b"]}).argv == ("test", "-e", "a b")
+    check = parse_health({"exec": "sh -c 'test ! -e FILE'"})
+    assert check.argv == ("sh", "-c", "test ! -e FILE")
+    assert check.target() == "exec sh -c 'test ! -e FILE'"
+
+
+@pytest.mark.parametrize("value, words", [
+    ("http://x", "must be a table"),
+    ({}, "exactly one of http, tcp, exec"),
+    ({"http": "http://127.0.0.1/", "tcp": 80}, "(has http, tcp)"),
+    ({"http": "http://127.0.0.1/", "intervall": 1}, "unknown key 'intervall'"),
+    ({"http": "https://127.0.0.1/"}, "https is not supported"),
+    ({"http": "127.0.0.1:80"}, "http:// URL"),
+    ({"http": 80}, "URL string"),
+    ({"http": "http://example.com/"}, "IP address or localhost"),
+    ({"http": "http://127.0.0.1:99999/"}, "bad port"),
+    ({"http": "http:///x"}, "needs a host"),
+    ({"tcp": "host"}, '"host:port"'),
+    ({"tcp": 0}, "1..65535"),
+    ({"tcp": 70000}, "1..65535"),
+    ({"tcp": "db.internal:5432"}, "IP address or localhost"),
+    ({"tcp": 1.5}, "port number"),
+    ({"exec": []}, "needs a program"),
+    ({"exec": ""}, "needs a program"),
+    ({"exec": [1]}, "list of strings"),
+    ({"exec": "sh -c 'x"}, "health exec"),
+    ({"tcp": 80, "interval": 0}, "interval must be a number of seconds > 0"),
+    ({"tcp": 80, "interval": "5"}, "interval must be"),
+    ({"tcp": 80, "timeout": -1}, "timeout must be"),
+    ({"tcp": 80, "timeout": float("inf")}, "timeout must be"),
+    ({"tcp": 80, "failures": 0}, "failures must be an integer >= 1"),
+    ({"tcp": 80, "failures": 2.0}, "failures must be"),
+    ({"tcp": 80, "failures": True}, "failures must be"),
+])
+def test_bad_health(value, words):
+    with pytest.raises(ValueError) as info:
+        parse_health(value)
+    assert words in str(info.value)
+
+
+def test_health_in_toml(tmp_path):
+    spec = load_service(tmp_path, 'health = {tcp = 6379, interval = 1, failures = 2}\n')
+    assert spec.health == Health(kind="tcp", interval=1.0, failures=2, timeout=1.0,
+                                 host="127.0.0.1", port=6379)
+    spec = load_service(tmp_path, '[services.svc.health]\nexec = "true"\n')
+    assert spec.health.argv == ("true",)
+    assert load_service(tmp_path, "").health is None
+
+
+def test_bad_health_names_the_key(tmp_path):
+    err = service_error(tmp_path, 'health = {http = "http://db:80/"}\n', "health")
+    assert "IP address or localhost" in err.message
+    err = service_error(tmp_path, "health = {tcp = 80, failures = 0}\n", "health")
+    assert "failures must be" in err.message
+
+
+def test_health_in_python_config(tmp_path):
+    path = tmp_path / "app.py"
+    path.write_text(textwrap.dedent("""
+        import corral
+        application = corral.Application("a")
+        corral.Service().supervise(health={"tcp": 80}, max_memory="1G").setServiceParent(application)
+    """))
+    spec = load(path).services[0]
+    assert spec.health.port == 80 and spec.max_memory == 1 << 30
+    path.write_text(path.read_text().replace('{"tcp": 80}', '{"tcp": "x"}'))
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert info.value.key == "health"
+
+
+def test_changed_health_restarts_on_reload(tmp_path):
+    a = load_service(tmp_path, "health = {tcp = 80}\n")
+    b = load_service(tmp_path, "health = {tcp = 81}\n")
+    c = load_service(tmp_path, "health = {tcp = 80}\n")
+    assert a != b and a == c
+
+
+# -- probes, on a real loop --------------------------------------------------------
+
+def run(coro):
+    """Run coro on a fresh loop; fail if anything used the default executor."""
+    loop = asyncio.new_event_loop()
+    try:
+        result = loop.run_until_complete(coro)
+        assert loop._default_executor is None, "a probe used a thread pool"
+        return result
+    finally:
+        loop.close()
+
+
+async def http_server(status=200, answer=True):
+    """A one-request-per-connection server on 127.0.0.1: (server, port, requests)."""
+    requests = []
+
+    async def handle(reader, writer):
+        head = await reader.readuntil(b"\r\n\r\n")
+        requests.append(head)
+        if answer:
+            writer.write(f"HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n".encode())
+            await writer.drain()
+            writer.close()
+        else:
+            await asyncio.sleep(10)
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1], requests
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class FakeMaster:
+    def __init__(self, loop):
+        self.loop = loop
+        self.spawner = type("Spawner", (), {"helpers": set()})()
+        self.shutting_down = False
+        self.lines = []
+        self.stopped, self.started = [], []
+
+    def log(self, text):
+        self.lines.append(text)
+
+    def stop_record(self, record):
+        self.stopped.append(record)
+        record.move(Event.STOP)
+        self.health.changed(record, State.RUNNING)
+
+    def request_start(self, record):
+        self.started.append(record)
+
+
+def monitor_on(loop):
+    master = FakeMaster(loop)
+    master.health = health.HealthMonitor(master)
+    return master, master.health
+
+
+def running_record(**settings):
+    record = Record(ServiceSpec(name="svc", command=("true",), **settings), 0)
+    record.move(Event.START)
+    record.move(Event.READY)
+    return record
+
+
+@pytest.mark.parametrize("status, ok", [(200, True), (204, True), (302, True),
+                                        (404, False), (500, False), (503, False)])
+def test_http_probe_statuses(status, ok):
+    async def main():
+        server, port, requests = await http_server(status)
+        async with server:
+            check = parse_health({"http": f"http://127.0.0.1:{port}/health?x=1"})
+            result = await health.http_probe(check)
+        assert requests[0].startswith(b"GET /health?x=1 HTTP/1.1\r\n")
+        assert f"Host: 127.0.0.1:{port}\r\n".encode() in requests[0]
+        return result
+
+    assert run(main()) == (ok, str(status))
+
+
+def test_http_probe_refused_timeout_and_garbage():
+    async def main():
+        master, monitor = monitor_on(asyncio.get_running_loop())
+        record = running_record()
+        refused = parse_health({"http": f"http://127.0.0.1:{free_port()}/"})
+        assert await monitor.probe(record, refused) == (False, "connection refused")
+        server, port, _ = await http_server(answer=False)
+        async with server:
+            slow = parse_health({"http": f"http://127.0.0.1:{port}/", "timeout": 0.1})
+            t0 = time.monotonic()
+            assert await monitor.probe(record, slow) == (False, "timed out after 0.1 s")
+            assert time.monotonic() - t0 < 1
+
+        async def garbage(reader, writer):
+            writer.write(b"SSH-2.0-OpenSSH\r\n")
+            writer.close()
+
+        server = await asyncio.start_server(garbage, "127.0.0.1", 0)
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            check = parse_health({"http": f"http://127.0.0.1:{port}/"})
+            assert await monitor.probe(record, check) == (False, "not an HTTP answer")
+
+    run(main())
+
+
+def test_tcp_probe():
+    async def main():
+        master, monitor = monitor_on(asyncio.get_running_loop())
+        record = running_record()
+        server, port, _ = await http_server()
+        async with server:
+            assert await monitor.probe(record, parse_health({"tcp": port})) == (True, "connected")
+            assert await monitor.probe(record, parse_health({"tcp": f"localhost:{port}"})) \
+                == (True, "connected")
+        assert await monitor.probe(record, parse_health({"tcp": free_port()})) \
+            == (False, "connection refused")
+
+    run(main())
+
+
+def test_exec_probe_exit_codes_env_and_reaping(tmp_path):
+    async def main():
+        master, monitor = monitor_on(asyncio.get_running_loop())
+        record = running_record(env=(("GREETING", "hi"),), cwd=str(tmp_path))
+        ok = parse_health({"exec": 'sh -c \'test "$GREETING" = hi && test "$CORRAL_INSTANCE" '
+                                   '= svc/health && test "$(pwd)" = "$PWD"\''})
+        assert await monitor.probe(record, ok) == (True, "exit 0")
+        assert await monitor.probe(record, parse_health({"exec": "sh -c 'exit 3'"})) \
+            == (False, "exit 3")
+        assert await monitor.probe(record, parse_health({"exec": "/nonexistent/probe"})) \
+            == (False, "cannot run /nonexistent/probe: No such file or directory")
+        assert not master.spawner.helpers
+
+    run(main())
+
+
+def test_exec_probe_killed_after_timeout_and_reaped():
+    async def main():
+        master, monitor = monitor_on(asyncio.get_running_loop())
+        record = running_record()
+        check = parse_health({"exec": ["sh", "-c", "sleep 30 & sleep 31; wait"],
+                              "timeout": 0.2})
+        t0 = time.monotonic()
+        assert await monitor.probe(record, check) == (False, "timed out after 0.2 s")
+        assert time.monotonic() - t0 < 1
+        helpers = master.spawner.helpers
+        assert len(helpers) == 1  # killed, not reaped yet: its watcher will
+        pid = next(iter(helpers))
+        deadline = time.monotonic() + 5
+        while helpers and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert not helpers
+        with pytest.raises(ChildProcessError):  # reaped by its watcher
+            os.waitpid(pid, os.WNOHANG)
+        return pid
+
+    pid = run(main())
+    out = subprocess.run(["ps", "-o", "stat=", "--sid", str(pid)], capture_output=True, text=True)
+    assert all(stat.startswith("Z") for stat in out.stdout.split())  # its sleeps died too
+
+
+def test_failures_in_a_row_restart_once_and_success_resets():
+    async def main():
+        master, monitor = monitor_on(asyncio.get_running_loop())
+        flag = {"ok": True}
+
+        async def handle(reader, writer):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.0 200 OK\r\n\r\n" if flag["ok"] else b"HTTP/1.0 503 No\r\n\r\n")
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            record = running_record(health=parse_health({
+                "http": f"http://127.0.0.1:{port}/", "interval": 0.02, "failures": 3}))
+            monitor.changed(record, State.STARTING)
+            await asyncio.sleep(0.1)
+            assert master.lines == [] and record.health_note is None
+            flag["ok"] = False
+            while not master.stopped:
+                await asyncio.sleep(0.005)
+        assert master.stopped == master.started == [record]
+        assert record.restarts == 1 and record.state is State.STOPPING
+        assert master.lines[-1] == (f"svc: health check failed 3 times in a row "
+                                    f"(http http://127.0.0.1:{port}/: 503): restarting")
+        assert "svc: health check failed (2/3)" in master.lines[-2]
+        assert record.health_note is None and not monitor.tasks
+
+    run(main())
+
+
+def test_note_while_failing_and_cancel_on_leaving_running():
+    async def main():
+        master, monitor = monitor_on(asyncio.get_running_loop())
+        record = running_record(health=parse_health({
+            "tcp": free_port(), "interval": 0.01, "failures": 1000}))
+        monitor.changed(record, State.STARTING)
+        while record.health_note is None or "2 failures" not in record.health_note:
+            await asyncio.sleep(0.005)
+        assert record.health_note.startswith("health: ")
+        assert record.health_note.endswith("failures (connection refused)")
+        task = monitor.tasks[record]
+        record.move(Event.STOP)
+        monitor.changed(record, State.RUNNING)
+        await asyncio.sleep(0)
+        assert task.cancelled() and not monitor.tasks and record.health_note is None
+
+    run(main())
+
+
+# -- memory --------------------------------------------------------------------------
+
+def test_tree_rss_counts_descendants():
+    code = "import time; x = b'1' * (30 << 20); print(flush=True); time.sleep(30)"
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    try:
+        child.stdout.readline()
+        mine = health.tree_rss([os.getpid()])[os.getpid()]
+        alone = health.tree_rss([child.pid])[child.pid]
+        assert alone > 30 << 20
+        assert mine > alone
+        assert health.tree_rss([2 ** 22 + 1]) == {}  # no such pid
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_memory_timer_only_while_a_running_instance_has_max_memory():
+    async def main():
+        master, monitor = monitor_on(asyncio.get_running_loop())
+        plain = running_record()
+        monitor.changed(plain, State.STARTING)
+        assert monitor._timer is None and not monitor.tasks
+        limited = running_record(max_memory=1 << 40)
+        limited.child = type("Child", (), {"pid": os.getpid()})()
+        monitor.changed(limited, State.STARTING)
+        assert monitor._timer is not None
+        monitor._sample()  # what the timer does: one pass, no restart
+        assert monitor.passes == 1 and monitor._timer is not None and not master.stopped
+        limited.move(Event.STOP)
+        monitor.changed(limited, State.RUNNING)
+        assert monitor._timer is None and not monitor.watched
+
+    run(main())
+
+
+def test_memory_over_the_limit_restarts():
+    async def main():
+        master, monitor = monitor_on(asyncio.get_running_loop())
+        record = running_record(max_memory=1024)
+        record.child = type("Child", (), {"pid": os.getpid()})()
+        monitor.changed(record, State.STARTING)
+        monitor._sample()
+        assert master.stopped == [record] and record.restarts == 1
+        assert master.lines[0].startswith("svc: rss ")
+        assert master.lines[0].endswith(" over max_memory 1K: restarting")
+        assert monitor._timer is None
+
+    run(main())

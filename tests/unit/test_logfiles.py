@@ -1,0 +1,142 @@
+"""Log file rotation through a real LogHub on real files."""
+
+import asyncio
+import os
+import types
+
+import pytest
+
+from corral.supervisor.logs import LogHub
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture
+def loop():
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture
+def hubs(loop):
+    made = []
+
+    def make(**kw):
+        kw.setdefault("wallclock", lambda: 1_800_000_000.0)
+        hub = LogHub(loop, **kw)
+        made.append(hub)
+        return hub
+    yield make
+    for hub in made:
+        hub.close()
+
+
+def words(path):
+    with open(path) as f:
+        return [line.rsplit(": ", 1)[1] for line in f.read().splitlines()]
+
+
+def test_rotates_between_chunks_and_drops_the_oldest(hubs, tmp_path):
+    log = tmp_path / "all.log"
+    hub = hubs(logfile=log, max_bytes=200, backups=2)
+    for i in range(12):
+        hub.emit(f"line {i:02d}", "web", "web", 1)      # ~47 bytes a line
+    files = [f"{log}.2", f"{log}.1", str(log)]
+    assert sorted(os.listdir(tmp_path)) == ["all.log", "all.log.1", "all.log.2"]
+    got = [w for path in files for w in words(path)]
+    assert got == [f"line {i:02d}" for i in range(12 - len(got), 12)]   # newest, in order
+    assert all(os.path.getsize(p) <= 200 for p in files)
+    assert hub.errors == []
+
+
+def test_a_chunk_bigger_than_the_limit_goes_whole_into_a_fresh_file(hubs, tmp_path):
+    log = tmp_path / "all.log"
+    hub = hubs(logfile=log, max_bytes=100, backups=3)
+    hub.emit("small", "web", "web", 1)
+    hub.emit("\n".join(f"big {i}" for i in range(10)), "web", "web", 1)
+    hub.emit("after", "web", "web", 1)
+    assert words(f"{log}.2") == ["small"]
+    assert words(f"{log}.1") == [f"big {i}" for i in range(10)]       # one chunk, one file
+    assert words(log) == ["after"]
+
+
+def test_zero_never_rotates_and_zero_backups_keeps_none(hubs, tmp_path):
+    hub = hubs(logfile=tmp_path / "a.log", max_bytes=0, backups=5)
+    for i in range(50):
+        hub.emit(f"x{i}")
+    assert os.listdir(tmp_path) == ["a.log"] and len(words(tmp_path / "a.log")) == 50
+    hub2 = hubs(logfile=tmp_path / "b.log", max_bytes=100, backups=0)
+    for i in range(10):
+        hub2.emit(f"y{i}")
+    assert not [n for n in os.listdir(tmp_path) if n.startswith("b.log.")]
+    assert words(tmp_path / "b.log")[-1] == "y9"
+
+
+def test_moved_away_file_is_not_renamed_again(hubs, tmp_path):
+    log = tmp_path / "all.log"
+    hub = hubs(logfile=log, max_bytes=80, backups=3)   # two lines fit
+    hub.emit("one")
+    os.rename(log, tmp_path / "elsewhere.log")           # logrotate, no reopen yet
+    hub.emit("two")
+    hub.emit("three")                                    # over the limit: new file
+    assert words(tmp_path / "elsewhere.log") == ["one", "two"]
+    assert words(log) == ["three"]
+    assert not os.path.exists(f"{log}.1")
+
+
+def test_truncated_behind_our_back_does_not_rotate(hubs, tmp_path):
+    log = tmp_path / "all.log"
+    hub = hubs(logfile=log, max_bytes=80, backups=3)   # two lines fit
+    hub.emit("one")
+    hub.emit("two")
+    os.truncate(log, 0)                                  # copytruncate
+    hub.emit("three")
+    assert words(log) == ["three"] and not os.path.exists(f"{log}.1")
+
+
+def test_special_files_never_rotate(hubs, tmp_path):
+    if not os.path.exists("/dev/null"):
+        pytest.skip("needs /dev/null")
+    hub = hubs(logfile="/dev/null", max_bytes=1, backups=1)
+    hub.emit("a")
+    hub.emit("b")
+    assert hub.errors == [] and not os.path.exists("/dev/null.1")
+
+
+def test_rename_failure_reported_once_file_keeps_growing(hubs, tmp_path, monkeypatch):
+    log = tmp_path / "all.log"
+    hub = hubs(logfile=log, max_bytes=100, backups=2)
+    real = os.rename
+
+    def refuse(src, dst):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(os, "rename", refuse)
+    for i in range(5):
+        hub.emit(f"kept {i}")
+    assert hub.errors == ["logfile: cannot rotate: Permission denied"]
+    assert log.read_text().count("cannot rotate logfile") == 1
+    assert [w for w in words(log) if w.startswith("kept")] == [f"kept {i}" for i in range(5)]
+    monkeypatch.setattr(os, "rename", real)
+    hub._logfile.next_rotate = 0                         # the retry delay is over
+    hub.emit("rotated")
+    assert hub.errors == []
+    newest = [w for p in (f"{log}.2", f"{log}.1", log) if os.path.exists(p) for w in words(p)]
+    assert newest[-2:] == ["rotated", "rotating again"]
+
+
+def test_per_service_limits_and_service_errors(hubs, tmp_path):
+    hub = hubs(log_dir=tmp_path / "logs", max_bytes=0, backups=5)
+    spec = types.SimpleNamespace
+    hub.set_rotation([spec(name="web", log_max_bytes=120, log_backups=1),
+                      spec(name="db", log_max_bytes=None, log_backups=None)])
+    for i in range(10):
+        hub.emit(f"w{i}", "web", "web", 1)
+        hub.emit(f"d{i}", "db", "db", 2)
+    assert sorted(os.listdir(tmp_path / "logs")) == ["db.log", "web.log", "web.log.1"]
+    assert hub.service_errors() == {}
+    (tmp_path / "logs" / "web.log").unlink()
+    (tmp_path / "logs" / "web.log").mkdir()               # in the way of a reopen
+    hub.reopen()
+    hub.emit("w10", "web", "web", 1)
+    assert hub.service_errors() == {"web": "log: Is a directory"}

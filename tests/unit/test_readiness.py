@@ -1,0 +1,126 @@
+"""The `ready`, `start_timeout` and `watchdog` settings, the environment they
+give a worker, and the notify socket's sender check (no master needed)."""
+
+import asyncio
+import os
+import socket
+import stat
+import textwrap
+
+import pytest
+
+from corral.config import load
+from corral.errors import ConfigError
+from corral.spec import ServiceSpec
+from corral.supervisor import readiness
+from corral.supervisor.notify_socket import NotifySocket
+from corral.supervisor.readiness import describe, parse_ready
+
+
+@pytest.mark.parametrize("value, parsed", [
+    ("notify", ("notify",)),
+    ({"tcp": 8080}, ("tcp", "127.0.0.1", 8080)),
+    ({"tcp": "8080"}, ("tcp", "127.0.0.1", 8080)),
+    ({"tcp": "localhost:81"}, ("tcp", "127.0.0.1", 81)),
+    ({"tcp": "10.0.0.2:82"}, ("tcp", "10.0.0.2", 82)),
+    ({"tcp": "[::1]:83"}, ("tcp", "::1", 83)),
+    ({"http": "http://127.0.0.1:8000/health?x=1"}, ("http", "http://127.0.0.1:8000/health?x=1")),
+    ({"http": "http://localhost/"}, ("http", "http://localhost/")),
+    ({"seconds": 2}, ("seconds", 2.0)),
+    ({"seconds": 0.5}, ("seconds", 0.5)),
+])
+def test_parse_ready(value, parsed):
+    assert parse_ready(value) == parsed
+
+
+@pytest.mark.parametrize("value, message", [
+    ("tcp", "must be \"notify\", {tcp = PORT}"),
+    ({"tcp": 0}, "tcp must be a port (1-65535)"),
+    ({"tcp": 70000}, "tcp must be a port"),
+    ({"tcp": True}, "tcp must be a port"),
+    ({"tcp": "db.example:5432"}, "must be an IP address or localhost"),
+    ({"tcp": "host:port"}, 'tcp must be a port or "HOST:PORT"'),
+    ({"http": "https://127.0.0.1/"}, 'http must be a URL "http://HOST:PORT/PATH"'),
+    ({"http": "http://127.0.0.1:99999/"}, "http must be a URL"),
+    ({"http": "http://example.com/"}, "must be an IP address or localhost"),
+    ({"seconds": 0}, "seconds must be a number > 0"),
+    ({"seconds": "1"}, "seconds must be a number > 0"),
+    ({"tcp": 1, "seconds": 1}, "must be \"notify\""),
+])
+def test_parse_ready_errors(value, message):
+    with pytest.raises(ValueError) as info:
+        parse_ready(value)
+    assert message in str(info.value)
+
+
+def test_describe():
+    assert describe(None) == "READY=1"
+    assert describe(("tcp", "::1", 80)) == "tcp [::1]:80"
+    assert describe(("seconds", 1.5)) == "1.5 s up"
+
+
+def _load(tmp_path, body):
+    path = tmp_path / "corral.toml"
+    path.write_text("[services.svc]\ncommand = ['true']\n" + textwrap.dedent(body))
+    return load(path).services[0]
+
+
+def test_toml_keys_and_defaults(tmp_path):
+    spec = _load(tmp_path, "")
+    assert (spec.ready, spec.start_timeout, spec.watchdog) == (None, 60.0, None)
+    spec = _load(tmp_path, "ready = {tcp = 9000}\nstart_timeout = 5\nwatchdog = 2\n")
+    assert (spec.ready, spec.start_timeout, spec.watchdog) == (("tcp", "127.0.0.1", 9000), 5.0, 2.0)
+    assert _load(tmp_path, "watchdog = 0\nstart_timeout = 0\n").watchdog is None
+
+
+@pytest.mark.parametrize("body, key, message", [
+    ("ready = 'tcp'\n", "ready", "must be \"notify\""),
+    ("ready = {seconds = 5}\nstart_timeout = 3\n", "start_timeout", "can never be ready"),
+    ("ready = {seconds = 90}\n", "ready", "within start_timeout = 60"),
+    ("start_timeout = -1\n", "start_timeout", "must be >= 0"),
+    ("watchdog = 'often'\n", "watchdog", "must be a number"),
+])
+def test_toml_errors_name_the_key(tmp_path, body, key, message):
+    with pytest.raises(ConfigError) as info:
+        _load(tmp_path, body)
+    assert info.value.key == key
+    assert message in str(info.value)
+
+
+def test_environment_of_commands_and_workers():
+    inherited = {"NOTIFY_SOCKET": "/run/systemd/notify", "WATCHDOG_USEC": "1", "PATH": "/bin"}
+    plain = ServiceSpec(name="a", command=("true",))
+    assert readiness.adjust_env(dict(inherited), plain, "/tmp/x/notify") == {"PATH": "/bin"}
+    notify = ServiceSpec(name="a", command=("true",), ready=("notify",))
+    env = readiness.adjust_env(dict(inherited), notify, "/tmp/x/notify")
+    assert env == {"PATH": "/bin", "NOTIFY_SOCKET": "/tmp/x/notify"}
+    dog = ServiceSpec(name="a", command=("true",), watchdog=1.5)
+    env = readiness.adjust_env(dict(inherited), dog, "/tmp/x/notify")
+    assert env["NOTIFY_SOCKET"] == "/tmp/x/notify" and env["WATCHDOG_USEC"] == "1500000"
+    worker = ServiceSpec(name="a", tree=object(), watchdog=0.3)
+    env = readiness.adjust_env(dict(inherited), worker, "/tmp/x/notify")
+    assert env == {"PATH": "/bin", "CORRAL_WATCHDOG_USEC": "300000"}
+
+
+def test_notify_socket_knows_the_sender_and_cleans_up():
+    async def main():
+        got = asyncio.get_running_loop().create_future()
+        sock = NotifySocket(asyncio.get_running_loop(),
+                            lambda pid, lines: got.done() or got.set_result((pid, lines)))
+        sock.open()
+        try:
+            assert stat.S_IMODE(os.stat(sock.dir).st_mode) == 0o700
+            assert stat.S_IMODE(os.stat(sock.address).st_mode) == 0o600
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as client:
+                client.sendto(b"READY=1\nSTATUS=up\n", sock.address)
+            pid, lines = await asyncio.wait_for(got, 5)
+            assert pid == os.getpid() and lines == ["READY=1", "STATUS=up"]
+            sock.share()
+            assert stat.S_IMODE(os.stat(sock.dir).st_mode) == 0o711
+            assert stat.S_IMODE(os.stat(sock.address).st_mode) == 0o666
+        finally:
+            folder = sock.dir
+            sock.close()
+        assert not os.path.exists(folder)
+
+    asyncio.run(main())
