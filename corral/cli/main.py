@@ -11,7 +11,6 @@ answering on the socket, 130 interrupted.
 """
 
 import argparse
-import json
 import os
 import sys
 

@@ -150,10 +150,8 @@ class ControlServer:
 
     def _push_out_idle(self):
         """Close the connection idle longest to make room; False if none is idle."""
-        for task, state in self.clients.items():
-            if state == IDLE:
-                break
-        else:
+        task = next((t for t, state in self.clients.items() if state == IDLE), None)
+        if task is None:
             return False
         del self.clients[task]  # counts no more, even before its task ends
         writer = self._writers.get(task)

@@ -9,7 +9,6 @@ import json
 import os
 import re
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -272,6 +271,32 @@ def test_start_waits_for_running_or_says_it_failed(master):
     assert [(i["name"], i["ok"]) for i in json.loads(done.stdout)] == [("boom", False), ("slow", True)]
 
 
+@pytest.mark.timeout(30)
+def test_start_of_a_command_that_dies_at_once_fails_with_ready_seconds(master):
+    """A command is RUNNING once spawned unless `ready` says otherwise; with
+    `ready = {seconds = N}` (supervisord's startsecs) `start` waits N s and
+    a command that died before is a failed start."""
+    m = master(f"""
+[services.dies]
+command = {json.dumps(["sh", "-c", "echo dying; exit 3"])}
+ready = {{ seconds = 0.5 }}
+max_restarts = 0
+autostart = false
+
+[services.lives]
+command = {worker()}
+ready = {{ seconds = 0.5 }}
+autostart = false
+""")
+    done = m.cli("start", "dies")
+    assert done.returncode == 1
+    assert re.fullmatch(r"dies: FATAL: .*exit 3.*\n", done.stdout), done.stdout
+    started = time.monotonic()
+    done = m.cli("start", "lives")
+    assert time.monotonic() - started >= 0.45
+    assert done.returncode == 0 and done.stdout == "lives: RUNNING\n"
+
+
 # -- signal ------------------------------------------------------------------------------
 
 
@@ -528,9 +553,11 @@ def test_the_installed_cli_imports_nothing_heavy(master):
     m = master(f"[services.a]\ncommand = {worker()}\n")
     m.wait_state("a", "RUNNING")
     heavy = ("psutil", "multiprocess", "multiprocessing", "asyncio", "dill")
-    script = shutil.which("corral")
+    # The console script of this interpreter's environment (PATH may hold a
+    # shell shim, e.g. pyenv's, that Python cannot run).
+    script = os.path.join(os.path.dirname(PY), "corral")
     runs = [[PY, "-X", "importtime", "-m", "corral"]]
-    if script:
+    if os.path.exists(script):
         runs.append([PY, "-X", "importtime", script])
     for run in runs:
         for args in (["status"], ["status", "--json"], ["logs", "-n", "3"], ["version"], ["tree"]):
