@@ -85,10 +85,15 @@ log_backups = 2
     m.start()
 
     def both_done():
-        text = "".join(open(p).read() for p in chain(m.logfile))
+        try:
+            text = "".join(open(p).read() for p in chain(m.logfile))
+        except FileNotFoundError:  # rotated between the glob and the open
+            return False
         return "count" in re.findall(r"(\w+)\[\d+\] out: counter done", text) \
             and "few" in re.findall(r"(\w+)\[\d+\] out: counter done", text)
     wait_until(both_done, timeout=30, message="both counters done", dump=m.output)
+    m.call("shutdown")  # no more rotations while the files are read
+    m.wait_exit()
 
     merged = chain(m.logfile)
     assert len(merged) > 5                          # it rotated several times
