@@ -183,11 +183,11 @@ def fleet(peer, n=100, idle_s=3.0, status_runs=5, stop_timeout=15.0):
 # -- 4: log throughput --------------------------------------------------------------
 
 
-def _blocked_usr1(pid):
+def _catches_usr1(pid):
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("SigBlk:"):
+                if line.startswith("SigCgt:"):
                     return bool(int(line.split()[1], 16) & SIGUSR1_BIT)
     except OSError:
         pass
@@ -213,8 +213,11 @@ def expected_lines(n, size):
 def check_log(path, expected, prefixed):
     """(lost, corrupted) lines of path against expected (payloads, no newline).
     prefixed: corral's 'time name[pid] out: ' prefix precedes each payload."""
-    with open(path, "rb") as f:
-        data = f.read()
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return len(expected), 0
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
@@ -249,7 +252,7 @@ def logs(peer, lines, size=100, timeout=120.0):
     peer.start([svc])
     try:
         writer, _ = procs.wait_until(
-            lambda: (w := peer.workers()) and len(w) == 1 and _blocked_usr1(w[0]) and w[0],
+            lambda: (w := peer.workers()) and len(w) == 1 and _catches_usr1(w[0]) and w[0],
             20, pause=0.005)
         if not writer:
             raise RuntimeError(f"{peer.label}: the log writer did not start")

@@ -30,12 +30,12 @@ and Python workers close it in their bootstrap (close_other_fds).
 import dataclasses
 import errno
 import fcntl
-import grp
 import os
 import pwd
 import select
 import time
 
+from corral import privileges
 from corral.errors import CorralError
 
 START_TIMEOUT = 30.0  # s the launcher waits for the daemon to say how it went
@@ -68,38 +68,20 @@ def find_owner(uid=None, gid=None):
     """--uid/--gid (names or numbers) -> Owner, or None when neither is given.
 
     A user without --gid runs with the user's primary group, as in twistd.
+    The look-ups are the ones of the per-service `user`/`group` keys.
     """
     if uid is None and gid is None:
         return None
-    user = None
-    if uid is not None:
-        entry = _lookup(pwd.getpwnam, pwd.getpwuid, uid, "user")
-        if entry is None:
-            uid = int(uid)
-        else:
-            user, uid = entry.pw_name, entry.pw_uid
-            gid = entry.pw_gid if gid is None else gid
-    if gid is not None:
-        entry = _lookup(grp.getgrnam, grp.getgrgid, gid, "group")
-        gid = int(gid) if entry is None else entry.gr_gid
-    elif user is None:
-        raise DaemonError(f"uid {uid} has no passwd entry: give its group with --gid")
-    return Owner(uid=uid, gid=gid, user=user)
-
-
-def _lookup(by_name, by_id, value, kind):
-    """The passwd/group entry of a name or number; None for a number without
-    an entry (still usable); an error for an unknown name."""
-    text = str(value)
-    if text.isdigit():
-        try:
-            return by_id(int(text))
-        except KeyError:
-            return None
     try:
-        return by_name(text)
+        uid = None if uid is None else privileges.user_id(str(uid))
+        gid = privileges.primary_group(uid) if gid is None else privileges.group_id(str(gid))
+    except ValueError as exc:
+        raise DaemonError(str(exc).replace("`group`", "--gid")) from None
+    try:
+        user = None if uid is None else pwd.getpwuid(uid).pw_name
     except KeyError:
-        raise DaemonError(f"unknown {kind} {text!r}") from None
+        user = None  # a bare uid: supplementary groups become [gid]
+    return Owner(uid=uid, gid=gid, user=user)
 
 
 def set_umask(mask):

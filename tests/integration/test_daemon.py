@@ -336,8 +336,10 @@ def test_uid_nobody_master_still_answers_root(host):
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("args, message", [
-    (("--uid", "no-such-user-corral"), "unknown user 'no-such-user-corral'"),
-    (("--gid", "no-such-group-corral"), "unknown group 'no-such-group-corral'"),
+    (("--uid", "no-such-user-corral"),
+     "unknown user 'no-such-user-corral' (not in the passwd database)"),
+    (("--gid", "no-such-group-corral"),
+     "unknown group 'no-such-group-corral' (not in the group database)"),
 ])
 def test_unknown_user_or_group_starts_nothing(host, args, message):
     h = host()
