@@ -2,20 +2,17 @@
 
 Pure: no I/O, no loop. settings.py wraps parse_health and parse_memory in
 its one-check-per-key table, so a bad value is a ConfigError naming the
-key; supervisor/health.py runs what these describe.
-
-Probe targets must be IP addresses (or `localhost`): a name lookup would
-either block the master's loop or need asyncio's resolver, which runs
-getaddrinfo in a thread pool, and the master has no threads.
+key; supervisor/health.py runs what these describe. http and tcp targets
+are probes.py's (IP addresses or `localhost` only), as for `ready`.
 """
 
-import ipaddress
 import math
 import re
 import shlex
-import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from corral import probes
 
 DEFAULT_INTERVAL = 10.0  # s between the starts of two probes
 DEFAULT_FAILURES = 3  # failed probes in a row that restart the service
@@ -28,31 +25,21 @@ KEYS = (*KINDS, "interval", "failures", "timeout")
 class Health:
     """One health check. kind: http | tcp | exec.
 
-    http: host, port, path (with the query), url (as written); tcp: host,
-    port; exec: argv (a tuple of strings).
+    http, tcp: target (a probes.Target); exec: argv (a tuple of strings).
     """
 
     kind: str
     interval: float = DEFAULT_INTERVAL
     failures: int = DEFAULT_FAILURES
     timeout: float = MAX_DEFAULT_TIMEOUT
-    host: str = None
-    port: int = None
-    path: str = None
-    url: str = None
+    target: probes.Target = None
     argv: tuple = None
 
-    def target(self):
+    def describe(self):
         """What is probed, for messages: "http http://127.0.0.1:8080/health"."""
-        if self.kind == "http":
-            return f"http {self.url}"
-        if self.kind == "tcp":
-            return f"tcp {_hostport(self.host, self.port)}"
-        return "exec " + shlex.join(self.argv)
-
-    def hosts(self):
-        """The addresses to try, in order (`localhost`: IPv4, then IPv6)."""
-        return ("127.0.0.1", "::1") if self.host == "localhost" else (self.host,)
+        if self.kind == "exec":
+            return "exec " + shlex.join(self.argv)
+        return ("http " if self.kind == "http" else "") + self.target.describe()
 
 
 def parse_health(value):
@@ -77,12 +64,13 @@ def parse_health(value):
         raise ValueError(f"health failures must be an integer >= 1, not {failures!r}")
     timeout = _positive(value, "timeout", min(interval, MAX_DEFAULT_TIMEOUT))
     common = dict(kind=kind, interval=interval, failures=failures, timeout=timeout)
-    if kind == "http":
-        return Health(**common, **_http(value["http"]))
-    if kind == "tcp":
-        host, port = _tcp(value["tcp"])
-        return Health(**common, host=host, port=port)
-    return Health(**common, argv=_exec(value["exec"]))
+    if kind == "exec":
+        return Health(**common, argv=_exec(value["exec"]))
+    try:
+        target = (probes.parse_http if kind == "http" else probes.parse_tcp)(value[kind])
+    except ValueError as exc:
+        raise ValueError(f"health {exc}") from None
+    return Health(**common, target=target)
 
 
 def _positive(table, key, default):
@@ -91,56 +79,6 @@ def _positive(table, key, default):
             or not math.isfinite(value) or value <= 0:
         raise ValueError(f"health {key} must be a number of seconds > 0, not {value!r}")
     return float(value)
-
-
-def _http(url):
-    if not isinstance(url, str):
-        raise ValueError(f'health http must be a URL string like "http://127.0.0.1:8080/health", '
-                         f"not {url!r}")
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme != "http":
-        raise ValueError(f"health http must be an http:// URL (https is not supported), not {url!r}")
-    try:
-        port = parts.port or 80
-    except ValueError:
-        raise ValueError(f"health http has a bad port: {url!r}") from None
-    host = _host(parts.hostname, url)
-    path = parts.path or "/"
-    if parts.query:
-        path += "?" + parts.query
-    if any(c in path for c in " \r\n"):
-        raise ValueError(f"health http has spaces or line breaks in its path: {url!r}")
-    return dict(host=host, port=port, path=path, url=url)
-
-
-def _tcp(value):
-    if isinstance(value, int) and not isinstance(value, bool):
-        host, port = "127.0.0.1", value
-    elif isinstance(value, str):
-        match = re.fullmatch(r"\[([^\]]+)\]:(\d+)|([^:]+):(\d+)|(\d+)", value.strip())
-        if not match:
-            raise ValueError(f'health tcp must be "host:port", "[::1]:port" or a port number, '
-                             f"not {value!r}")
-        host = match[1] or match[3] or "127.0.0.1"
-        port = int(match[2] or match[4] or match[5])
-        host = _host(host, value)
-    else:
-        raise ValueError(f'health tcp must be "host:port" or a port number, not {value!r}')
-    if not 1 <= port <= 65535:
-        raise ValueError(f"health tcp port must be 1..65535, not {port}")
-    return host, port
-
-
-def _host(host, written):
-    if not host:
-        raise ValueError(f"health needs a host in {written!r}")
-    if host.lower() == "localhost":
-        return "localhost"
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        raise ValueError(f"health probes need an IP address or localhost, not {host!r} in "
-                         f"{written!r} (a name lookup would block the master)") from None
 
 
 def _exec(value):
@@ -157,10 +95,6 @@ def _exec(value):
     if not argv or not argv[0] or any("\0" in arg for arg in argv):
         raise ValueError(f"health exec needs a program to run, not {value!r}")
     return tuple(argv)
-
-
-def _hostport(host, port):
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 # -- memory sizes -------------------------------------------------------------

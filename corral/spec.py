@@ -51,7 +51,7 @@ SERVICE_DEFAULTS = {
     "health": None,
     "max_memory": None,
     # When STARTING becomes RUNNING (supervisor/readiness.py): None, or
-    # ("notify",), ("tcp", host, port), ("http", url), ("seconds", n).
+    # ("notify",), ("tcp", Target), ("http", Target), ("seconds", n) (probes.py).
     # Not ready start_timeout s after the spawn (0: no limit): a failed
     # start. watchdog: no WATCHDOG=1 for that many s while RUNNING: killed.
     "ready": None,

@@ -14,9 +14,9 @@ restart the instance gracefully: master.stop_record (stop_signal, then
 SIGKILL after stop_timeout) and master.request_start, as `corral restart`
 does, counted in `restarts`. Probes:
 
-- http, tcp: asyncio.open_connection to an IP address (healthspec.py
-  refuses host names: asyncio resolves them in a thread pool), within
-  `timeout`. http sends a minimal GET; a 2xx or 3xx status is healthy.
+- http, tcp: probes.py's, as for `ready`: asyncio.open_connection to an
+  IP address (no host names: asyncio resolves them in a thread pool),
+  within `timeout`. http sends a minimal GET; a 2xx or 3xx status is healthy.
 - exec: subprocess.Popen in a session of its own, with the service's
   environment, cwd and user, output to /dev/null; watched by a pidfd on the
   loop and reaped by its own pid only (Spawner.helpers keeps the
@@ -34,18 +34,16 @@ check. When no RUNNING instance has `max_memory`, no timer is armed.
 
 import asyncio
 import os
-import re
 import signal
 import subprocess
 
-from corral import privileges
+from corral import privileges, probes
 from corral.healthspec import format_bytes
 from corral.supervisor import spawn
 from corral.supervisor.states import State
 
 MEMORY_PERIOD = 1.0  # s between two RSS passes, while any instance needs one
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-STATUS_LINE = re.compile(rb"HTTP/\d(?:\.\d)? +(\d{3})\b")
 
 
 class HealthMonitor:
@@ -117,12 +115,12 @@ class HealthMonitor:
                 record.health_note = f"health: {failures} failure{plural} ({detail})"
                 if failures < check.failures:
                     self.master.log(f"{record.name}: health check failed "
-                                    f"({failures}/{check.failures}): {check.target()}: {detail}")
+                                    f"({failures}/{check.failures}): {check.describe()}: {detail}")
                     continue
                 times = "once" if failures == 1 else f"{failures} times in a row"
                 self.tasks.pop(record, None)  # this task ends with the restart
                 self._restart(record, f"health check failed {times} "
-                                      f"({check.target()}: {detail})")
+                                      f"({check.describe()}: {detail})")
                 return
         except asyncio.CancelledError:
             raise
@@ -131,17 +129,10 @@ class HealthMonitor:
 
     async def probe(self, record, check):
         """(healthy, detail) of one probe, within check.timeout."""
-        try:
-            async with asyncio.timeout(check.timeout):
-                if check.kind == "http":
-                    return await http_probe(check)
-                if check.kind == "tcp":
-                    return await tcp_probe(check)
-                return await self._exec_probe(record, check)
-        except TimeoutError:
-            return False, f"timed out after {check.timeout:g} s"
-        except OSError as exc:
-            return False, _os_error(exc)
+        if check.kind == "exec":
+            return await probes.bounded(check.timeout, self._exec_probe(record, check))
+        probe = probes.probe_http if check.kind == "http" else probes.probe_tcp
+        return await probe(check.target, check.timeout)
 
     async def _exec_probe(self, record, check):
         spec = record.spec
@@ -155,7 +146,7 @@ class HealthMonitor:
                 start_new_session=True, preexec_fn=drop if drop.plan else None,
             )
         except (OSError, subprocess.SubprocessError) as exc:
-            return False, drop.why() or f"cannot run {check.argv[0]}: {_os_error(exc)}"
+            return False, drop.why() or f"cannot run {check.argv[0]}: {probes.os_error_text(exc)}"
         finally:
             drop.close()
         watch = ProbeProcess(self.master.loop, popen, helpers)
@@ -230,46 +221,6 @@ class ProbeProcess:
             pass
 
 
-async def _connect(check):
-    """open_connection to check's address(es): IP literals, never a lookup."""
-    error = None
-    for host in check.hosts():
-        try:
-            return await asyncio.open_connection(host, check.port)
-        except OSError as exc:
-            error = exc
-    raise error
-
-
-async def tcp_probe(check):
-    _, writer = await _connect(check)
-    writer.close()
-    return True, "connected"
-
-
-async def http_probe(check):
-    reader, writer = await _connect(check)
-    try:
-        host = f"[{check.host}]" if ":" in check.host else check.host
-        if check.port != 80:
-            host += f":{check.port}"
-        writer.write((f"GET {check.path} HTTP/1.1\r\nHost: {host}\r\n"
-                      "User-Agent: corral-health\r\nAccept: */*\r\n"
-                      "Connection: close\r\n\r\n").encode())
-        await writer.drain()
-        try:
-            line = await reader.readline()
-        except ValueError:  # a first line longer than the stream's limit
-            line = b"?"
-    finally:
-        writer.close()
-    match = STATUS_LINE.match(line)
-    if not match:
-        return False, "closed without an answer" if not line else "not an HTTP answer"
-    code = int(match[1])
-    return 200 <= code < 400, str(code)
-
-
 def tree_rss(pids):
     """{pid: RSS bytes of pid and all its descendants} for the pids alive.
 
@@ -303,12 +254,6 @@ def tree_rss(pids):
             todo.extend(children.get(member, ()))
         result[pid] = total
     return result
-
-
-def _os_error(exc):
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
 def _signal_name(number):

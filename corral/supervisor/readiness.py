@@ -27,7 +27,7 @@ Invariants:
   decides when. A kill here changes no state: the exit comes back through
   the pidfd like any other.
 - Nothing blocks the loop: probes are non-blocking connects with a timeout,
-  to addresses that need no name lookup (that would take a thread).
+  to addresses that need no name lookup (probes.py, shared with `health`).
 - No timer runs for what nothing watches: a start timeout exists only while
   an instance is STARTING, a watchdog timer only for RUNNING instances that
   set `watchdog`. A heartbeat only stores the time; the timer, when it fires
@@ -35,13 +35,12 @@ Invariants:
 """
 
 import asyncio
-import ipaddress
 import math
 import os
 import signal
-import urllib.parse
 from collections.abc import Mapping
 
+from corral import probes
 from corral.supervisor.notify_socket import NotifySocket
 from corral.supervisor.states import State
 
@@ -54,15 +53,17 @@ READY_FORMS = ('"notify", {tcp = PORT}, {tcp = "HOST:PORT"}, '
 # -- the `ready` setting (settings.py checks it with this) --------------------
 
 def parse_ready(value):
-    """("notify",), ("tcp", host, port), ("http", url) or ("seconds", n); ValueError."""
+    """("notify",), ("tcp", Target), ("http", Target) or ("seconds", n); ValueError.
+
+    Targets are probes.Target: probes.py parses and probes them, as for `health`."""
     if value == "notify":
         return ("notify",)
     if isinstance(value, Mapping) and len(value) == 1:
         ((kind, arg),) = value.items()
         if kind == "tcp":
-            return ("tcp", *_host_port(arg))
+            return ("tcp", probes.parse_tcp(arg))
         if kind == "http":
-            return ("http", _http_url(arg))
+            return ("http", probes.parse_http(arg))
         if kind == "seconds":
             if isinstance(arg, bool) or not isinstance(arg, (int, float)) \
                     or not math.isfinite(arg) or arg <= 0:
@@ -71,55 +72,12 @@ def parse_ready(value):
     raise ValueError(f"must be {READY_FORMS}, not {value!r}")
 
 
-def _host_port(value):
-    host, port = "127.0.0.1", value
-    if isinstance(value, str):
-        host, sep, port = value.rpartition(":")
-        if not sep:
-            host, port = "127.0.0.1", value
-        try:
-            port = int(port)
-        except ValueError:
-            raise ValueError(f'tcp must be a port or "HOST:PORT", not {value!r}') from None
-        host = _numeric_host(host.strip("[]") or "127.0.0.1", value)
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-        raise ValueError(f'tcp must be a port (1-65535) or "HOST:PORT", not {value!r}')
-    return host, port
-
-
-def _numeric_host(host, whole):
-    if host == "localhost":
-        return "127.0.0.1"
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        raise ValueError(f"the host in {whole!r} must be an IP address or localhost "
-                         "(the master does not look up names)") from None
-
-
-def _http_url(value):
-    if not isinstance(value, str):
-        raise ValueError(f'http must be a URL "http://HOST:PORT/PATH", not {value!r}')
-    parts = urllib.parse.urlsplit(value)
-    try:
-        port = parts.port
-    except ValueError:
-        port = -1
-    if parts.scheme != "http" or not parts.hostname or port == -1:
-        raise ValueError(f'http must be a URL "http://HOST:PORT/PATH", not {value!r}')
-    _numeric_host(parts.hostname, value)
-    return value
-
-
 def describe(ready):
     """How a ready setting reads in logs and status."""
     if ready is None or ready[0] == "notify":
         return "READY=1"
-    if ready[0] == "tcp":
-        host = f"[{ready[1]}]" if ":" in ready[1] else ready[1]
-        return f"tcp {host}:{ready[2]}"
-    if ready[0] == "http":
-        return ready[1]
+    if ready[0] in ("tcp", "http"):
+        return ready[1].describe()
     return f"{ready[1]:g} s up"
 
 
@@ -259,21 +217,18 @@ class Readiness:
         self._advance(record, watch)
 
     async def _probe(self, record, watch):
-        ready = record.spec.ready
-        check = _tcp if ready[0] == "tcp" else _http
+        target = record.spec.ready[1]
+        probe = probes.probe_tcp if target.kind == "tcp" else probes.probe_http
         while record.child is watch.child and record.state is State.STARTING:
-            try:
-                answer = await asyncio.wait_for(check(ready), PROBE_TIMEOUT)
-            except TimeoutError:
-                answer, watch.problem = None, f"no answer within {PROBE_TIMEOUT:g} s"
-            except (OSError, ValueError, EOFError) as exc:
-                answer, watch.problem = None, (exc.strerror if isinstance(exc, OSError)
-                                               and exc.strerror else str(exc)) or repr(exc)
-            if answer is not None:
+            ok, detail = await probe(target, PROBE_TIMEOUT)
+            if ok:  # "tcp 127.0.0.1:5432 answers", "http://127.0.0.1/ answered 200"
                 watch.probe = None
-                watch.checked, watch.how = True, answer
+                watch.checked = True
+                watch.how = target.describe() + (" answers" if target.kind == "tcp"
+                                                 else f" answered {detail}")
                 self._advance(record, watch)
                 return
+            watch.problem = detail
             await asyncio.sleep(PROBE_INTERVAL)
 
     # -- what workers say ----------------------------------------------------
@@ -370,34 +325,3 @@ class Readiness:
         if self.socket is not None:
             self.socket.close()
             self.socket = None
-
-
-# -- probes -----------------------------------------------------------------------
-
-async def _tcp(ready):
-    _, host, port = ready
-    _reader, writer = await asyncio.open_connection(host, port)
-    writer.close()
-    return f"{describe(ready)} answers"
-
-
-async def _http(ready):
-    """ "URL answered 200"; ValueError for a status outside 200..399."""
-    url = ready[1]
-    parts = urllib.parse.urlsplit(url)
-    host = _numeric_host(parts.hostname, url)
-    path = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
-    reader, writer = await asyncio.open_connection(host, parts.port or 80)
-    try:
-        writer.write(f"GET {path} HTTP/1.0\r\nHost: {parts.netloc}\r\nUser-Agent: corral\r\n"
-                     "Connection: close\r\n\r\n".encode("latin-1"))
-        line = await reader.readline()
-    finally:
-        writer.close()
-    fields = line.split()
-    if len(fields) < 2 or not fields[0].startswith(b"HTTP/") or not fields[1].isdigit():
-        raise ValueError(f"not an HTTP answer: {line[:80]!r}")
-    status = int(fields[1])
-    if 200 <= status < 400:
-        return f"{url} answered {status}"
-    raise ValueError(f"answered {status}")
