@@ -68,12 +68,15 @@ class Peer:
 
     def start(self, services):
         argv, env = self.configure(services)
-        out = open(os.path.join(self.workdir, "master.out"), "ab")
+        # stdout to /dev/null: corral in the foreground copies every line of
+        # its services to its console, a third copy next to its two log files
+        # (the peers write their own messages there). stderr is kept.
+        err = open(os.path.join(self.workdir, "master.err"), "ab")
         self.launched = time.monotonic()
-        self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err,
                                      stdin=subprocess.DEVNULL, cwd=self.workdir,
                                      env={**os.environ, **env}, start_new_session=True)
-        out.close()
+        err.close()
         return self
 
     def wait_api(self, timeout=20):
@@ -84,7 +87,7 @@ class Peer:
     def _answers(self):
         if self.proc.poll() is not None:
             raise RuntimeError(f"{self.label}: the master exited ({self.proc.returncode}); "
-                               f"see {self.workdir}/master.out")
+                               f"see {self.workdir}/master.err")
         try:
             self.running()
             return True
@@ -95,7 +98,7 @@ class Peer:
         """(True, monotonic time) once n services are running by the master's API."""
         def check():
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.label}: the master exited; see {self.workdir}/master.out")
+                raise RuntimeError(f"{self.label}: the master exited; see {self.workdir}/master.err")
             try:
                 return self.running() >= n
             except Exception:
@@ -105,7 +108,7 @@ class Peer:
     def workers(self):
         return procs.live_children(self.pid)
 
-    def stop(self, timeout=15):
+    def stop(self, timeout=5):
         """SIGTERM, wait (bounded), then kill whatever is left below the master."""
         if self.proc is None:
             return

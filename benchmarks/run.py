@@ -49,6 +49,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -179,15 +180,22 @@ class Run:
         return package not in self.unavailable
 
     def each(self, scenario, variants, reps, fn):
-        """Run fn(peer) reps times for every (key, knob, shared_socket) variant,
-        interleaved (rep 1 of each, then rep 2 ...) so that noise spreads evenly."""
+        """Run fn(peer) for every (key, knob, shared_socket[, reps]) variant, reps
+        times (a variant's own count wins), interleaved (rep 1 of each, then
+        rep 2 ...) so that the machine's noise spreads evenly."""
         import procs
 
         if self.args.only and scenario not in self.args.only:
             return
-        variants = [v for v in variants if self.variant_ok(v[0])]
-        for rep in range(reps):
-            for key, knob, shared in variants:
+        variants = [(*v, reps)[:4] if len(v) == 3 else v for v in variants
+                    if self.variant_ok(v[0])]
+        if self.args.reps:
+            variants = [(k, n, s, self.args.reps) for k, n, s, _ in variants]
+        for rep in range(max(v[3] for v in variants)):
+            for key, knob, shared, count in variants:
+                if rep >= count:
+                    continue
+                reps = count
                 peer = self.peer(key, knob, shared)
                 self.labels.setdefault(scenario, [])
                 if peer.label not in self.labels[scenario]:
@@ -213,7 +221,7 @@ class Run:
 
         q = self.quick
         restart_variants = [
-            ("corral", None, False),
+            ("corral", None, False, 5 if q else 9),
             ("supervisord", None, False),
             ("supervisord", "startsecs=0", False),
             ("circus", None, False),
@@ -226,7 +234,7 @@ class Run:
             runs = status_runs if peer.knob is None and not getattr(peer, "shared_socket", False) \
                 else 0
             return scenarios.restart(peer, status_runs=runs)
-        self.each("restart", restart_variants, self.reps(3, 7), restart)
+        self.each("restart", restart_variants, self.reps(2, 5), restart)
 
         fleet_variants = [
             ("corral", None, False),
@@ -236,7 +244,7 @@ class Run:
             ("circus", "check_delay=0.1", False),
         ]
         self.each("fleet", fleet_variants, self.reps(2, 3),
-                  lambda p: scenarios.fleet(p, 100, idle_s=3.0 if q else 10.0,
+                  lambda p: scenarios.fleet(p, 100, idle_s=2.0 if q else 10.0,
                                             status_runs=5 if q else 10))
         if not q:
             self.each("fleet500", fleet_variants[:4], self.reps(1, 2),
@@ -250,10 +258,12 @@ class Run:
         self.each("crash", defaults, self.reps(1, 2),
                   lambda p: scenarios.crash_loop(p, self.window))
         self.each("orphans", defaults, self.reps(1, 2), scenarios.orphans)
-        term_variants = [("corral", None, False), ("supervisord", None, False),
-                         ("circus", None, False), ("circus", "check_delay=0.1", False)]
+        term_variants = [("corral", None, False, 3 if q else 5), ("supervisord", None, False),
+                         ("circus", "check_delay=0.1", False)]
+        if not q:  # circus with its default 5 s tick: up to 5 s to respawn, then the wait
+            term_variants.append(("circus", None, False))
         self.term_timeout = 5.0 if q else 10.0
-        self.each("term", term_variants, self.reps(1, 3),
+        self.each("term", term_variants, self.reps(1, 2),
                   lambda p: scenarios.term_after_respawn(p, self.term_timeout))
 
     def cleanup(self):
@@ -406,9 +416,9 @@ class Run:
         if "restart" in R:
             acc = median(self.col("restart", "corral", "accept_ms"))
             sv = median(self.col("restart", "supervisord", "accept_ms"))
-            ct = [median(self.col("restart", label, "accept_ms")) for label in R["restart"]
-                  if label.startswith("circus (check_delay")]
-            ct = min([c for c in ct if c is not None], default=None)
+            # circus tuned binding its own port, the issue's ~0.09 s reference (with
+            # its [socket:] the port never stops accepting: see the echo column)
+            ct = median(self.col("restart", "circus (check_delay=0.1)", "accept_ms"))
             ok = None if acc is None else acc < 50 and (sv is None or acc <= sv / 20) \
                 and (ct is None or acc <= ct / 2)
             rows.append(("kill → port accepting < 50 ms, ≤ 1/20 supervisord, ≤ ½ circus tuned",
@@ -522,12 +532,19 @@ def main():
     if os.environ.get("BENCH_IN_VENV") != "1":
         problems = ensure_venv(install=not args.no_install)
         env = {**os.environ, "BENCH_IN_VENV": "1", "BENCH_UNAVAILABLE": json.dumps(problems)}
+        # corral comes from the checkout: compile it as pip compiles the peers
+        # at install, and let every process read (and write) bytecode, or each
+        # `corral` command and master would compile its modules first.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        subprocess.run([venv_python(), "-m", "compileall", "-q", os.path.join(REPO, "corral")],
+                       env=env, check=False, stdout=subprocess.DEVNULL)
         os.execve(venv_python(), [venv_python(), os.path.abspath(__file__), *sys.argv[1:]], env)
 
     sys.path.insert(0, HERE)
     import procs
 
     procs.become_subreaper()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # cleans up as Ctrl-C does
     began = time.monotonic()
     run = Run(args)
     machine = machine_info()

@@ -183,7 +183,15 @@ def fleet(peer, n=100, idle_s=3.0, status_runs=5, stop_timeout=15.0):
 # -- 4: log throughput --------------------------------------------------------------
 
 
-def _catches_usr1(pid):
+def _is_writer(pid):
+    """pid has exec'd logwriter.py (not a fork of its master that has not exec'd
+    yet, which may have a SIGUSR1 handler of its own) and catches SIGUSR1."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if b"logwriter.py" not in f.read():
+                return False
+    except OSError:
+        return False
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
@@ -252,7 +260,7 @@ def logs(peer, lines, size=100, timeout=120.0):
     peer.start([svc])
     try:
         writer, _ = procs.wait_until(
-            lambda: (w := peer.workers()) and len(w) == 1 and _catches_usr1(w[0]) and w[0],
+            lambda: (w := peer.workers()) and len(w) == 1 and _is_writer(w[0]) and w[0],
             20, pause=0.005)
         if not writer:
             raise RuntimeError(f"{peer.label}: the log writer did not start")

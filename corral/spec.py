@@ -33,7 +33,11 @@ SERVICE_DEFAULTS = {
     "umask": None,
     # Backoff: delay = backoff_initial * backoff_factor ** n (n = restarts
     # since the last stable run), at most backoff_max, +- backoff_jitter.
-    "backoff_initial": 0.05,
+    # 5 ms: a crash after a stable run is answered at once (as supervisord and
+    # Erlang do), while a crash loop still backs off: 5, 10, 20, 40, 80 ms,
+    # then FATAL by max_restarts (as systemd's RestartSec=100ms gives up in
+    # about half a second). docs/benchmarks.md has the restart figures.
+    "backoff_initial": 0.005,
     "backoff_factor": 2.0,
     "backoff_max": 30.0,
     "backoff_jitter": 0.1,

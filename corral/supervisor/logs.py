@@ -3,18 +3,20 @@
 Invariant: lines are never split wrongly, reordered within a stream, or lost,
 and the loop never blocks on a pipe, a slow console or a full disk.
 
-Work is per read chunk (bytes.split/join at C speed, one timestamp, one write
-per sink); lines longer than max_line go out as max_line pieces. Files are raw
+Work is per read chunk, not per line: one timestamp, one bytes.replace that
+puts the prefix before every line (_framed), one write per sink, and the
+chunk kept whole in the rings (logring.py); no bytes object per line is made
+unless a follower or a line longer than max_line needs it (those go out as
+max_line pieces; a few finds per chunk rule them out). Files are raw
 O_APPEND fds written with os.write, so data is in the OS when the callback
 returns; they rotate by size between chunks, and a failing file is reported
 once, listed in `errors`, retried on every write, and its recovery announced
 (logfiles.py). The console is non-blocking with a bounded
 pending buffer; beyond it whole chunks are dropped (files and rings keep them)
-and one notice counts them. Rings hold (time, meta, bytes); dicts are built
-only by tail() and only when someone follows.
+and one notice counts them. Rings hold whole chunks; lines and dicts are
+built only by tail() and only when someone follows.
 """
 
-import collections
 import contextlib
 import errno
 import itertools
@@ -23,8 +25,12 @@ import time
 import zlib
 
 from corral.supervisor.logfiles import FileSink
+from corral.supervisor.logring import Ring
 
-READ_SIZE = 256 * 1024
+# A pipe holds 64 KiB: a read never gets more. Asking for more costs: each
+# read allocates the size asked for, and a 256 KiB buffer made the heap grow
+# and shrink on every read (page faults), twice the CPU per byte.
+READ_SIZE = 64 * 1024
 DRAIN_MAX_READS = 64            # drain() reads at most this many chunks per fd
 COLORS = (31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96)
 
@@ -60,6 +66,30 @@ def _split_long(lines, ml):
     return [line[i:i + ml] for line in lines for i in range(0, len(line) or 1, ml)]
 
 
+def _framed(prefix, block, end):
+    """(framed, count): each of the count lines in block with prefix before it
+    and b"\\n" after it, as a memoryview: one replace, no object per line.
+
+    block is b"\\n", then the lines joined by b"\\n", then b"\\n" at block[end]
+    (a partial line without b"\\n" may follow)."""
+    rep = block.replace(b"\n", b"\n" + prefix)
+    count = (len(rep) - len(block)) // len(prefix) - 1  # every b"\n" grew by prefix
+    return memoryview(rep)[1:end + count * len(prefix) + 1], count
+
+
+def _may_hold_long_line(block, ml, start, end):
+    """False when no line of block[start:end] is longer than ml (a few finds).
+
+    Every window [start + k*w, start + k*w + w) with w = ml // 2 inside it
+    must hold a b"\\n": a line longer than ml covers a whole one. True means
+    "look closer" (a line of w bytes or more)."""
+    w = max(1, ml // 2)
+    for i in range(start, end - w + 1, w):
+        if block.find(b"\n", i, i + w) < 0:
+            return True
+    return False
+
+
 class LogHub:
     def __init__(self, loop, *, console=None, color=False, logfile=None, log_dir=None,
                  ring_lines=1000, wallclock=time.time, max_line=65536,
@@ -69,8 +99,8 @@ class LogHub:
         self._errors, self._closed = {}, False
         self._notices, self._depth, self._flushing = [], 0, False
         self._sources, self._by_pid = {}, {}          # fd -> source, pid -> [source]
-        self._merged = collections.deque(maxlen=ring_lines)
-        self._rings, self._inst_service = {}, {}      # service -> deque, instance -> service
+        self._merged = Ring(ring_lines)
+        self._rings, self._inst_service = {}, {}      # service -> Ring, instance -> service
         self._followers, self._tokens = {}, itertools.count(1)
         self._sec, self._sec_text = None, b""
         self._corral = _Meta("corral", "corral", None, "log")
@@ -149,14 +179,12 @@ class LogHub:
         if n <= 0:
             return []
         if name is None:
-            entries = list(itertools.islice(reversed(self._merged), n))
+            entries = self._merged.tail(n)
         elif name in self._rings:
-            entries = list(itertools.islice(reversed(self._rings[name]), n))
+            entries = self._rings[name].tail(n)
         else:
             ring = self._rings.get(self._inst_service.get(name), self._merged)
-            entries = list(itertools.islice(
-                (e for e in reversed(ring) if e[1].instance == name), n))
-        entries.reverse()
+            entries = ring.tail(n, instance=name)
         return [_as_dict(*e) for e in entries]
 
     def follow(self, callback, name=None):
@@ -211,27 +239,29 @@ class LogHub:
         if not data:
             self._eof(src)
             return False
-        if src.buf:
-            data = src.buf + data
-        nl = data.rfind(b"\n")
-        if nl < 0:
-            lines, buf = [], data
-        else:
-            complete, buf = data[:nl], data[nl + 1:]
-            if complete.endswith(b"\r"):
-                complete = complete[:-1]
-            if b"\r\n" in complete:
-                complete = complete.replace(b"\r\n", b"\n")
-            lines = complete.split(b"\n")
-            if len(complete) > self._max_line and max(map(len, lines)) > self._max_line:
-                lines = _split_long(lines, self._max_line)
+        # b"\n" first, as _framed wants: then the chunk is framed as it is.
+        data = b"".join((b"\n", src.buf, data))
+        if b"\r" in data and b"\r\n" in data:  # memchr first: a 2-byte search is slow
+            data = data.replace(b"\r\n", b"\n")
+        nl = data.rfind(b"\n")             # the end of the complete lines
         ml = self._max_line
+        lines, buf = None, data[nl + 1:]   # lines None: the complete ones stay in data
+        if nl == 0:
+            lines = []
+        elif nl - 1 > ml and _may_hold_long_line(data, ml, 1, nl):
+            lines = data[1:nl].split(b"\n")
+            if max(map(len, lines)) > ml:
+                lines = _split_long(lines, ml)
         if len(buf) > ml:                  # keep 1..max_line bytes: same pieces as if whole
             k = (len(buf) - 1) // ml
+            if lines is None:
+                lines = data[1:nl].split(b"\n")
             lines.extend(buf[i * ml:(i + 1) * ml] for i in range(k))
             buf = buf[k * ml:]
         src.buf = buf
-        if lines:
+        if lines is None:
+            self._dispatch(src, self._wall(), None, block=data, end=nl)
+        elif lines:
             self._dispatch(src, self._wall(), lines)
         return True
 
@@ -271,42 +301,49 @@ class LogHub:
             self._svc_files[service] = sink
         return sink
 
-    def _dispatch(self, m, t, lines, notice=False):
+    def _dispatch(self, m, t, lines, notice=False, block=None, end=None):
+        """lines: a list; or None, and block, end as _framed takes them: then
+        no bytes object per line is made, but for the ring's last ring_lines
+        lines when they are read, and for followers."""
         self._depth += 1
         try:
             stamp = self._stamp(t)
+            if block is None:
+                block = b"".join((b"\n", b"\n".join(lines), b"\n"))
+                end = len(block) - 1
+            count = len(lines) if lines is not None else None
             if not self._closed:
-                prefix = stamp + m.tag
-                data = prefix + (b"\n" + prefix).join(lines) + b"\n"
+                data, count = _framed(stamp + m.tag, block, end)
                 if self._logfile:
                     self._logfile.write(data, notice)
                 if self._log_dir:
                     self._svc_sink(m.service).write(data, notice)
                 if self._con is not None:
                     if self._color:
-                        prefix = stamp + m.ctag
-                        data = prefix + (b"\n" + prefix).join(lines) + b"\n"
+                        data, _ = _framed(stamp + m.ctag, block, end)
                     self._console_write(data, notice)
+            if count is None:
+                count = block.count(b"\n", 0, end)
             ring = self._rings.get(m.service)
             if ring is None:
-                ring = self._rings[m.service] = collections.deque(maxlen=self._ring_lines)
-            entries = list(zip(itertools.repeat(t), itertools.repeat(m),
-                               lines[-self._ring_lines:]))
-            self._merged.extend(entries)
-            ring.extend(entries)
+                ring = self._rings[m.service] = Ring(self._ring_lines)
+            self._merged.add(t, m, block, count, 1, end)
+            ring.add(t, m, block, count, 1, end)
             if self._followers:
-                self._tell_followers(m, t, lines)
+                self._tell_followers(m, t, lines, block[1:end])
         finally:
             self._depth -= 1
         if self._notices:
             self._flush_notices()
 
-    def _tell_followers(self, m, t, lines):
+    def _tell_followers(self, m, t, lines, block=None):
         dicts = None
         for token, (callback, name) in list(self._followers.items()):
             if not m.matches(name):
                 continue
             if dicts is None:
+                if lines is None:
+                    lines = block.split(b"\n")
                 dicts = [_as_dict(t, m, line) for line in lines]
             try:
                 callback(dicts)

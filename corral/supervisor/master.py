@@ -279,8 +279,10 @@ class Master:
             self._finish_stop(record)
             return
         record.cancel_timer()
-        if child is not None:
-            child.signal_family(signal.SIGKILL)  # no orphans left behind a crash
+        if child is not None:  # no orphans left behind a crash; it scans /proc,
+            # so it runs once the restart's timer is set, during the backoff
+            # (callbacks run in order: before the restart, even after 0 s).
+            self.loop.call_soon(child.signal_family, signal.SIGKILL)
         record.child = None
         if self.shutting_down:
             self._set(record, Event.FINISHED, f"{exit} during shutdown")

@@ -122,6 +122,16 @@ def start_ticks(pid):
     return 0 if stat is None else stat[3]
 
 
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def ticks_now():
+    """Now, in the clock of start_ticks(): a process started after this call
+    has a start time >= it. No /proc read (which would wait for an exec under
+    way in the process read)."""
+    return time.clock_gettime_ns(time.CLOCK_BOOTTIME) * _TICKS // 1_000_000_000
+
+
 def children(pid):
     """The pids whose parent is pid (zombies included)."""
     try:  # quick, where the kernel has CONFIG_PROC_CHILDREN
@@ -144,13 +154,46 @@ def _needles(mark, instance):
     return needles
 
 
-def _carries(pid, needles):
+def _environ(pid):
     try:
         with open(f"/proc/{pid}/environ", "rb") as f:
-            environ = b"\0" + f.read() + b"\0"
+            return b"\0" + f.read() + b"\0"
     except OSError:
-        return False
+        return b""
+
+
+def _carries(pid, needles):
+    environ = _environ(pid)
     return all(needle in environ for needle in needles)
+
+
+# One pass over /proc per iteration of the master's loop (share_scans): a
+# shutdown that stops a hundred workers in one callback, or a batch of exits
+# handled in one iteration, reads /proc once, not once per worker.
+_shared_loop = None
+_scan = None  # ([(pid, stat)], {pid: environ}) of this iteration
+
+
+def share_scans(loop):
+    """Let the family() calls made inside one callback batch of loop share a
+    scan. A process that the scan saw is read again before it is returned
+    (still alive, same start); one born after the scan is missed, as it
+    would be by a scan that had just ended."""
+    global _shared_loop, _scan
+    _shared_loop, _scan = loop, None
+
+
+def _drop_scan():
+    global _scan
+    _scan = None
+
+
+def _shared_scan():
+    global _scan
+    if _scan is None:
+        _scan = ([(pid, _stat(pid)) for pid in _pids()], {})
+        _shared_loop.call_soon(_drop_scan)  # runs after the callbacks already due
+    return _scan
 
 
 def family(mark, instance=None, since=0):
@@ -160,14 +203,28 @@ def family(mark, instance=None, since=0):
     needles = _needles(mark, instance)
     me = os.getpid()
     found = []
-    for pid in _pids():
+    shared = _shared_loop is not None and _shared_loop.is_running() \
+        and not _shared_loop.is_closed()
+    if shared:
+        rows, environs = _shared_scan()
+    else:
+        rows, environs = ((pid, _stat(pid)) for pid in _pids()), None
+    for pid, stat in rows:
         if pid == me:
             continue
-        stat = _stat(pid)
         if stat is None or stat[0] in (b"Z", b"X") or stat[3] < since:
             continue
-        if _carries(pid, needles):
-            found.append((pid, stat[2]))
+        if environs is None:
+            if _carries(pid, needles):
+                found.append((pid, stat[2]))
+            continue
+        environ = environs.get(pid)
+        if environ is None:
+            environ = environs[pid] = _environ(pid)
+        if all(needle in environ for needle in needles):
+            now = _stat(pid)  # the scan is from earlier in this iteration
+            if now is not None and now[0] not in (b"Z", b"X") and now[3] == stat[3]:
+                found.append((pid, now[2]))
     return found
 
 

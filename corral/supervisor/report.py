@@ -1,53 +1,80 @@
 """What the master tells people: status rows, the service tree, usage.
 
 Read-only views of the records. Usage (cpu, rss) covers a worker's whole
-process tree through psutil; the psutil.Process objects are kept between
-calls because cpu_percent measures since the previous call on the same
-object. Reading /proc for a few hundred processes takes milliseconds, so it
-is done on the loop, and only when someone asks.
+process tree, from one read of /proc/PID/stat per process (its parent, CPU
+ticks, start time and RSS): reading /proc for a few hundred processes takes
+a few milliseconds, so it is done on the loop, and only when someone asks.
+CPU percent is psutil's cpu_percent(None): the share of one CPU since the
+previous sample of the same process (0.0 the first time).
 """
 
+import os
 import time
-
-import psutil
 
 from corral.supervisor.states import State
 
+_TICKS = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _scan():
+    """{pid: (ppid, cpu ticks, start ticks, rss pages)} of the live processes."""
+    found = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...: comm may hold spaces and parentheses
+        fields = data[data.rfind(b")") + 2:].split()
+        try:
+            if fields[0] in (b"Z", b"X"):
+                continue
+            found[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]),
+                                      int(fields[19]), int(fields[21]))
+        except (IndexError, ValueError):
+            continue
+    return found
+
 
 class Usage:
-    def __init__(self):
-        self._procs = {}  # pid -> psutil.Process, kept for cpu_percent deltas
+    def __init__(self, clock=time.monotonic):
+        self._clock = clock
+        self._last = {}  # pid -> (start ticks, cpu ticks, when), for cpu deltas
 
     def sample(self, pids):
         """{pid: (cpu_percent, rss bytes)} for each pid with all its descendants.
 
-        One pass over /proc finds every process's parent, so the cost is one
-        scan per request, not one per worker.
+        One pass over /proc finds every process's parent, CPU and RSS, so the
+        cost is one scan per request, not one per worker.
         """
+        procs = _scan()
+        now = self._clock()
         children = {}
-        live = set()
-        for proc in psutil.process_iter(["ppid"]):
-            children.setdefault(proc.info["ppid"], []).append(proc.pid)
-            live.add(proc.pid)
+        for pid, (ppid, _, _, _) in procs.items():
+            children.setdefault(ppid, []).append(pid)
+        last, self._last = self._last, {}
         result = {}
         for pid in pids:
             cpu, rss, alive = 0.0, 0, False
             todo = [pid]
             while todo:
                 member = todo.pop()
+                info = procs.get(member)
+                if info is None:
+                    continue
                 todo.extend(children.get(member, ()))
-                try:
-                    proc = self._procs.get(member)
-                    if proc is None:
-                        proc = self._procs[member] = psutil.Process(member)
-                    cpu += proc.cpu_percent(None)
-                    rss += proc.memory_info().rss
-                    alive = True
-                except psutil.Error:
-                    self._procs.pop(member, None)
+                _, ticks, start, pages = info
+                before = last.get(member)
+                if before is not None and before[0] == start and now > before[2]:
+                    cpu += (ticks - before[1]) / _TICKS / (now - before[2]) * 100
+                self._last[member] = (start, ticks, now)
+                rss += pages * _PAGE
+                alive = True
             result[pid] = (round(cpu, 1), rss) if alive else (None, None)
-        for gone in set(self._procs) - live:  # cpu baselines of live processes only
-            del self._procs[gone]
         return result
 
 

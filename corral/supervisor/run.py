@@ -96,6 +96,7 @@ async def _main(config, loader=config_module.load, owner=None, pidfile=None, ann
         taken = signals.install(loop, master, reload=reload, reopen=master.loghub.reopen)
         reaping = reaper.Reaper(loop, master.spawner.owns, log=master.log)
         reaping.install()  # SIGCHLD: reap the orphans we adopt, never a worker
+        reaper.share_scans(loop)  # one /proc pass per loop iteration for families
         try:
             if undertaker is not None:
                 master.log(f"undertaker pid {undertaker}: kills what is left if the master dies")

@@ -33,6 +33,7 @@ from corral import privileges
 from corral.errors import EXIT_WORKER_BOOT
 from corral.supervisor import spawn
 from corral.supervisor.sockets import inherited_fds
+from corral.workers import runner  # noqa: F401 -- in the master, once, not in every worker
 
 NOTIFY_FD = 3
 UNCATCHABLE = frozenset({signal.SIGKILL, signal.SIGSTOP})

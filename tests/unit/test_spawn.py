@@ -1,0 +1,127 @@
+"""spawn.py's fast way to exec a command (setpriv arms the death signal, Popen
+vforks) and reaper.py's shared scan: real processes, deadline-based waits."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from corral.spec import ServiceSpec
+from corral.supervisor import reaper, spawn
+
+pytestmark = pytest.mark.timeout(30)
+
+needs_setpriv = pytest.mark.skipif(not spawn._pdeathsig_shim(),
+                                   reason="no setpriv with --pdeathsig here")
+
+
+def wait_until(check, timeout=5.0, message="condition"):
+    end = time.monotonic() + timeout
+    while not (value := check()):
+        if time.monotonic() > end:
+            pytest.fail(f"timed out after {timeout} s waiting for {message}")
+        time.sleep(0.01)
+    return value
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2:][:1] not in (b"Z", b"X")
+
+
+def proc_status(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+
+# A master without an undertaker: only the death signal can end its worker.
+MASTER = """
+import signal, sys
+from corral.spec import ServiceSpec
+from corral.supervisor.spawn import Spawner
+signal.signal(signal.SIGQUIT, signal.SIG_IGN) if sys.argv[1] == "ignored" else None
+child = Spawner().spawn(ServiceSpec(name="s", command=("/bin/sleep", "1000")), "s", 0)
+print(child.pid, flush=True)
+sys.stdin.read()
+"""
+
+
+@needs_setpriv
+@pytest.mark.parametrize("quit_signal", ["default", "ignored"])
+def test_a_command_dies_with_its_master_and_starts_with_clean_signals(quit_signal):
+    master = subprocess.Popen([sys.executable, "-c", MASTER, quit_signal], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, start_new_session=True)
+    try:
+        pid = int(master.stdout.readline())
+        wait_until(lambda: open(f"/proc/{pid}/comm").read().strip() == "sleep",
+                   message="the command exec'd")
+        status = proc_status(pid)
+        assert int(status["SigBlk"], 16) == 0 and int(status["SigIgn"], 16) == 0
+        assert os.getsid(pid) == pid  # its own session
+        master.kill()
+        master.wait()
+        wait_until(lambda: not alive(pid), message=f"worker {pid} gone with its master")
+    finally:
+        if master.poll() is None:
+            master.kill()
+            master.wait()
+
+
+@needs_setpriv
+def test_fast_spawn_keeps_env_cwd_and_output_pipes(tmp_path):
+    spec = ServiceSpec(name="s", command=("/bin/sh", "-c", "pwd; echo $CORRAL_INSTANCE $X >&2"),
+                       cwd=str(tmp_path), env=(("X", "y"),))
+    child = spawn.Spawner().spawn(spec, "s", 0)
+    try:
+        wait_until(lambda: child.poll() is not None, message="the command exits")
+        assert child.exit.code == 0
+        assert os.read(child.out_fd, 4096) == f"{tmp_path}\n".encode()
+        assert os.read(child.err_fd, 4096) == b"s y\n"
+    finally:
+        child.close()
+        os.close(child.out_fd)
+        os.close(child.err_fd)
+
+
+def test_shared_scan_finds_the_same_family_and_skips_the_dead():
+    mark = reaper.marker()
+    env = {**os.environ, reaper.MARKER_VAR: mark, reaper.INSTANCE_VAR: "fam"}
+    kids = [subprocess.Popen(["/bin/sleep", "1000"], env=env) for _ in range(3)]
+    loop = asyncio.new_event_loop()
+    try:
+        wait_until(lambda: len(reaper.family(mark, "fam")) == 3, message="the family")
+        plain = sorted(reaper.family(mark, "fam"))
+
+        async def shared():
+            first = sorted(reaper.family(mark, "fam"))
+            kids[0].kill()
+            kids[0].wait()  # gone after the scan: still not reported
+            second = sorted(reaper.family(mark, "fam"))
+            await asyncio.sleep(0)  # the next iteration scans again
+            return first, second, sorted(reaper.family(mark, "fam"))
+
+        reaper.share_scans(loop)
+        first, second, third = loop.run_until_complete(shared())
+        assert first == plain
+        assert second == third == [p for p in plain if p[0] != kids[0].pid]
+    finally:
+        reaper.share_scans(None)
+        loop.close()
+        for kid in kids:
+            kid.kill()
+            kid.wait()
+
+
+def test_signals_blocked_restores_the_mask():
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, ())
+    with spawn.signals_blocked():
+        assert signal.SIGTERM in signal.pthread_sigmask(signal.SIG_BLOCK, ())
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, ()) == before
