@@ -312,7 +312,8 @@ class Circus(Peer):
             lines.append("")
         with open(self.conf, "w") as f:
             f.write("\n".join(lines))
-        return [os.path.join(self.bindir, "circusd"), self.conf], {}
+        return [os.path.join(self.bindir, "circusd"), "--log-output",
+                os.path.join(self.workdir, "circusd.log"), self.conf], {}
 
     def client(self):
         from circus.client import CircusClient

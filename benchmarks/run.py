@@ -41,7 +41,8 @@ orphans come back to it).
 
 Options: --quick, --only SCENARIO[,SCENARIO] (restart, fleet, fleet500,
 logs, crash, orphans, term), --reps N (override), --keep (keep the work
-folders), --no-install (use the venv as it is).
+folders), --no-install (use the venv as it is), --corral-src DIR (measure
+another checkout's corral, e.g. a baseline, with the same command).
 """
 
 import argparse
@@ -285,7 +286,8 @@ class Run:
         out = []
         w = out.append
         mode = "quick" if self.quick else "full"
-        w(f"Mode: **{mode}** (`python benchmarks/run.py{' --quick' if self.quick else ''}`), "
+        command = " ".join(["python benchmarks/run.py", *sys.argv[1:]])
+        w(f"Mode: **{mode}** (`{command}`), "
           f"{time.strftime('%Y-%m-%d %H:%M')}; machine: {machine['nproc']} cores, "
           f"{machine['cpu']}, Python {machine['python']}, load average before the run "
           f"{machine['load']}.")
@@ -384,12 +386,16 @@ class Run:
         if "term" in R:
             w("### 8. SIGTERM to the master right after it respawned a SIGKILLed worker")
             w("")
-            w(f"| supervisor | s until all gone | SIGTERM lost (nothing gone in {self.term_timeout:g} s) |")
-            w("|---|---|---|")
+            w(f"| supervisor | s until all gone | not all gone within {self.term_timeout:g} s | then |")
+            w("|---|---|---|---|")
             for label in self.labels["term"]:
                 rs = R["term"].get(label, [])
+                stuck = [r for r in rs if r["lost"]]
+                then = "; ".join(sorted({
+                    ("master still running" if r.get("master_alive") else "master exited")
+                    + f", {r.get('left', '?')} of its processes alive" for r in stuck})) or "-"
                 w(f"| {label} | {fmt(self.col('term', label, 'gone_s'), 3)} | "
-                  f"{sum(r['lost'] for r in rs)} of {len(rs)} |")
+                  f"{len(stuck)} of {len(rs)} | {then} |")
             w("")
         w("### Targets (corral, issue 6)")
         w("")
@@ -510,6 +516,9 @@ def machine_info():
     except Exception as exc:  # noqa: BLE001
         versions = {"error": str(exc)}
     keep = {k: versions.get(k) for k in ("corral", "supervisor", "circus", "pyzmq", "tornado")}
+    import corral
+
+    keep["corral"] = f"{keep.get('corral')} from {os.path.dirname(os.path.dirname(corral.__file__))}"
     return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
             "load": " ".join(f"{x:.2f}" for x in os.getloadavg()), "versions": keep}
 
@@ -524,6 +533,10 @@ def main():
     parser.add_argument("--reps", type=int, default=None, help="repetitions for every scenario")
     parser.add_argument("--keep", action="store_true", help="keep the work folders in /tmp")
     parser.add_argument("--no-install", action="store_true", help="do not touch the venv")
+    parser.add_argument("--corral-src", metavar="DIR", default=None,
+                        help="measure the corral package in DIR (a checkout, e.g. of a "
+                             "baseline: git archive HEAD corral | tar -x -C DIR) instead "
+                             "of this working tree")
     args = parser.parse_args()
     for name in args.only or ():
         if name not in SCENARIOS:
@@ -536,7 +549,12 @@ def main():
         # at install, and let every process read (and write) bytecode, or each
         # `corral` command and master would compile its modules first.
         env.pop("PYTHONDONTWRITEBYTECODE", None)
-        subprocess.run([venv_python(), "-m", "compileall", "-q", os.path.join(REPO, "corral")],
+        source = REPO
+        if args.corral_src:  # another checkout's corral, e.g. a baseline: it wins over the .pth
+            source = os.path.abspath(args.corral_src)
+            env["PYTHONPATH"] = source + os.pathsep + env.get("PYTHONPATH", "")
+        env["BENCH_CORRAL_SRC"] = source
+        subprocess.run([venv_python(), "-m", "compileall", "-q", os.path.join(source, "corral")],
                        env=env, check=False, stdout=subprocess.DEVNULL)
         os.execve(venv_python(), [venv_python(), os.path.abspath(__file__), *sys.argv[1:]], env)
 

@@ -348,7 +348,8 @@ def orphans(peer, n=10, wait=2.0):
 def term_after_respawn(peer, timeout=10.0):
     """SIGKILL the echo worker; the moment a new worker pid exists, SIGTERM the
     master: s until the master and every process below it are gone (None: not
-    within timeout -- the SIGTERM was lost or the stop is stuck)."""
+    within timeout -- the SIGTERM was dropped, or the stop signal the master
+    sent did not reach the fresh worker and it waits, or it left orphans)."""
     port = free_port()
     peer.start([peers.Svc("echo", kind="echo", port=port)])
     try:
@@ -372,8 +373,11 @@ def term_after_respawn(peer, timeout=10.0):
             return peer.proc.poll() is not None and procs.count_alive(kids) == 0 \
                 and not procs.descendants(peer.pid)
         _, t_gone = procs.wait_until(gone, timeout, pause=0.001)
+        # Not gone: is the master still there (it waits, or it dropped the
+        # SIGTERM), and how many of its processes are alive (orphans, if it left)?
         return {"gone_s": None if t_gone is None else t_gone - t0,
-                "lost": t_gone is None}
+                "lost": t_gone is None, "master_alive": peer.proc.poll() is None,
+                "left": procs.count_alive(kids)}
     finally:
         peer.kill()
 
