@@ -39,11 +39,10 @@ import subprocess
 
 from corral import privileges, probes
 from corral.healthspec import format_bytes
-from corral.supervisor import spawn
+from corral.supervisor import report, spawn
 from corral.supervisor.states import State
 
 MEMORY_PERIOD = 1.0  # s between two RSS passes, while any instance needs one
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
 class HealthMonitor:
@@ -222,38 +221,10 @@ class ProbeProcess:
 
 
 def tree_rss(pids):
-    """{pid: RSS bytes of pid and all its descendants} for the pids alive.
-
-    One read of /proc/PID/stat per process gives both its parent and its RSS.
-    """
-    children, rss = {}, {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                data = f.read()
-        except OSError:
-            continue
-        # pid (comm) state ppid ... rss (field 24): comm may hold spaces and ")"
-        fields = data[data.rfind(b")") + 2:].split()
-        try:
-            pid, ppid, pages = int(entry.name), int(fields[1]), int(fields[21])
-        except (IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(pid)
-        rss[pid] = pages * PAGE_SIZE
-    result = {}
-    for pid in pids:
-        if pid not in rss:
-            continue
-        total, todo = 0, [pid]
-        while todo:
-            member = todo.pop()
-            total += rss.get(member, 0)
-            todo.extend(children.get(member, ()))
-        result[pid] = total
-    return result
+    """{pid: RSS bytes of pid and all its descendants} for the pids alive
+    (report.Usage's one pass over /proc; the CPU figures are not needed)."""
+    sample = report.Usage().sample(pids)
+    return {pid: rss for pid, (_cpu, rss) in sample.items() if rss is not None}
 
 
 def _signal_name(number):
