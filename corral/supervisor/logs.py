@@ -32,6 +32,8 @@ from corral.supervisor.logring import Ring
 # and shrink on every read (page faults), twice the CPU per byte.
 READ_SIZE = 64 * 1024
 DRAIN_MAX_READS = 64            # drain() reads at most this many chunks per fd
+READS_PER_WAKEUP = 8            # a readable pipe: this many reads (< 1 ms) before the
+                                # loop turns; a flood costs one loop turn per 8 chunks
 COLORS = (31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96)
 
 
@@ -161,7 +163,7 @@ class LogHub:
         self._sources[fd] = src
         self._by_pid.setdefault(pid, []).append(src)
         self._inst_service[instance] = service
-        self._loop.add_reader(fd, self._read, src)
+        self._loop.add_reader(fd, self._drain, src, READS_PER_WAKEUP)
 
     def drain(self, pid):
         for src in list(self._by_pid.get(pid, ())):
@@ -222,8 +224,8 @@ class LogHub:
 
     # ----- reading and framing -----
 
-    def _drain(self, src):
-        for _ in range(DRAIN_MAX_READS):      # bounded: a flooding writer cannot hold us
+    def _drain(self, src, reads=DRAIN_MAX_READS):
+        for _ in range(reads):                # bounded: a flooding writer cannot hold us
             if not self._read(src):
                 break
 
