@@ -54,7 +54,7 @@ exec'ing anything (its /proc environ is still the master's). Cgroups would
 close those gaps; they need a delegated hierarchy that corral cannot assume.
 """
 
-import ctypes
+import contextlib
 import fcntl
 import os
 import secrets
@@ -63,9 +63,8 @@ import signal
 import time
 
 from corral.errors import CorralError
+from corral.supervisor import libc
 
-PR_SET_NAME = 15
-PR_SET_CHILD_SUBREAPER = 36
 
 MARKER_VAR = "CORRAL_MASTER"
 INSTANCE_VAR = "CORRAL_INSTANCE"
@@ -73,7 +72,6 @@ UNDERTAKER_NAME = b"corral-undertaker"  # its comm (ps, top) is cut to 15 bytes
 BURY_PAUSE = 0.01  # s between the undertaker's rounds
 BURY_LIMIT = 10.0  # s the undertaker keeps killing what keeps forking
 
-_libc = ctypes.CDLL(None, use_errno=True)
 _marker = None
 
 
@@ -83,12 +81,6 @@ def marker():
     if _marker is None:
         _marker = f"{os.getpid()}.{secrets.token_hex(6)}"
     return _marker
-
-
-def prctl(option, value):
-    if _libc.prctl(option, value, 0, 0, 0) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
 
 
 # -- /proc ----------------------------------------------------------------------
@@ -251,7 +243,7 @@ def protect_master():
     except OSError as exc:
         raise CorralError(f"Unable to start the undertaker: {exc}") from exc
     try:
-        prctl(PR_SET_CHILD_SUBREAPER, 1)
+        libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
     except OSError as exc:
         raise CorralError(f"Unable to become a child subreaper: {exc}") from exc
     return undertaker
@@ -307,7 +299,8 @@ def _undertake(pidfd, mark, since, keep):
                     signal.SIGUSR1, signal.SIGUSR2, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_SETMASK, ())
-        _libc.prctl(PR_SET_NAME, ctypes.c_char_p(UNDERTAKER_NAME), 0, 0, 0)  # best effort
+        with contextlib.suppress(OSError):   # best effort
+            libc.prctl(libc.PR_SET_NAME, UNDERTAKER_NAME)
         os.close(keep)
         if pidfd is not None and pidfd < 3:  # the master ran without stdin, say
             pidfd = fcntl.fcntl(pidfd, fcntl.F_DUPFD, 3)

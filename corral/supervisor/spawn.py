@@ -14,18 +14,16 @@ LogHub, and for Python workers a notify pipe (READY=1, sd_notify style).
 
 import _signal
 import contextlib
-import ctypes
 import os
 import signal
 import subprocess
 import sys
 
 from corral import privileges
-from corral.supervisor import reaper, readiness
+from corral.supervisor import libc, reaper, readiness
 from corral.supervisor.policy import Exit
 from corral.supervisor.sockets import Activation
 
-PR_SET_PDEATHSIG = 1
 
 # Signals a child must find at their default disposition, whatever the
 # master had (it may itself have been started with SIGINT ignored).
@@ -58,9 +56,6 @@ class SpawnError(Exception):
     """The process could not be started (fork failed, exec failed)."""
 
 
-_libc = ctypes.CDLL(None, use_errno=True)  # loaded here: no dlopen after a fork
-
-
 def die_with_parent(parent_pid):
     """In a child: be killed when the master dies; die now if it already has.
 
@@ -70,9 +65,7 @@ def die_with_parent(parent_pid):
     the master forks only from its one thread. It survives exec (but not of
     a set-user-ID program) and a change of ids clears it: arm it again after.
     """
-    if _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"prctl(PR_SET_PDEATHSIG): {os.strerror(err)}")
+    libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent_pid:  # the master died before prctl took effect
         os._exit(1)
 
