@@ -10,9 +10,11 @@ it becomes RUNNING and cancelled when it leaves RUNNING (a stop, a crash, a
 reload), which also kills a probe still running. The task waits
 `interval`, probes, waits for the probe to end (so two probes of one
 instance never overlap), and so on; `failures` failed probes in a row
-restart the instance gracefully: master.stop_record (stop_signal, then
-SIGKILL after stop_timeout) and master.request_start, as `corral restart`
-does, counted in `restarts`. Probes:
+stop the instance gracefully (stop_signal, then SIGKILL after
+stop_timeout) through master.fail_record, which then hands its exit to the
+restart policy as a failure, as if it had crashed: it restarts after the
+backoff, goes FATAL by max_restarts, and stays down with restart = "never".
+Probes:
 
 - http, tcp: probes.py's, as for `ready`: asyncio.open_connection to an
   IP address (no host names: asyncio resolves them in a thread pool),
@@ -28,8 +30,8 @@ does, counted in `restarts`. Probes:
 Memory: while at least one RUNNING instance has `max_memory`, a timer runs
 every MEMORY_PERIOD seconds: one pass over /proc/*/stat (parent and RSS of
 every process, one read each) sums the RSS of each watched worker's whole
-process tree; a tree over its limit is restarted like a failed health
-check. When no RUNNING instance has `max_memory`, no timer is armed.
+process tree; a tree over its limit is stopped as failed, like a failed
+health check. When no RUNNING instance has `max_memory`, no timer is armed.
 """
 
 import asyncio
@@ -83,14 +85,12 @@ class HealthMonitor:
             self._timer.cancel()
             self._timer = None
 
-    def _restart(self, record, why):
+    def _fail(self, record, why):
         master = self.master
         if master.shutting_down or record.state is not State.RUNNING:
             return
-        master.log(f"{record.name}: {why}: restarting")
-        record.restarts += 1
-        master.stop_record(record)
-        master.request_start(record)  # spawned again once STOPPED
+        master.log(f"{record.name}: {why}: stopping it as failed")
+        master.fail_record(record, why)
 
     # -- health ------------------------------------------------------------
 
@@ -117,8 +117,8 @@ class HealthMonitor:
                                     f"({failures}/{check.failures}): {check.describe()}: {detail}")
                     continue
                 times = "once" if failures == 1 else f"{failures} times in a row"
-                self.tasks.pop(record, None)  # this task ends with the restart
-                self._restart(record, f"health check failed {times} "
+                self.tasks.pop(record, None)  # this task ends with the stop
+                self._fail(record, f"health check failed {times} "
                                       f"({check.describe()}: {detail})")
                 return
         except asyncio.CancelledError:
@@ -171,7 +171,7 @@ class HealthMonitor:
             for record in records:
                 size, limit = sizes.get(record.pid), record.spec.max_memory
                 if size is not None and size > limit:
-                    self._restart(record, f"rss {format_bytes(size)} over max_memory "
+                    self._fail(record, f"rss {format_bytes(size)} over max_memory "
                                           f"{format_bytes(limit)}")
         if self.watched and self._timer is None:
             self._timer = self.master.loop.call_later(MEMORY_PERIOD, self._sample)

@@ -288,9 +288,14 @@ class Master:
             self._set(record, Event.FINISHED, f"{exit} during shutdown")
             self.log(f"{record.name}: {exit} during shutdown")
             return
+        self._decide(record, exit, failed=record.state is State.STARTING
+                     and record.spec.ready is not None)
+
+    def _decide(self, record, exit, failed):
+        """An unasked exit (or a stop for failing health): the policy decides."""
         decision, record.history = policy.decide(
             record.spec, record.history, exit, record.started_at, self.clock.now(),
-            failed_start=record.state is State.STARTING and record.spec.ready is not None)
+            failed=failed)
         if isinstance(decision, policy.Restart):
             record.restarts += 1
             self._set(record, Event.CRASHED, f"restarting in {decision.delay:.2f} s")
@@ -311,7 +316,7 @@ class Master:
     # -- stopping ----------------------------------------------------------
 
     def stop_record(self, record):
-        record.wanted = False
+        record.wanted, record.failing = False, None
         if record.state is State.BACKOFF:
             record.cancel_timer()
             self._set(record, Event.STOP, "stopped while waiting to restart")
@@ -324,6 +329,13 @@ class Master:
                  f"{policy.signal_name(spec.stop_signal)}")
         record.child.signal_family(spec.stop_signal)  # its group and what left it
         record.timer = self.loop.call_later(spec.stop_timeout, self._stop_timed_out, record)
+
+    def fail_record(self, record, why):
+        """Stop record gracefully, then let its restart policy take the exit
+        as a failure: backoff, FATAL, restart = "never" (health.py)."""
+        self.stop_record(record)
+        if record.state is State.STOPPING:
+            record.failing = why
 
     def _stop_timed_out(self, record):
         record.timer = None
@@ -345,6 +357,11 @@ class Master:
         record.cancel_timer()
         record.child = None
         exit = record.last_exit
+        if record.failing is not None:
+            record.failing = None
+            if not self.shutting_down:
+                self._decide(record, exit, failed=True)
+                return
         self._set(record, Event.EXITED, f"stopped ({exit})")
         self.log(f"{record.name}: stopped ({exit})")
 

@@ -82,19 +82,20 @@ class Finish:
     reason: str
 
 
-def decide(spec, history, exit, started_at, now, random=_random.random, *, failed_start=False):
+def decide(spec, history, exit, started_at, now, random=_random.random, *, failed=False):
     """Return (Restart | GiveUp | Finish, new History) for an unasked exit.
 
     spec: the ServiceSpec (restart, backoff_*, max_restarts, restart_window).
     started_at: monotonic time the instance was spawned; now: the exit time.
-    failed_start: it exited before it was ready (readiness.py): a failure,
-    whatever its exit code.
+    failed: a failure whatever its exit code: it exited before it was ready
+    (readiness.py), or the master stopped it for failing its health checks
+    or max_memory (health.py).
     """
     if exit.code == EXIT_WORKER_BOOT and not spec.is_command:
         return GiveUp(f"could not load or start its service tree ({exit})"), history
     if spec.restart == "never":
         return Finish(f"{exit}; restart = never"), history
-    if spec.restart == "on-failure" and not exit.failed and not failed_start:
+    if spec.restart == "on-failure" and not exit.failed and not failed:
         return Finish(f"{exit}; restart = on-failure"), history
 
     attempt = history.attempt

@@ -26,6 +26,7 @@ class Record:
         self.wanted = False  # asked to start, waiting for its `after` services
         self.timer = None  # asyncio handle: backoff retry or stop escalation
         self.status_text = None  # the worker's own STATUS= line
+        self.failing = None  # why the master is stopping it as a failure (health.py)
         self.health_note = None  # "health: 2 failures (503)" while probes fail (health.py)
 
     @property

@@ -9,6 +9,9 @@ calls apply() and never assigns a state by hand.
     STARTING/RUNNING --gave_up--> FATAL       (policy: too many restarts, boot error)
     STARTING/RUNNING --finished--> EXITED     (policy: no restart wanted)
     STARTING/RUNNING --stop--> STOPPING --exited--> STOPPED
+    STOPPING --crashed/gave_up/finished--> BACKOFF/FATAL/EXITED
+                                              (stopped for failing its health
+                                              checks: the policy decides)
     BACKOFF --stop--> STOPPED                 (the pending retry is cancelled)
 """
 
@@ -58,6 +61,9 @@ TRANSITIONS = {
     (S.RUNNING, E.STOP): S.STOPPING,
     (S.BACKOFF, E.STOP): S.STOPPED,
     (S.STOPPING, E.EXITED): S.STOPPED,
+    (S.STOPPING, E.CRASHED): S.BACKOFF,
+    (S.STOPPING, E.GAVE_UP): S.FATAL,
+    (S.STOPPING, E.FINISHED): S.EXITED,
 }
 
 del S, E

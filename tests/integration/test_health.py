@@ -115,7 +115,7 @@ stop_timeout = 5
     assert m.status("web")["pid"] == old and "restarting" not in m.log_text()
     open(os.path.join(m.dir, "marker"), "w").close()
     m.wait_log(rf"web: health check failed 3 times in a row "
-               rf"\(http http://127.0.0.1:{port}/health: 500\): restarting")
+               rf"\(http http://127.0.0.1:{port}/health: 500\): stopping it as failed")
     os.unlink(os.path.join(m.dir, "marker"))
     new = running_pid(m, "web", other_than=old)
     wait_until(lambda: not pid_alive(old), message="the old server gone", dump=m.output)
@@ -138,7 +138,7 @@ health = {{tcp = {port}, interval = 0.3, failures = 2}}
     wait_until(lambda: _connects(port), message="db listening", dump=m.output)
     open(os.path.join(m.dir, "marker"), "w").close()
     m.wait_log(rf"db: health check failed 2 times in a row "
-               rf"\(tcp 127.0.0.1:{port}: connection refused\): restarting")
+               rf"\(tcp 127.0.0.1:{port}: connection refused\): stopping it as failed")
     os.unlink(os.path.join(m.dir, "marker"))
     running_pid(m, "db", other_than=old)
     assert m.status("db")["restarts"] >= 1
@@ -168,7 +168,7 @@ health = {{exec = "sh -c 'test ! -e marker'", interval = 0.15, failures = 4}}
     assert row["description"].startswith("health: ")
     assert "(exit 1)" in row["description"]
     m.wait_log(r"app: health check failed 4 times in a row "
-               r"\(exec sh -c 'test ! -e marker': exit 1\): restarting")
+               r"\(exec sh -c 'test ! -e marker': exit 1\): stopping it as failed")
     os.unlink(os.path.join(m.dir, "marker"))
     running_pid(m, "app", other_than=old)
     # Every probe is reaped by the master (none is left a zombie).
@@ -194,7 +194,7 @@ health = {{exec = ["sleep", "7.25"], interval = 0.3, timeout = 0.2, failures = 2
 """)
     old = running_pid(m, "app")
     m.wait_log(r"app: health check failed 2 times in a row "
-               r"\(exec sleep 7.25: timed out after 0.2 s\): restarting")
+               r"\(exec sleep 7.25: timed out after 0.2 s\): stopping it as failed")
     running_pid(m, "app", other_than=old)
     m.call("stop", names=["app"])
     wait_until(lambda: not _live("sleep 7.25"), timeout=3,
@@ -227,7 +227,7 @@ max_memory = "50MB"
     assert m.status("hog")["restarts"] == 0
     open(os.path.join(m.dir, "marker"), "w").close()
     m.wait_log(r"hog\[\d+\] out: big")
-    m.wait_log(r"hog: rss (8\d|9\d)(\.\d)?M over max_memory 50M: restarting", timeout=5)
+    m.wait_log(r"hog: rss (8\d|9\d)(\.\d)?M over max_memory 50M: stopping it as failed", timeout=5)
     os.unlink(os.path.join(m.dir, "marker"))
     running_pid(m, "hog", other_than=old)
     assert f"hog: stopping pid {old} with SIGTERM" in m.log_text()
@@ -252,3 +252,42 @@ command = {argv(PY, "-c", "import time; time.sleep(1000)")}
     assert "health" not in log and "max_memory" not in log
     for row in m.status().values():
         assert row["restarts"] == 0 and "health" not in row["description"]
+
+
+@pytest.mark.timeout(30)
+def test_health_failures_go_through_the_restart_policy_to_fatal(master):
+    # Nothing listens on the probed port: every run fails its probe once.
+    port = free_port()
+    m = master(f"""
+[services.deaf]
+command = {argv("sleep", "1000")}
+health = {{tcp = {port}, interval = 0.05, failures = 1}}
+max_restarts = 2
+restart_window = 60
+backoff_initial = 0.05
+""")
+    row = m.wait_state("deaf", "FATAL")
+    assert "exited 3 times in 60 s" in row["description"]
+    log = m.log_text()
+    assert log.count("deaf: health check failed once") == 3
+    assert log.count("deaf: spawned, pid") == 3  # the first run, then max_restarts
+    assert "deaf: SIGTERM; restarting in 0.05 s" in log  # the backoff, as for a crash
+    assert m.status("deaf")["restarts"] == 2
+
+
+@pytest.mark.timeout(30)
+def test_health_failure_with_restart_never_stays_down(master):
+    port = free_port()
+    m = master(f"""
+[services.once]
+command = {argv("sleep", "1000")}
+health = {{tcp = {port}, interval = 0.05, failures = 2}}
+restart = "never"
+""")
+    old = running_pid(m, "once")
+    row = m.wait_state("once", "EXITED")
+    assert row["description"] == "SIGTERM; restart = never"
+    wait_until(lambda: not pid_alive(old), message="the old sleep gone", dump=m.output)
+    time.sleep(0.3)  # a restart would have spawned by now (backoff 5 ms)
+    assert m.status("once")["state"] == "EXITED"
+    assert m.log_text().count("once: spawned, pid") == 1

@@ -213,18 +213,15 @@ class FakeMaster:
         self.spawner = type("Spawner", (), {"helpers": set()})()
         self.shutting_down = False
         self.lines = []
-        self.stopped, self.started = [], []
+        self.failed = []
 
     def log(self, text):
         self.lines.append(text)
 
-    def stop_record(self, record):
-        self.stopped.append(record)
+    def fail_record(self, record, why):
+        self.failed.append((record, why))
         record.move(Event.STOP)
         self.health.changed(record, State.RUNNING)
-
-    def request_start(self, record):
-        self.started.append(record)
 
 
 def monitor_on(loop):
@@ -331,12 +328,11 @@ def test_failures_in_a_row_restart_once_and_success_resets():
             await asyncio.sleep(0.1)
             assert master.lines == [] and record.health_note is None
             flag["ok"] = False
-            while not master.stopped:
+            while not master.failed:
                 await asyncio.sleep(0.005)
-        assert master.stopped == master.started == [record]
-        assert record.restarts == 1 and record.state is State.STOPPING
-        assert master.lines[-1] == (f"svc: health check failed 3 times in a row "
-                                    f"(http http://127.0.0.1:{port}/: 503): restarting")
+        why = f"health check failed 3 times in a row (http http://127.0.0.1:{port}/: 503)"
+        assert master.failed == [(record, why)] and record.state is State.STOPPING
+        assert master.lines[-1] == f"svc: {why}: stopping it as failed"
         assert "svc: health check failed (2/3)" in master.lines[-2]
         assert record.health_note is None and not monitor.tasks
 
@@ -390,7 +386,7 @@ def test_memory_timer_only_while_a_running_instance_has_max_memory():
         monitor.changed(limited, State.STARTING)
         assert monitor._timer is not None
         monitor._sample()  # what the timer does: one pass, no restart
-        assert monitor.passes == 1 and monitor._timer is not None and not master.stopped
+        assert monitor.passes == 1 and monitor._timer is not None and not master.failed
         limited.move(Event.STOP)
         monitor.changed(limited, State.RUNNING)
         assert monitor._timer is None and not monitor.watched
@@ -405,9 +401,9 @@ def test_memory_over_the_limit_restarts():
         record.child = type("Child", (), {"pid": os.getpid()})()
         monitor.changed(record, State.STARTING)
         monitor._sample()
-        assert master.stopped == [record] and record.restarts == 1
+        assert [r for r, _ in master.failed] == [record]
         assert master.lines[0].startswith("svc: rss ")
-        assert master.lines[0].endswith(" over max_memory 1K: restarting")
+        assert master.lines[0].endswith(" over max_memory 1K: stopping it as failed")
         assert monitor._timer is None
 
     run(main())

@@ -50,10 +50,14 @@ def test_first_crash_after_a_stable_run_restarts_within_6_ms():
     assert history.attempt == 1
 
 
-def test_default_crash_loop_backs_off_then_goes_fatal_within_a_fifth_of_a_second():
-    decisions, _ = crash_loop(command(), FakeClock(), [Exit(code=1)] * 6, uptime=0.001)
-    assert [d.delay for d in decisions[:5]] == pytest.approx([0.005, 0.01, 0.02, 0.04, 0.08])
+def test_default_crash_loop_backs_off_for_about_4_s_then_goes_fatal():
+    # A dependency down for a few seconds must not make its users FATAL.
+    clock = FakeClock()
+    first = clock.now()
+    decisions, _ = crash_loop(command(), clock, [Exit(code=1)] * 6, uptime=0.001)
+    assert [d.delay for d in decisions[:5]] == pytest.approx([0.005, 0.025, 0.125, 0.625, 3.125])
     assert isinstance(decisions[5], GiveUp)  # max_restarts = 5 within 10 s
+    assert 3.5 < clock.now() - first < 4.5
 
 
 def test_jitter_stays_within_its_band():

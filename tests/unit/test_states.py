@@ -65,6 +65,10 @@ def test_documented_moves():
     assert apply(State.RUNNING, Event.STOP) is State.STOPPING
     assert apply(State.STOPPING, Event.EXITED) is State.STOPPED
     assert apply(State.BACKOFF, Event.STOP) is State.STOPPED
+    # stopped for failing its health checks: the restart policy decides
+    assert apply(State.STOPPING, Event.CRASHED) is State.BACKOFF
+    assert apply(State.STOPPING, Event.GAVE_UP) is State.FATAL
+    assert apply(State.STOPPING, Event.FINISHED) is State.EXITED
 
 
 def test_a_stop_always_ends_at_rest():
