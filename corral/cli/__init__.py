@@ -1,6 +1,6 @@
 """The `corral` command: argument parsing (main), control client, rendering.
 
 Kept free of imports on purpose: the client path must start fast, so it
-never pulls in the master side (asyncio, psutil, multiprocess,
+never pulls in the master side (asyncio, multiprocess,
 corral.supervisor, corral.config). Use ``corral.cli.main.main``.
 """

@@ -3,7 +3,7 @@
 `corral run CONFIG` runs the master in the foreground; every other command
 is a client of the master's control socket. The client path imports only
 the standard library's light modules and corral.protocol/errors: the master
-side (asyncio, psutil, multiprocess, corral.supervisor, corral.config) is
+side (asyncio, multiprocess, corral.supervisor, corral.config) is
 imported by `run` alone, lazily.
 
 Exit codes: 0 done, 1 a requested action failed, 2 usage error, 3 no master
