@@ -1,8 +1,8 @@
 """Servers and clients as services, with the names of twisted.application.internet.
 
-    TCPServer(port, protocol_factory, interface="", backlog=128)
-    SSLServer(port, protocol_factory, ssl_context, interface="", backlog=128)
-    UNIXServer(path, protocol_factory, mode=0o666, backlog=128)
+    TCPServer(port, protocol_factory, interface="", backlog=128, drain=5.0)
+    SSLServer(port, protocol_factory, ssl_context, interface="", backlog=128, drain=5.0)
+    UNIXServer(path, protocol_factory, mode=0o666, backlog=128, drain=5.0)
     UDPServer(port, protocol_factory, interface="")
     UNIXDatagramServer(path, protocol_factory, mode=0o666)
     TCPClient(host, port, protocol_factory, ...)  SSLClient(...)  UNIXClient(path, ...)
@@ -26,8 +26,15 @@ clients that connect while no worker serves wait in the backlog instead of
 being refused, and the next startService() serves them. closeSocket() lets
 the socket go for good.
 
-As with Twisted's stopListening, stopService() stops accepting but leaves
-connections already made to finish on their own.
+Draining. A stream server's stopService() stops accepting at once (as
+Twisted's stopListening does) and then waits, up to `drain` seconds, for
+the connections already made to close, so that a restart, even of the last
+instance, does not cut a request in flight: the worker exits only after.
+Connections still open after `drain` are aborted where asyncio can (3.13+)
+and otherwise end with the worker. drain=0 does not wait, as in Twisted.
+Keep drain below the service's stop_timeout, after which the master kills
+the worker. Idle keep-alive connections count as open: a protocol that
+wants a quick stop closes them in its own stopService, before the server's.
 """
 
 import asyncio
@@ -162,12 +169,17 @@ class ListeningService(Service):
         raise NotImplementedError
 
 
+DRAIN_POLL = 0.02  # s between looks at the open connections while draining
+
+
 class _StreamServer(ListeningService):
     server = None  # the asyncio.Server while serving
 
-    def __init__(self, protocol_factory, backlog):
+    def __init__(self, protocol_factory, backlog, drain):
         super().__init__(protocol_factory)
-        self.backlog = backlog
+        if not isinstance(drain, (int, float)) or isinstance(drain, bool) or drain < 0:
+            raise ValueError(f"drain must be a number of seconds >= 0, not {drain!r}")
+        self.backlog, self.drain = backlog, drain
 
     def _ssl(self):
         return None
@@ -191,9 +203,32 @@ class _StreamServer(ListeningService):
         if server is None:
             return
         server.close()  # closes our duplicate at once, never the held socket
-        if sys.version_info < (3, 12):
-            # From 3.12 on, wait_closed also waits for every connection.
+        await self._drain(server)
+        if hasattr(server, "abort_clients"):   # 3.13+
+            server.abort_clients()
             await server.wait_closed()
+        elif sys.version_info < (3, 12):
+            # From 3.12 on, wait_closed waits for every connection, unbounded.
+            await server.wait_closed()
+
+    async def _drain(self, server):
+        open_now = _open_connections(server)
+        if not open_now or not self.drain:
+            return
+        log.info("%r: waiting up to %g s for %d open connection(s)", self, self.drain, open_now)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.drain
+        while _open_connections(server) and loop.time() < deadline:
+            await asyncio.sleep(DRAIN_POLL)
+        left = _open_connections(server)
+        if left:
+            log.warning("%r: %d connection(s) still open after %g s", self, left, self.drain)
+
+
+def _open_connections(server):
+    # asyncio.Server counts its open connections (3.8 to 3.13 at least) but
+    # does not say so publicly; without the count there is nothing to wait for.
+    return getattr(server, "_active_count", 0)
 
 
 def _inet_address(interface, port, kind):
@@ -226,8 +261,8 @@ def _bind_inet(owner, interface, port, kind, backlog=None):
 class TCPServer(_StreamServer):
     """Listen on TCP `port` (0: any free port; `port` then tells which)."""
 
-    def __init__(self, port, protocol_factory, *, interface="", backlog=128):
-        super().__init__(protocol_factory, backlog)
+    def __init__(self, port, protocol_factory, *, interface="", backlog=128, drain=5.0):
+        super().__init__(protocol_factory, backlog, drain)
         self.port = port
         self.interface = interface
 
@@ -244,8 +279,10 @@ class TCPServer(_StreamServer):
 class SSLServer(TCPServer):
     """A TCPServer whose connections speak TLS with `ssl_context` (an ssl.SSLContext)."""
 
-    def __init__(self, port, protocol_factory, ssl_context, *, interface="", backlog=128):
-        super().__init__(port, protocol_factory, interface=interface, backlog=backlog)
+    def __init__(self, port, protocol_factory, ssl_context, *, interface="", backlog=128,
+                 drain=5.0):
+        super().__init__(port, protocol_factory, interface=interface, backlog=backlog,
+                         drain=drain)
         self.ssl_context = ssl_context
 
     def _ssl(self):
@@ -310,8 +347,8 @@ class _UnixPathMixin:
 class UNIXServer(_UnixPathMixin, _StreamServer):
     """Listen on the UNIX stream socket `path` (a stale socket file is replaced)."""
 
-    def __init__(self, path, protocol_factory, *, mode=0o666, backlog=128):
-        super().__init__(protocol_factory, backlog)
+    def __init__(self, path, protocol_factory, *, mode=0o666, backlog=128, drain=5.0):
+        super().__init__(protocol_factory, backlog, drain)
         self.path = path
         self.mode = mode
 
