@@ -11,41 +11,15 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
-import time
 
 from corral.cli.client import Client
-
-DEADLINE = 10.0
-
-
-class WaitTimeout(AssertionError):
-    pass
-
-
-def wait_until(check, timeout=DEADLINE, interval=0.01, message="condition", dump=None):
-    """Poll check() until it returns a truthy value; fail after timeout."""
-    end = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > end:
-            extra = f"\n--- master log ---\n{dump()}" if dump else ""
-            raise WaitTimeout(f"timed out after {timeout} s waiting for {message}{extra}")
-        time.sleep(interval)
-
-
-def pid_alive(pid):
-    """True if pid exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] not in (b"Z", b"X")
+# DEADLINE, WaitTimeout, pid_alive and wait_until live in tests/helpers.py (the
+# unit tests use them too); the integration tests have always had them from here.
+from tests.helpers import DEADLINE, WaitTimeout, pid_alive, wait_until  # noqa: F401
 
 
 class Master:
@@ -176,3 +150,29 @@ def write_script(folder, name, text):
 
 def dumps(obj):
     return json.dumps(obj, indent=1)
+
+
+def argv(*args):
+    """A TOML array of strings (JSON strings are valid TOML basic strings)."""
+    return json.dumps(list(args))
+
+
+def running_pid(m, name, other_than=None):
+    """Wait for name RUNNING with a pid other than other_than; return the pid."""
+    row = wait_until(lambda: (r := m.status(name))["state"] == "RUNNING"
+                     and r["pid"] not in (None, other_than) and r,
+                     message=f"{name} RUNNING with a new pid", dump=m.output)
+    return row["pid"]
+
+
+def ask(port, line=b"ping", timeout=5.0):
+    """One connection to 127.0.0.1:port: send a line, return the reply line (str, stripped)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
+        conn.sendall(line + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = conn.recv(4096)
+            if not chunk:
+                raise ConnectionError(f"closed after {data!r}")
+            data += chunk
+    return data.decode().strip()

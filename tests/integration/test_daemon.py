@@ -17,6 +17,7 @@ import time
 import pytest
 
 from corral.cli.client import Client
+from tests.helpers import proc_status
 from tests.integration.harness import pid_alive, wait_until
 
 SLEEPER = """
@@ -139,7 +140,8 @@ def describe(pid):
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             cmdline = f.read().replace(b"\0", b" ").decode()
-        return cmdline, proc_status(pid, "State"), proc_status(pid, "PPid")
+        status = proc_status(pid)
+        return cmdline, status["State"], status["PPid"]
     except OSError as exc:
         return str(exc)
 
@@ -152,14 +154,6 @@ def open_files(pid):
         except OSError:
             pass  # closed meanwhile
     return found
-
-
-def proc_status(pid, key):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return line.split(":", 1)[1].split()
-    raise KeyError(key)
 
 
 @pytest.fixture
@@ -191,7 +185,7 @@ def test_daemon_returns_once_the_socket_answers(host):
     assert "sleeper" in status.stdout
     # Detached: not the launcher, not its child, its own session, no terminal.
     assert pid != launcher and pid_alive(pid)
-    assert int(proc_status(pid, "PPid")[0]) != launcher
+    assert int(proc_status(pid)["PPid"][0]) != launcher
     assert os.getsid(pid) not in (os.getsid(0), pid)  # not a session leader either
     for fd in (0, 1, 2):
         assert os.readlink(f"/proc/{pid}/fd/{fd}") == "/dev/null"
@@ -316,15 +310,15 @@ def test_uid_nobody_master_still_answers_root(host):
     h = host()
     os.chown(h.dir, NOBODY, -1)  # the new owner writes its log and removes its files here
     pid = h.daemon("--uid", "nobody", "--umask", "027")
-    assert proc_status(pid, "Uid") == [str(NOBODY)] * 4
+    assert proc_status(pid)["Uid"] == [str(NOBODY)] * 4
     gid = pwd.getpwnam("nobody").pw_gid
-    assert proc_status(pid, "Gid") == [str(gid)] * 4
-    assert "0" not in proc_status(pid, "Groups")  # root's groups are gone
-    assert proc_status(pid, "Umask") == ["0027"]
+    assert proc_status(pid)["Gid"] == [str(gid)] * 4
+    assert "0" not in proc_status(pid)["Groups"]  # root's groups are gone
+    assert proc_status(pid)["Umask"] == ["0027"]
     status = h.cli("status")
     assert status.returncode == 0, status.stderr
     row = wait_until(lambda: (r := h.call("status")[0])["state"] == "RUNNING" and r, dump=h.log_text)
-    assert proc_status(row["pid"], "Uid")[0] == str(NOBODY)
+    assert proc_status(row["pid"])["Uid"][0] == str(NOBODY)
     assert os.stat(h.socket).st_uid == NOBODY
     assert os.stat(h.socket).st_mode & 0o777 == 0o600
     assert os.stat(h.logfile).st_uid == NOBODY
@@ -366,7 +360,7 @@ def test_rundir_and_relative_paths_resolved_before_detaching(host):
     assert (code, err) == (0, ""), h.log_text(h.path("logs", "corral.log"))
     assert pid and pid_alive(pid)
     assert os.readlink(f"/proc/{pid}/cwd") == h.path("run")
-    assert proc_status(pid, "Umask") == ["0007"]
+    assert proc_status(pid)["Umask"] == ["0007"]
     assert h.call("version", socket=h.path("s.sock"))["pid"] == pid
     h.wait_log(f"cwd={h.path('run')}\n", path=h.path("logs", "corral.log"))
     wait_until(lambda: os.path.exists(h.path("logs", "sleeper.log")), message="the service log")

@@ -1,19 +1,14 @@
 """Start order across `after`, readiness of Python workers, ordered shutdown."""
 
-import json
 import os
 import signal
 
 import pytest
 
-from tests.integration.harness import pid_alive, wait_until
+from tests.integration.harness import argv, pid_alive, wait_until
 
 WORKERS = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, "fixtures",
                                        "workers"))
-
-
-def argv(*args):
-    return json.dumps(list(args))
 
 
 def services_module():

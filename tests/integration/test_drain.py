@@ -7,6 +7,9 @@ import threading
 
 import pytest
 
+from tests.helpers import free_port
+from tests.integration.harness import ask
+
 SLOW_SERVER = """
 import asyncio, os
 import corral
@@ -26,24 +29,6 @@ server = TCPServer({port}, Slow, interface="127.0.0.1", drain={drain})
 server.setName("slow")
 server.setServiceParent(application)
 """
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def ask(port, line):
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-        conn.sendall(line + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = conn.recv(4096)
-            if not chunk:
-                raise ConnectionError(f"closed after {data!r}")
-            data += chunk
-        return data.decode()
 
 
 def restart_mid_request(m, port):
@@ -83,7 +68,7 @@ def test_restart_waits_for_the_request_in_flight(master):
     assert done.returncode == 0, done.stdout + done.stderr
     assert reply == f"{old} done first\n"  # answered by the old worker, whole
     assert "waiting up to 5 s for 1 open connection(s)" in m.log_text()
-    assert ask(port, b"next").endswith(" done next\n")  # the new worker serves
+    assert ask(port, b"next", timeout=10).endswith(" done next")  # the new worker serves
 
 
 @pytest.mark.timeout(60)

@@ -6,15 +6,10 @@ import socket
 
 import pytest
 
+from tests.helpers import free_port
 from tests.integration.harness import Master, wait_until
 
 EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "examples")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def read_all(port):

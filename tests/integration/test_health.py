@@ -2,7 +2,6 @@
 unhealthy or too big service is restarted gracefully with a new pid and the
 log says why; services without either are never probed."""
 
-import json
 import os
 import socket
 import sys
@@ -12,7 +11,8 @@ import urllib.request
 
 import pytest
 
-from tests.integration.harness import pid_alive, wait_until
+from tests.helpers import free_port
+from tests.integration.harness import argv, pid_alive, running_pid, wait_until
 
 PY = sys.executable
 
@@ -64,24 +64,6 @@ hog = b"x" * (80 << 20)
 print("big", flush=True)
 time.sleep(1000)
 """
-
-
-def argv(*args):
-    return json.dumps(list(args))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def running_pid(m, name, other_than=None):
-    """Wait for name RUNNING with a pid other than other_than; return the pid."""
-    row = wait_until(lambda: (r := m.status(name))["state"] == "RUNNING"
-                     and r["pid"] not in (None, other_than) and r,
-                     message=f"{name} RUNNING with a new pid", dump=m.output)
-    return row["pid"]
 
 
 def master_children(m):
@@ -172,17 +154,8 @@ health = {{exec = "sh -c 'test ! -e marker'", interval = 0.15, failures = 4}}
     os.unlink(os.path.join(m.dir, "marker"))
     running_pid(m, "app", other_than=old)
     # Every probe is reaped by the master (none is left a zombie).
-    wait_until(lambda: all(_state(p) not in ("Z", None) for p in master_children(m)),
+    wait_until(lambda: all(pid_alive(p) for p in master_children(m)),
                message="no zombie children", dump=m.output)
-
-
-def _state(pid):
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    return data[data.rfind(b")") + 2:].split()[0].decode()
 
 
 @pytest.mark.timeout(30)
@@ -208,7 +181,7 @@ def _live(cmdline):
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as f:
                 if f.read().replace(b"\0", b" ").strip() == cmdline.encode() \
-                        and _state(int(entry)) not in ("Z", None):
+                        and pid_alive(int(entry)):
                     return True
         except OSError:
             pass

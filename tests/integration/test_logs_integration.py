@@ -1,6 +1,5 @@
 """The merged log with real workers: floods, huge lines, bad bytes, many workers."""
 
-import json
 import os
 import re
 import signal
@@ -8,16 +7,12 @@ import sys
 
 import pytest
 
-from tests.integration.harness import wait_until
+from tests.integration.harness import argv, wait_until
 
 WORKERS = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, "fixtures",
                                        "workers"))
 COUNT = 120_000
 MAX_LINE = 65536  # LogHub's default piece size for over-long lines
-
-
-def argv(*args):
-    return json.dumps(list(args))
 
 
 def read_log(m):

@@ -6,7 +6,6 @@ See corral/supervisor/reaper.py for the design: the marker in every
 worker's environment, the undertaker, the master as subreaper.
 """
 
-import json
 import os
 import re
 import signal
@@ -16,7 +15,8 @@ import time
 
 import pytest
 
-from tests.integration.harness import Master, pid_alive, wait_until
+from tests.helpers import stat_of
+from tests.integration.harness import Master, argv, pid_alive, wait_until
 
 PY = sys.executable
 
@@ -80,22 +80,7 @@ def make_family(pidfile):
 FILES = {"daemonize.py": DAEMONIZE, "corral_orphan_services.py": SERVICES}
 
 
-def argv(*args):
-    return json.dumps(list(args))
-
-
 # -- /proc, from the test's side --------------------------------------------------
-
-def stat_of(pid):
-    """(state, ppid, pgrp, session) or None."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    fields = data[data.rfind(b")") + 2:].split()
-    return fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[3])
-
 
 def children_of(pid):
     found = []

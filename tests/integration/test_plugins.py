@@ -15,15 +15,10 @@ import sys
 
 import pytest
 
+from tests.helpers import free_port
 from tests.integration.harness import Master, wait_until
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "plugins")
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def env_with_fixture_plugins():

@@ -5,7 +5,6 @@ from what the worker says about itself.
 """
 
 import grp
-import json
 import os
 import pwd
 import signal
@@ -13,22 +12,13 @@ import stat
 
 import pytest
 
-from tests.integration.harness import pid_alive, wait_until
+from tests.helpers import proc_status
+from tests.integration.harness import argv, pid_alive, wait_until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
 
 NOBODY = pwd.getpwnam("nobody")
 NOGROUP = grp.getgrgid(NOBODY.pw_gid)
-
-
-def argv(*args):
-    return json.dumps(list(args))
-
-
-def proc_status(pid):
-    """/proc/PID/status as {field: [values]}."""
-    with open(f"/proc/{pid}/status") as f:
-        return {key: rest.split() for key, _, rest in (line.partition(":") for line in f)}
 
 
 def proc_environ(pid):

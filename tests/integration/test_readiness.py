@@ -3,18 +3,17 @@ watchdog, with real processes: a STARTING instance becomes RUNNING only once
 ready, its dependents start only then, and what misses a deadline is killed
 and handed to the restart policy, with the reason in the log."""
 
-import json
 import os
 import re
 import signal
-import socket
 import stat
 import sys
 import time
 
 import pytest
 
-from tests.integration.harness import wait_until
+from tests.helpers import free_port
+from tests.integration.harness import argv, wait_until
 
 PY = sys.executable
 
@@ -83,16 +82,6 @@ while time.monotonic() < end:
 print("silent now", flush=True)
 time.sleep(1000)
 """
-
-
-def argv(*args):
-    return json.dumps(list(args))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def first(events, name, to):

@@ -1,6 +1,5 @@
 """Reload with real processes: by control request and by SIGHUP."""
 
-import json
 import os
 import signal
 import sys
@@ -8,14 +7,10 @@ import sys
 import pytest
 
 from corral.errors import E_CONFIG, ControlError
-from tests.integration.harness import pid_alive, wait_until
+from tests.integration.harness import argv, pid_alive, wait_until
 
 WORKERS = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, "fixtures",
                                        "workers"))
-
-
-def argv(*args):
-    return json.dumps(list(args))
 
 
 def service(name, word=None, after=()):

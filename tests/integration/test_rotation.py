@@ -1,7 +1,6 @@
 """Log files on a real host: size rotation, reopen after logrotate, full disk."""
 
 import glob
-import json
 import os
 import re
 import signal
@@ -10,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.integration.harness import wait_until
+from tests.integration.harness import argv, wait_until
 
 # Writes numbered lines: argv[1] of them (0: forever, one every 5 ms), in
 # small flushed batches, so the master reads many chunks; then sleeps.
@@ -27,10 +26,6 @@ sys.stdout.flush()
 print("counter done", flush=True)
 time.sleep(1000)
 """
-
-
-def argv(*args):
-    return json.dumps(list(args))
 
 
 def counter(m, count, width=40):

@@ -1,6 +1,5 @@
 """systemd notify: a real master talking to a datagram socket that plays systemd."""
 
-import json
 import os
 import signal
 import socket
@@ -8,7 +7,7 @@ import time
 
 import pytest
 
-from tests.integration.harness import DEADLINE, WaitTimeout
+from tests.integration.harness import DEADLINE, WaitTimeout, argv
 
 WORKERS = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, "fixtures",
                                        "workers"))
@@ -17,10 +16,6 @@ WORKERS = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, "fi
 def services_file():
     with open(os.path.join(WORKERS, "corral_test_services.py")) as f:
         return {"corral_test_services.py": f.read()}
-
-
-def argv(*args):
-    return json.dumps(list(args))
 
 
 class FakeSystemd:

@@ -18,31 +18,13 @@ import pytest
 
 from corral.config import load
 from corral.errors import ConfigError
-from tests.integration.harness import wait_until
+from tests.helpers import free_port
+from tests.integration.harness import ask, wait_until
 
 PY = sys.executable
 EXAMPLES = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir,
                                         "examples", "activation"))
 ECHO_ACTIVATED = os.path.join(EXAMPLES, "echo_activated.py")
-
-
-def free_port(kind=socket.SOCK_STREAM):
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def echo(port, line=b"ping", timeout=5.0):
-    """One connection: send a line, return the reply line (str)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
-        conn.sendall(line + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = conn.recv(4096)
-            if not chunk:
-                raise ConnectionError(f"closed after {data!r}")
-            data += chunk
-    return data.decode().strip()
 
 
 class Clients:
@@ -59,7 +41,7 @@ class Clients:
     def _run(self):
         while not self._stop.is_set():
             try:
-                self.replies.append(echo(self.port))
+                self.replies.append(ask(self.port))
             except ConnectionRefusedError:
                 self.refused += 1
             except OSError as exc:
@@ -128,7 +110,7 @@ def kill_under_clients(m, port, name="echo"):
     """SIGKILL the worker while a client loops: no refusal, and the first reply
     after the kill comes from the new worker."""
     old = m.wait_state(name, "RUNNING")["pid"]
-    assert pid_of_reply(echo(port)) == old
+    assert pid_of_reply(ask(port)) == old
     start = time.monotonic()
     killed_at = None
     after_kill = []
@@ -139,7 +121,7 @@ def kill_under_clients(m, port, name="echo"):
             os.kill(old, signal.SIGKILL)
             killed_at = time.monotonic()
         try:
-            reply = echo(port)
+            reply = ask(port)
         except ConnectionRefusedError:
             refused += 1
             continue
@@ -236,7 +218,7 @@ def test_activated_command_socket_survives_sigkill(master):
     m = master(activated_config(port, extra_sockets=[f"udp://127.0.0.1:{udp}#udp",
                                                      "unix://echo.sock#local"]))
     _, new = kill_under_clients(m, port)
-    assert echo(port).startswith(f"echo {new}: ")
+    assert ask(port).startswith(f"echo {new}: ")
     with socket.socket(socket.AF_UNIX) as conn:  # the unix socket, fd 5
         conn.settimeout(5)
         conn.connect(os.path.join(m.dir, "echo.sock"))
@@ -266,7 +248,7 @@ def test_numprocs_share_one_socket(master, kind):
         m = master(activated_config(port, numprocs=2))
     pids = {m.wait_state(f"echo:{i}", "RUNNING")["pid"] for i in range(2)}
     seen = set()
-    wait_until(lambda: seen.add(pid_of_reply(echo(port))) or seen == pids, timeout=8,
+    wait_until(lambda: seen.add(pid_of_reply(ask(port))) or seen == pids, timeout=8,
                interval=0, message=f"replies from both {pids}", dump=m.output)
 
 
@@ -358,13 +340,13 @@ def test_reload_closes_a_changed_services_socket_before_binding_the_new(master):
     first, second = free_port(), free_port()
     m = master(activated_config(first))
     old = m.wait_state("echo", "RUNNING")["pid"]
-    assert pid_of_reply(echo(first)) == old
+    assert pid_of_reply(ask(first)) == old
     with open(m.config, "w") as f:
         f.write(activated_config(second))
     result = m.call("reload")
     assert result["changed"] == ["echo"]
     new = m.wait_state("echo", "RUNNING")["pid"]
-    assert new != old and pid_of_reply(echo(second)) == new
+    assert new != old and pid_of_reply(ask(second)) == new
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", first), timeout=2).close()
 

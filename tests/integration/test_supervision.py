@@ -1,7 +1,6 @@
 """Supervision with real processes: restarts, policies, give-up, stop escalation,
 numprocs, the second Ctrl-C, and no orphans when the master is killed."""
 
-import json
 import os
 import re
 import signal
@@ -11,16 +10,11 @@ import time
 import pytest
 
 from corral.errors import EXIT_WORKER_BOOT
-from tests.integration.harness import pid_alive, wait_until
+from tests.integration.harness import argv, pid_alive, wait_until
 
 WORKERS = os.path.join(os.path.dirname(__file__), os.pardir, "fixtures", "workers")
 WORKERS = os.path.abspath(WORKERS)
 PY = sys.executable
-
-
-def argv(*args):
-    """A TOML array of strings (JSON strings are valid TOML basic strings)."""
-    return json.dumps(list(args))
 
 
 def services_module():

@@ -2,21 +2,18 @@
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import textwrap
 import threading
-import types
 
 import pytest
 
 from corral.cli import render
 from corral.cli.client import Client, Dropped, NoMaster
 from corral.cli.main import build_parser, find_socket, main
-from corral.errors import ConfigError, ControlError
+from corral.errors import ControlError
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -46,13 +43,6 @@ STATUS = [
         "description": "",
     },
 ]
-
-
-@pytest.fixture
-def short_dir():
-    path = tempfile.mkdtemp(prefix="cli", dir="/tmp")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 class FakeMaster:
@@ -541,22 +531,6 @@ def test_version_without_master(short_dir, monkeypatch, capsys):
 
 
 # -- run ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def fake_run_master(monkeypatch):
-    calls = []
-    module = types.ModuleType("corral.supervisor.run")
-
-    def run_master(config, **kwargs):
-        calls.append((config, kwargs))
-        if config == "bad.toml":
-            raise ConfigError("bad.toml", "unknown key", service="web", key="colour", detail="  context line\n")
-        return 0
-
-    module.run_master = run_master
-    monkeypatch.setitem(sys.modules, "corral.supervisor.run", module)
-    return calls
 
 
 def test_run_passes_absolute_paths(fake_run_master, short_dir, monkeypatch):

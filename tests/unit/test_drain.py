@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from corral.services.internet import TCPServer, UNIXServer
+from tests.helpers import run
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -29,10 +30,6 @@ async def connect(server):
 async def echo(reader, writer, line):
     writer.write(line)
     return await asyncio.wait_for(reader.readline(), DEADLINE)
-
-
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 20))
 
 
 def test_stop_waits_for_open_connections_which_are_still_served():

@@ -19,6 +19,7 @@ from corral.spec import ServiceSpec
 from corral.supervisor import health
 from corral.supervisor.record import Record
 from corral.supervisor.states import Event, State
+from tests.helpers import free_port, run_without_threads
 
 TRUE = "command = ['true']\n"
 
@@ -170,17 +171,6 @@ def test_changed_health_restarts_on_reload(tmp_path):
 
 # -- probes, on a real loop --------------------------------------------------------
 
-def run(coro):
-    """Run coro on a fresh loop; fail if anything used the default executor."""
-    loop = asyncio.new_event_loop()
-    try:
-        result = loop.run_until_complete(coro)
-        assert loop._default_executor is None, "a probe used a thread pool"
-        return result
-    finally:
-        loop.close()
-
-
 async def http_server(status=200, answer=True):
     """A one-request-per-connection server on 127.0.0.1: (server, port, requests)."""
     requests = []
@@ -197,14 +187,6 @@ async def http_server(status=200, answer=True):
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     return server, server.sockets[0].getsockname()[1], requests
-
-
-def free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class FakeMaster:
@@ -250,7 +232,7 @@ def test_http_probe_refused_and_timeout():  # the answers: test_probes.py
             assert await monitor.probe(record, slow) == (False, "timed out after 0.1 s")
             assert time.monotonic() - t0 < 1
 
-    run(main())
+    run_without_threads(main())
 
 
 def test_tcp_probe():
@@ -265,7 +247,7 @@ def test_tcp_probe():
         assert await monitor.probe(record, parse_health({"tcp": free_port()})) \
             == (False, "connection refused")
 
-    run(main())
+    run_without_threads(main())
 
 
 def test_exec_probe_exit_codes_env_and_reaping(tmp_path):
@@ -281,7 +263,7 @@ def test_exec_probe_exit_codes_env_and_reaping(tmp_path):
             == (False, "cannot run /nonexistent/probe: No such file or directory")
         assert not master.spawner.helpers
 
-    run(main())
+    run_without_threads(main())
 
 
 def test_exec_probe_killed_after_timeout_and_reaped():
@@ -304,7 +286,7 @@ def test_exec_probe_killed_after_timeout_and_reaped():
             os.waitpid(pid, os.WNOHANG)
         return pid
 
-    pid = run(main())
+    pid = run_without_threads(main())
     out = subprocess.run(["ps", "-o", "stat=", "--sid", str(pid)], capture_output=True, text=True)
     assert all(stat.startswith("Z") for stat in out.stdout.split())  # its sleeps died too
 
@@ -336,7 +318,7 @@ def test_failures_in_a_row_restart_once_and_success_resets():
         assert "svc: health check failed (2/3)" in master.lines[-2]
         assert record.health_note is None and not monitor.tasks
 
-    run(main())
+    run_without_threads(main())
 
 
 def test_note_while_failing_and_cancel_on_leaving_running():
@@ -355,7 +337,7 @@ def test_note_while_failing_and_cancel_on_leaving_running():
         await asyncio.sleep(0)
         assert task.cancelled() and not monitor.tasks and record.health_note is None
 
-    run(main())
+    run_without_threads(main())
 
 
 # -- memory --------------------------------------------------------------------------
@@ -391,7 +373,7 @@ def test_memory_timer_only_while_a_running_instance_has_max_memory():
         monitor.changed(limited, State.RUNNING)
         assert monitor._timer is None and not monitor.watched
 
-    run(main())
+    run_without_threads(main())
 
 
 def test_memory_over_the_limit_restarts():
@@ -406,4 +388,4 @@ def test_memory_over_the_limit_restarts():
         assert master.lines[0].endswith(" over max_memory 1K: stopping it as failed")
         assert monitor._timer is None
 
-    run(main())
+    run_without_threads(main())

@@ -1,35 +1,11 @@
 """Log file rotation through a real LogHub on real files."""
 
-import asyncio
 import os
 import types
 
 import pytest
 
-from corral.supervisor.logs import LogHub
-
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-def loop():
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
-
-
-@pytest.fixture
-def hubs(loop):
-    made = []
-
-    def make(**kw):
-        kw.setdefault("wallclock", lambda: 1_800_000_000.0)
-        hub = LogHub(loop, **kw)
-        made.append(hub)
-        return hub
-    yield make
-    for hub in made:
-        hub.close()
 
 
 def words(path):

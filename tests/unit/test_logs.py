@@ -11,32 +11,10 @@ import time
 
 import pytest
 
-from corral.supervisor.logs import LogHub, color_of
+from corral.supervisor.logs import color_of
+from tests.helpers import WALL
 
 pytestmark = pytest.mark.timeout(30)
-
-WALL = 1_800_000_000.25     # a fixed wall clock keeps the prefix predictable
-
-
-@pytest.fixture
-def loop():
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
-
-
-@pytest.fixture
-def hubs(loop):
-    made = []
-
-    def make(**kw):
-        kw.setdefault("wallclock", lambda: WALL)
-        hub = LogHub(loop, **kw)
-        made.append(hub)
-        return hub
-    yield make
-    for hub in made:
-        hub.close()
 
 
 def run_until(loop, cond, timeout=5.0):

@@ -3,7 +3,6 @@
 import argparse
 import os
 import sys
-import types
 from importlib import metadata
 
 import pytest
@@ -274,20 +273,6 @@ def test_make_config_errors(installed):
 
 
 # -- the command line ---------------------------------------------------------------------
-
-
-@pytest.fixture
-def fake_run_master(monkeypatch):
-    calls = []
-    module = types.ModuleType("corral.supervisor.run")
-
-    def run_master(config, **kwargs):
-        calls.append((config, kwargs))
-        return 0
-
-    module.run_master = run_master
-    monkeypatch.setitem(sys.modules, "corral.supervisor.run", module)
-    return calls
 
 
 def test_cli_plugins_lists_them(installed, capsys):

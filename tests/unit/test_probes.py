@@ -7,6 +7,7 @@ import socket
 import pytest
 
 from corral.probes import Target, parse_http, parse_tcp, probe_http, probe_tcp
+from tests.helpers import free_port, run_without_threads
 
 
 @pytest.mark.parametrize("value, target", [
@@ -76,17 +77,6 @@ def test_describe_and_hosts():
 
 # -- the probes --------------------------------------------------------------------
 
-def run(coro):
-    """Run coro on a fresh loop; fail if anything used the default executor."""
-    loop = asyncio.new_event_loop()
-    try:
-        result = loop.run_until_complete(coro)
-        assert loop._default_executor is None, "a probe used a thread pool"
-        return result
-    finally:
-        loop.close()
-
-
 async def serve(answer, host="127.0.0.1"):
     """A server that reads one request head, writes answer (if not None) and
     closes, or else keeps quiet: (server, port, request heads)."""
@@ -103,12 +93,6 @@ async def serve(answer, host="127.0.0.1"):
     return server, server.sockets[0].getsockname()[1], heads
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("status, ok", [(200, True), (204, True), (302, True),
                                         (404, False), (500, False), (503, False)])
 def test_http_statuses_and_request(status, ok):
@@ -121,7 +105,7 @@ def test_http_statuses_and_request(status, ok):
         assert b"Connection: close\r\n" in heads[0]
         return result
 
-    assert run(main()) == (ok, str(status))
+    assert run_without_threads(main()) == (ok, str(status))
 
 
 @pytest.mark.parametrize("answer, detail", [
@@ -136,7 +120,7 @@ def test_http_answers_that_are_not_healthy(answer, detail):
         async with server:
             return await probe_http(parse_http(f"http://127.0.0.1:{port}/"), 0.1)
 
-    assert run(main()) == (False, detail)
+    assert run_without_threads(main()) == (False, detail)
 
 
 def test_tcp_and_localhost():
@@ -156,4 +140,4 @@ def test_tcp_and_localhost():
                 target = parse_http(f"http://localhost:{port}/")
                 assert await probe_http(target, 5) == (True, "204")  # after 127.0.0.1
 
-    run(main())
+    run_without_threads(main())

@@ -15,26 +15,9 @@ import pytest
 from corral.service import Service
 from corral.supervisor import reaper
 from corral.workers.runner import run_tree
+from tests.helpers import pid_alive, wait_until
 
 DEADLINE = 5.0
-
-
-def wait_until(check, timeout=DEADLINE, message="condition"):
-    end = time.monotonic() + timeout
-    while not (value := check()):
-        if time.monotonic() > end:
-            pytest.fail(f"timed out after {timeout} s waiting for {message}")
-        time.sleep(0.01)
-    return value
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2:][:1] not in (b"Z", b"X")
 
 
 @pytest.fixture
@@ -61,7 +44,7 @@ def test_family_is_the_marked_processes_of_an_instance(procs):
     b = procs(["sleep", "100"], CORRAL_MASTER=mark, CORRAL_INSTANCE="web:1")
     other = procs(["sleep", "100"], CORRAL_MASTER=mark + "x", CORRAL_INSTANCE="web:0")
     dead = procs(["true"], CORRAL_MASTER=mark, CORRAL_INSTANCE="web:0")
-    wait_until(lambda: not alive(dead.pid), message="true exits (a zombie: never found)")
+    wait_until(lambda: not pid_alive(dead.pid), message="true exits (a zombie: never found)")
 
     def pids(instance=None, since=0):
         return sorted(pid for pid, _ in reaper.family(mark, instance, since))
@@ -100,7 +83,7 @@ def test_sweep_reaps_only_children_it_does_not_own():
     owned, *others = pids
     try:
         for pid in pids:
-            wait_until(lambda: not alive(pid), message=f"child {pid} exits")
+            wait_until(lambda: not pid_alive(pid), message=f"child {pid} exits")
         sweeper = reaper.Reaper(loop=None, owns=lambda pid: pid == owned)
         sweeper.sweep()
         assert sweeper.reaped >= 2
@@ -137,13 +120,13 @@ def test_undertaker_buries_the_marked_processes_of_a_killed_master():
                               stdout=subprocess.PIPE, start_new_session=True)
     try:
         undertaker, sh, grandchild = map(int, master.stdout.readline().split())
-        assert all(map(alive, (undertaker, sh, grandchild)))
+        assert all(map(pid_alive, (undertaker, sh, grandchild)))
         with open(f"/proc/{undertaker}/comm") as f:
             assert f.read().strip() == "corral-undertak"
         master.kill()
         master.wait()
         for pid in (sh, grandchild, undertaker):
-            wait_until(lambda: not alive(pid), timeout=2, message=f"pid {pid} gone")
+            wait_until(lambda: not pid_alive(pid), timeout=2, message=f"pid {pid} gone")
     finally:
         if master.poll() is None:
             master.kill()

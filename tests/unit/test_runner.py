@@ -20,87 +20,9 @@ from corral.errors import EXIT_WORKER_BOOT
 from corral.service import MultiService, Service
 from corral.workers import runner
 from corral.workers.runner import run_tree, setup_logging
+from tests.helpers import Boom, Recorder
 
 DEADLINE = 10.0
-
-
-class Boom(Exception):
-    pass
-
-
-class Recorder(Service):
-    """A service that journals each step. Modes for start and stop:
-
-    sync, raise: plain method (raise: journals, then raises Boom)
-    coro, coro-raise: a coroutine that yields to the loop before it ends
-    future: returns an asyncio future that the loop completes later
-    hang: a coroutine that waits forever and journals its cancellation
-    gate: a coroutine that waits until the test writes a byte to `gate_fd`
-    """
-
-    gate_fd = None
-
-    def __init__(self, name, journal, start="sync", stop="sync"):
-        super().__init__()
-        self.setName(name)
-        self.journal = journal
-        self.modes = {"start": start, "stop": stop}
-
-    def startService(self):
-        super().startService()
-        return self._act("start")
-
-    def stopService(self):
-        super().stopService()
-        return self._act("stop")
-
-    def _act(self, what):
-        mode = self.modes[what]
-        if mode in ("sync", "raise"):
-            self.journal.append(f"{what} {self.name}")
-            if mode == "raise":
-                raise Boom(f"{what} {self.name} failed")
-            return None
-        if mode == "future":
-            self.journal.append(f"{what}-begin {self.name}")
-            loop = asyncio.get_running_loop()
-            future = loop.create_future()
-
-            def finish():
-                self.journal.append(f"{what}-end {self.name}")
-                future.set_result(None)
-
-            loop.call_soon(loop.call_soon, finish)
-            return future
-        return self._coro(what, mode)
-
-    async def _coro(self, what, mode):
-        self.journal.append(f"{what}-begin {self.name}")
-        try:
-            if mode == "hang":
-                await asyncio.get_running_loop().create_future()
-            elif mode == "gate":
-                await _readable(self.gate_fd)
-                os.read(self.gate_fd, 1)
-            else:
-                for _ in range(3):
-                    await asyncio.sleep(0)  # yield to the loop; not a timing wait
-        except asyncio.CancelledError:
-            self.journal.append(f"{what}-cancelled {self.name}")
-            raise
-        if mode == "coro-raise":
-            raise Boom(f"{what} {self.name} failed")
-        self.journal.append(f"{what}-end {self.name}")
-
-
-async def _readable(fd):
-    loop = asyncio.get_running_loop()
-    ready = loop.create_future()
-    loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
-    try:
-        await ready
-    finally:
-        loop.remove_reader(fd)
 
 
 def multi(journal, *specs):
@@ -330,7 +252,8 @@ def test_async_start_raising_exits_worker_boot(fork_worker):
     )
     assert worker.wait() == EXIT_WORKER_BOOT, worker.stderr()
     assert worker.lines == [
-        "start-begin a", "start-end a", "start-begin b", "stop b", "stop-begin a", "stop-end a",
+        "start-begin a", "start-end a", "start-begin b", "start-fail b", "stop b",
+        "stop-begin a", "stop-end a",
     ]
     err = worker.stderr()
     assert "Traceback" in err
@@ -358,7 +281,9 @@ def test_a_child_stop_error_others_still_stop_exit_1_one_line(fork_worker):
     worker.expect("notify READY=1")
     worker.signal(signal.SIGTERM)
     assert worker.wait() == 1, worker.stderr()
-    assert worker.lines[-4:] == ["stop c", "stop-begin b", "stop-begin a", "stop-end a"]
+    assert worker.lines[-5:] == [
+        "stop c", "stop-begin b", "stop-fail b", "stop-begin a", "stop-end a",
+    ]
     err = worker.stderr()
     # The child's traceback once (from the tree), then one line from the runner.
     assert err.count("Traceback") == 1

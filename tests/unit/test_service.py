@@ -12,69 +12,15 @@ from corral.service import (
     ServiceTreeError,
     StopErrors,
 )
+from tests import helpers
+from tests.helpers import Boom
 
 
-class Boom(Exception):
-    pass
-
-
-class Recorder(Service):
-    """A service that writes what it does to a shared journal.
-
-    start/stop say how the method behaves: "sync" returns None, "coro"
-    returns a coroutine that yields to the loop between its begin and end,
-    "future" returns an asyncio future that the loop completes later,
-    "raise" raises at once, "coro-raise" raises from inside the coroutine.
-    """
-
-    def __init__(self, name, journal, start="sync", stop="sync"):
-        super().__init__()
-        self.setName(name)
-        self.journal = journal
-        self.start_mode = start
-        self.stop_mode = stop
+class Recorder(helpers.Recorder):
+    """helpers.Recorder that journals privilegedStartService too."""
 
     def privilegedStartService(self):
         self.journal.append(f"privileged {self.name}")
-
-    def startService(self):
-        super().startService()
-        return self._act("start", self.start_mode)
-
-    def stopService(self):
-        super().stopService()
-        return self._act("stop", self.stop_mode)
-
-    def _act(self, what, mode):
-        if mode == "sync":
-            self.journal.append(f"{what} {self.name}")
-            return None
-        if mode == "raise":
-            self.journal.append(f"{what} {self.name}")
-            raise Boom(f"{what} {self.name} failed")
-        if mode == "future":
-            self.journal.append(f"{what}-begin {self.name}")
-            loop = asyncio.get_running_loop()
-            future = loop.create_future()
-
-            def finish():
-                self.journal.append(f"{what}-end {self.name}")
-                future.set_result(None)
-
-            # Two hops through the loop, so that anything not waiting for
-            # us would run in between.
-            loop.call_soon(loop.call_soon, finish)
-            return future
-        return self._coro(what, fail=(mode == "coro-raise"))
-
-    async def _coro(self, what, fail):
-        self.journal.append(f"{what}-begin {self.name}")
-        for _ in range(3):
-            await asyncio.sleep(0)  # yield to the loop; not a timing wait
-        if fail:
-            self.journal.append(f"{what}-fail {self.name}")
-            raise Boom(f"{what} {self.name} failed")
-        self.journal.append(f"{what}-end {self.name}")
 
 
 def tree(journal, *specs, parent=None):

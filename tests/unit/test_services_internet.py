@@ -15,7 +15,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import tempfile
 
 import pytest
 
@@ -33,32 +32,12 @@ from corral.services.internet import (
     UNIXServer,
     listening_sockets,
 )
+from tests.helpers import eventually, run
 
 pytestmark = pytest.mark.timeout(30)
 
 DEADLINE = 5.0
 EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "examples")
-
-
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 20))
-
-
-async def eventually(predicate, what="condition", timeout=DEADLINE):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
-
-
-@pytest.fixture
-def short_dir():
-    """A short folder for UNIX socket paths (they are limited to ~107 bytes)."""
-    path = tempfile.mkdtemp(prefix="corral-", dir="/tmp")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 class Echo(asyncio.Protocol):

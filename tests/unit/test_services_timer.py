@@ -7,23 +7,9 @@ import pytest
 
 from corral.service import MultiService, Service
 from corral.services.timer import TimerService
+from tests.helpers import eventually, run
 
 pytestmark = pytest.mark.timeout(30)
-
-DEADLINE = 5.0
-
-
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 20))
-
-
-async def eventually(predicate, what="condition", timeout=DEADLINE):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 def test_calls_at_start_then_every_interval_with_arguments():

@@ -6,41 +6,18 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from corral.spec import ServiceSpec
 from corral.supervisor import reaper, spawn
 from corral.supervisor.spawn import RESET_SIGNALS
+from tests.helpers import pid_alive, proc_status, wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
 needs_setpriv = pytest.mark.skipif(not spawn._pdeathsig_shim(),
                                    reason="no setpriv with --pdeathsig here")
-
-
-def wait_until(check, timeout=5.0, message="condition"):
-    end = time.monotonic() + timeout
-    while not (value := check()):
-        if time.monotonic() > end:
-            pytest.fail(f"timed out after {timeout} s waiting for {message}")
-        time.sleep(0.01)
-    return value
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2:][:1] not in (b"Z", b"X")
-
-
-def proc_status(pid):
-    with open(f"/proc/{pid}/status") as f:
-        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
 
 
 # A master without an undertaker: only the death signal can end its worker.
@@ -68,11 +45,11 @@ def test_a_command_dies_with_its_master_and_starts_with_clean_signals(quit_signa
         # Only the signals corral resets: what the environment ignored before
         # corral started (e.g. glibc's signal 32 under some make) stays so.
         reset = sum(1 << (sig - 1) for sig in RESET_SIGNALS)
-        assert int(status["SigBlk"], 16) == 0 and int(status["SigIgn"], 16) & reset == 0
+        assert int(status["SigBlk"][0], 16) == 0 and int(status["SigIgn"][0], 16) & reset == 0
         assert os.getsid(pid) == pid  # its own session
         master.kill()
         master.wait()
-        wait_until(lambda: not alive(pid), message=f"worker {pid} gone with its master")
+        wait_until(lambda: not pid_alive(pid), message=f"worker {pid} gone with its master")
     finally:
         if master.poll() is None:
             master.kill()
