@@ -199,9 +199,18 @@ class _StreamServer(ListeningService):
         return self.server is not None
 
     async def _stop(self):
-        server, self.server, self._served = self.server, None, None
+        server, served = self.server, self._served
+        self.server = self._served = None
         if server is None:
             return
+        if self.drain and served is not None and served.fileno() != -1:
+            # Stop accepting first, then let the connections already accepted
+            # become transports: asyncio makes each in a task a loop turn
+            # after accept(), and a server closed before that drops it (reset).
+            loop = asyncio.get_running_loop()
+            loop.remove_reader(served.fileno())
+            for _ in range(2):
+                await asyncio.sleep(0)
         server.close()  # closes our duplicate at once, never the held socket
         await self._drain(server)
         if hasattr(server, "abort_clients"):   # 3.13+

@@ -267,12 +267,8 @@ def test_rolling_restart_refuses_nobody_and_replaces_every_instance(master):
         time.sleep(0.1)
     assert done.returncode == 0, done.stdout + done.stderr
     assert clients.refused == 0, (clients.refused, clients.errors)
-    # Not a refusal, and not the held socket's doing: an instance that stops
-    # while a connection it accepted is in flight closes it as it exits
-    # (stopService does not drain, as Twisted's stopListening). The client is
-    # sequential, so that is one connection per stopped instance at most.
-    assert len(clients.errors) <= 2, clients.errors
-    assert all("closed after" in e or "Reset" in e for e in clients.errors), clients.errors
+    # A stopping instance drains: the connection it had accepted is answered.
+    assert clients.errors == []
     assert len(clients.replies) > 10
     new = {m.status(f"echo:{i}")["pid"] for i in range(2)}
     assert not new & old and None not in new

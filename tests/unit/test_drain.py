@@ -123,3 +123,4 @@ def test_no_connections_no_wait():
         server.closeSocket()
 
     run(go())
+

@@ -472,7 +472,8 @@ def test_backoff_delays():
 def test_tcp_client_reconnects_when_the_server_comes_back():
     async def go():
         connections = set()
-        server = TCPServer(0, lambda: Echo(connections), interface="127.0.0.1")
+        # drain=0: the server goes away with its connection open, at once.
+        server = TCPServer(0, lambda: Echo(connections), interface="127.0.0.1", drain=0)
         await server.startService()
         port = server.port
 
