@@ -63,7 +63,7 @@ import signal
 import time
 
 from corral.errors import CorralError
-from corral.supervisor import libc
+from corral.supervisor import libc, procfs
 
 
 MARKER_VAR = "CORRAL_MASTER"
@@ -86,25 +86,12 @@ def marker():
 # -- /proc ----------------------------------------------------------------------
 
 
-def _pids():
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            yield int(entry.name)
-
-
 def _stat(pid):
     """(state, ppid, pgrp, starttime) of pid, or None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    # pid (comm) state ppid pgrp session ... starttime (field 22): comm may hold
-    # spaces and parentheses, so count from the last ")".
-    fields = data[data.rfind(b")") + 2:].split()
+    fields = procfs.stat_fields(pid)
     try:
         return fields[0], int(fields[1]), int(fields[2]), int(fields[19])
-    except (IndexError, ValueError):
+    except (TypeError, IndexError, ValueError):
         return None
 
 
@@ -136,7 +123,7 @@ def children(pid):
         pass
     except OSError:
         return []
-    return [p for p in _pids() if (stat := _stat(p)) is not None and stat[1] == pid]
+    return [p for p in procfs.pids() if (stat := _stat(p)) is not None and stat[1] == pid]
 
 
 def _needles(mark, instance):
@@ -183,7 +170,7 @@ def _drop_scan():
 def _shared_scan():
     global _scan
     if _scan is None:
-        _scan = ([(pid, _stat(pid)) for pid in _pids()], {})
+        _scan = ([(pid, _stat(pid)) for pid in procfs.pids()], {})
         _shared_loop.call_soon(_drop_scan)  # runs after the callbacks already due
     return _scan
 
@@ -200,7 +187,7 @@ def family(mark, instance=None, since=0):
     if shared:
         rows, environs = _shared_scan()
     else:
-        rows, environs = ((pid, _stat(pid)) for pid in _pids()), None
+        rows, environs = ((pid, _stat(pid)) for pid in procfs.pids()), None
     for pid, stat in rows:
         if pid == me:
             continue

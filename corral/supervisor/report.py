@@ -11,6 +11,7 @@ previous sample of the same process (0.0 the first time).
 import os
 import time
 
+from corral.supervisor import procfs
 from corral.supervisor.states import State
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -20,22 +21,14 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 def _scan():
     """{pid: (ppid, cpu ticks, start ticks, rss pages)} of the live processes."""
     found = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                data = f.read()
-        except OSError:
-            continue
-        # pid (comm) state ppid ...: comm may hold spaces and parentheses
-        fields = data[data.rfind(b")") + 2:].split()
+    for pid in procfs.pids():
+        fields = procfs.stat_fields(pid)
         try:
             if fields[0] in (b"Z", b"X"):
                 continue
-            found[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]),
-                                      int(fields[19]), int(fields[21]))
-        except (IndexError, ValueError):
+            found[pid] = (int(fields[1]), int(fields[11]) + int(fields[12]),
+                          int(fields[19]), int(fields[21]))
+        except (TypeError, IndexError, ValueError):
             continue
     return found
 

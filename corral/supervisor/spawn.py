@@ -20,7 +20,7 @@ import subprocess
 import sys
 
 from corral import privileges
-from corral.supervisor import libc, reaper, readiness
+from corral.supervisor import libc, procfs, reaper, readiness
 from corral.supervisor.policy import Exit
 from corral.supervisor.sockets import Activation
 
@@ -208,17 +208,10 @@ class Child:
 
 def group_has_live_member(pgid):
     """True if /proc shows a process of group pgid that is not a zombie."""
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses
-        fields = stat[stat.rfind(b")") + 2:].split()
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+    for pid in procfs.pids():
+        fields = procfs.stat_fields(pid)
+        if fields and len(fields) > 2 and int(fields[2]) == pgid \
+                and fields[0] not in (b"Z", b"X"):
             return True
     return False
 

@@ -40,7 +40,7 @@ def test_stop_waits_for_open_connections_which_are_still_served():
         assert await echo(reader, writer, b"one\n") == b"one\n"
         stopping = asyncio.ensure_future(server.stopService())
         # No new connection is accepted while it drains...
-        await asyncio.wait_for(_until_refused_or_backlogged(server), DEADLINE)
+        await asyncio.wait_for(_new_connections_wait_in_the_backlog(server), DEADLINE)
         # ...but the open one is still served, and the stop waits for it.
         assert await echo(reader, writer, b"two\n") == b"two\n"
         assert not stopping.done()
@@ -51,9 +51,10 @@ def test_stop_waits_for_open_connections_which_are_still_served():
     run(go())
 
 
-async def _until_refused_or_backlogged(server):
+async def _new_connections_wait_in_the_backlog(server):
     # The held socket stays bound (clients queue in its backlog for the next
-    # worker): a connect succeeds but nothing answers. Check that no echo comes.
+    # worker): a connect succeeds but nothing answers. No echo within 0.2 s is
+    # the check (an absence: there is no event to wait for).
     reader, writer = await connect(server)
     writer.write(b"queued\n")
     done, _ = await asyncio.wait({asyncio.ensure_future(reader.readline())}, timeout=0.2)
