@@ -254,7 +254,7 @@ class Run:
         defaults = [("corral", None, False), ("supervisord", None, False), ("circus", None, False)]
         lines = 200_000 if q else 1_000_000
         self.lines = lines
-        self.each("logs", defaults, self.reps(2, 3), lambda p: scenarios.logs(p, lines))
+        self.each("logs", defaults, self.reps(3, 7), lambda p: scenarios.logs(p, lines))
         self.window = 5.0 if q else 10.0
         self.each("crash", defaults, self.reps(1, 2),
                   lambda p: scenarios.crash_loop(p, self.window))

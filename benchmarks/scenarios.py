@@ -6,6 +6,7 @@ finally, which ends in SIGKILL by pid), and returns a dict of samples. Every
 loop is bounded in count and in time. Connections go to 127.0.0.1 only.
 """
 
+import contextlib
 import os
 import select
 import signal
@@ -60,6 +61,23 @@ def timed_command(argv, runs, limit=30.0):
     return samples
 
 
+def _start_echo(peer):
+    """Start peer with one echo server service; its port."""
+    port = free_port()
+    peer.start([peers.Svc("echo", kind="echo", port=port)])
+    return port
+
+
+def _await_echo(peer, port):
+    """Until the echo server is RUNNING and answers, then a little stable run
+    (a crash right after a start is a crash loop to the masters, not a restart)."""
+    peer.wait_api()
+    ok, _ = peer.wait_running(1, timeout=20)
+    if not ok or not procs.wait_until(lambda: echo_once(port), 10, pause=0.01)[0]:
+        raise RuntimeError(f"{peer.label}: the echo server never answered")
+    time.sleep(0.3)
+
+
 def _only_worker(peer, timeout=10):
     value, _ = procs.wait_until(lambda: (w := peer.workers()) and len(w) == 1 and w[0], timeout)
     if not value:
@@ -74,14 +92,9 @@ def restart(peer, status_runs=0, timeout=12.0):
     """SIGKILL the echo worker; ms until a new pid exists, until the port accepts
     the connection that gets the first echo, and until that echo; connections
     refused (and reset by a dying listener) meanwhile."""
-    port = free_port()
-    peer.start([peers.Svc("echo", kind="echo", port=port)])
+    port = _start_echo(peer)
     try:
-        peer.wait_api()
-        ok, _ = peer.wait_running(1, timeout=20)
-        if not ok or not procs.wait_until(lambda: echo_once(port), 10, pause=0.01)[0]:
-            raise RuntimeError(f"{peer.label}: the echo server never answered")
-        time.sleep(0.3)  # a little stable run
+        _await_echo(peer, port)
         status_ms = timed_command(peer.status_argv(), status_runs) if status_runs else []
         old = _only_worker(peer)
         result = _measure_restart(peer, old, port, timeout)
@@ -297,6 +310,11 @@ def logs(peer, lines, size=100, timeout=120.0):
         return result
     finally:
         peer.stop()
+        # Gone before the next repetition: the kernel drops a deleted file's
+        # dirty pages instead of writing them back while the next flood runs.
+        for path in peer.log_files("w"):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
 
 # -- 6: a crash loop ----------------------------------------------------------------
@@ -363,14 +381,9 @@ def term_after_respawn(peer, timeout=10.0):
     master: s until the master and every process below it are gone (None: not
     within timeout -- the SIGTERM was dropped, or the stop signal the master
     sent did not reach the fresh worker and it waits, or it left orphans)."""
-    port = free_port()
-    peer.start([peers.Svc("echo", kind="echo", port=port)])
+    port = _start_echo(peer)
     try:
-        peer.wait_api()
-        ok, _ = peer.wait_running(1, timeout=20)
-        if not ok or not procs.wait_until(lambda: echo_once(port), 10, pause=0.01)[0]:
-            raise RuntimeError(f"{peer.label}: the echo server never answered")
-        time.sleep(0.3)
+        _await_echo(peer, port)
         old = _only_worker(peer)
         os.kill(old, signal.SIGKILL)
         new, _ = procs.wait_until(
