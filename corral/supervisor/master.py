@@ -17,12 +17,11 @@ import time
 
 from corral import config as config_module
 from corral.clock import Clock
-from corral.errors import E_NO_SUCH_SERVICE, E_SHUTTING_DOWN, ControlError
 from corral.supervisor import health, policy, readiness, report, sdnotify
-from corral.supervisor import reload as reload_module
 from corral.supervisor.logs import LogHub
+from corral.supervisor.operations import Operations
 from corral.supervisor.record import Record
-from corral.supervisor.sockets import SocketKeeper, rolling_restart
+from corral.supervisor.sockets import SocketKeeper
 from corral.supervisor.spawn import Spawner, SpawnError
 from corral.supervisor.states import ACTIVE, AT_REST, HAS_PROCESS, STARTABLE, Event, State
 
@@ -30,7 +29,7 @@ LEFTOVER_POLL = 0.02  # s between checks for a stopped worker's leftover process
 EVENT_RING = 1000
 
 
-class Master:
+class Master(Operations):
     def __init__(self, config, *, clock=None, spawner=None, loader=config_module.load,
                  console=None, color=False):
         self.config = config
@@ -383,92 +382,6 @@ class Master:
             if record.state is State.BACKOFF:
                 self.stop_record(record)
         self._schedule_pump()
-
-    # -- operations the control socket offers ------------------------------
-
-    def resolve(self, names):
-        """Instance records for names: instance, service, 'all' or glob."""
-        import fnmatch
-
-        if not names:
-            return list(self.records.values())
-        chosen = {}
-        for name in names:
-            found = [r for r in self.records.values()
-                     if name == "all" or name in (r.name, r.service)
-                     or fnmatch.fnmatchcase(r.name, name) or fnmatch.fnmatchcase(r.service, name)]
-            if not found:
-                raise ControlError(E_NO_SUCH_SERVICE, f"no service matches {name!r}")
-            for record in found:
-                chosen[record.name] = record
-        return list(chosen.values())
-
-    async def start(self, names):
-        records = self.resolve(names)
-        for record in records:
-            self.request_start(record, fresh=True)
-        await self.wait_for(lambda: all(_start_settled(r) for r in records))
-        return [_outcome(r, r.state is State.RUNNING) for r in records]
-
-    async def stop(self, names):
-        records = self.resolve(names)
-        for record in records:
-            self.stop_record(record)
-        await self.wait_for(lambda: all(r.state in AT_REST for r in records))
-        return [_outcome(r, True) for r in records]
-
-    async def restart(self, names, rolling=False):
-        records = self.resolve(names)
-        if rolling:  # one at a time, each RUNNING before the next stops
-            return await rolling_restart(self, records, _start_settled, _outcome)
-        for record in records:
-            self.stop_record(record)
-        for record in records:
-            self.request_start(record, fresh=True)  # starts once STOPPED
-        await self.wait_for(lambda: all(_start_settled(r) for r in records))
-        return [_outcome(r, r.state is State.RUNNING) for r in records]
-
-    def send_signal(self, names, sig):
-        results = []
-        for record in self.resolve(names):
-            if record.state in HAS_PROCESS and record.child is not None:
-                ok = record.child.signal_group(sig)
-                results.append(_outcome(record, ok, f"sent {policy.signal_name(sig)}"))
-            else:
-                results.append(_outcome(record, False, f"not running ({record.state})"))
-        return results
-
-
-    def status(self, names):
-        return report.status(self.resolve(names), self.usage, self.clock.now(), self.loop.time(),
-                             self.loghub.service_errors())
-
-    def tree(self):
-        return report.tree(os.path.basename(self.config.path), self.config.services,
-                           self.instances_of)
-
-    async def shutdown(self):
-        self.begin_shutdown()
-        await asyncio.shield(self.done)
-
-    async def reload(self):
-        """Re-read the config and apply the difference (see reload.py)."""
-        if self.shutting_down:  # SIGHUP comes here without control's check
-            self.log("reload refused: shutting down")
-            raise ControlError(E_SHUTTING_DOWN, "reload: the master is shutting down")
-        async with self._reload_lock, self.notifier.reloading():
-            return await reload_module.apply(self)
-
-
-def _start_settled(record):
-    if record.wanted:  # not started yet: FATAL or EXITED is the last run's state
-        return False
-    return record.state in (State.RUNNING, State.FATAL, State.EXITED, State.STOPPED)
-
-
-def _outcome(record, ok, message=None):
-    return {"name": record.name, "state": record.state.value, "ok": ok,
-            "message": message or record.description}
 
 
 def _version():
