@@ -29,7 +29,7 @@ from corral.spec import (
     MASTER_DEFAULTS, Config, MasterSpec, ServiceSpec,
 )
 
-NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
+NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,200}")  # <service>.log must fit a file name
 RESERVED_NAMES = ("all", "corral")
 WHAT_KEYS = ("command", "service", "args")  # what runs: TOML only
 _PYTHON_SOCKETS = ("is for commands (socket activation); a Python service binds its own "
@@ -361,7 +361,7 @@ def _check_after(path, specs):
 
 def _check_name(path, name):
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-        raise ConfigError(path, "bad service name: use letters, digits, '_', '.' and '-'",
+        raise ConfigError(path, "bad service name: use 1 to 200 letters, digits, '_', '.' and '-'",
                           service=name)
     if name in RESERVED_NAMES:
         raise ConfigError(path, f"{name!r} is reserved; choose another name", service=name)

@@ -18,6 +18,7 @@ import json
 from corral.errors import E_BAD_ARGUMENT, E_BAD_REQUEST, E_TOO_LONG, E_UNKNOWN_COMMAND, ControlError
 
 MAX_REQUEST = 1 << 20  # bytes in one request line
+MAX_NAME = 256  # characters in one name or pattern (service names have at most 200)
 
 
 # cmd -> {arg: (type, default)}; an argument without a default is required.
@@ -70,8 +71,8 @@ def parse_request(line):
     """
     if len(line) > MAX_REQUEST:
         raise _error(None, E_TOO_LONG, f"request longer than {MAX_REQUEST} bytes")
-    try:
-        message = json.loads(line)
+    try:  # decoded first: json.loads of bytes would also take UTF-16 and -32
+        message = json.loads(line.decode("utf-8") if isinstance(line, bytes) else line)
     except (ValueError, UnicodeDecodeError) as exc:
         raise _error(None, E_BAD_REQUEST, f"not JSON: {exc}") from None
     except RecursionError:  # "[[[[...": nested deeper than the parser goes
@@ -111,7 +112,7 @@ def check_args(request_id, cmd, args):
         else:
             ok = isinstance(value, kind)
         if ok and kind is list:
-            ok = all(isinstance(item, str) for item in value)
+            ok = all(isinstance(item, str) and len(item) <= MAX_NAME for item in value)
             if ok and default is None and not value:
                 # A required list of names: [] would mean "every instance"
                 # to the master, which nobody sending `stop` meant.

@@ -278,7 +278,7 @@ class ControlServer:
     async def _events(self, lines, follow):
         lines = min(lines, sys.maxsize)
         events = list(self.master.events)
-        return events[len(events) - lines:] if lines else []
+        return events[-lines:] if lines else []
 
     async def _tree(self):
         return self.master.tree()

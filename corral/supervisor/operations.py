@@ -9,6 +9,7 @@ settled. Nothing here changes a state itself: only Master._set does.
 import asyncio
 import fnmatch
 import os
+import re
 
 from corral.errors import E_NO_SUCH_SERVICE, E_SHUTTING_DOWN, ControlError
 from corral.supervisor import policy, report
@@ -26,9 +27,12 @@ class Operations:
             return list(self.records.values())
         chosen = {}
         for name in names:
+            # re's own cache (512 patterns), not fnmatch's (32768, never emptied)
+            match = re.compile(fnmatch.translate(name)).match if any(
+                ch in name for ch in "*?[") else (lambda _: False)
             found = [r for r in self.records.values()
                      if name == "all" or name in (r.name, r.service)
-                     or fnmatch.fnmatchcase(r.name, name) or fnmatch.fnmatchcase(r.service, name)]
+                     or match(r.name) or match(r.service)]
             if not found:
                 raise ControlError(E_NO_SUCH_SERVICE, f"no service matches {name!r}")
             for record in found:

@@ -581,6 +581,8 @@ def test_events_history_and_follow(master):
     assert mine[0]["time"] <= mine[1]["time"] <= time.time()
     assert m.call("events", lines=1) == events[-1:]
     assert m.call("events", lines=0) == []
+    # More than there are, by less than twice as many: all of them.
+    assert m.call("events", lines=len(events) + 1) == events
 
     c = Conn(m.socket)
     request_id = c.request("events", lines=1, follow=True)
@@ -779,6 +781,12 @@ def test_garbage_gets_error_replies_and_the_connection_keeps_working(master):
         (b'{"id": 19, "cmd": "version", "args": {"x": 1}}', 19, "bad_argument"),
         (b'{"id": "s", "cmd": "stop", "args": {"names": ["nope"]}}', "s", "no_such_service"),
         (b'{"id": 20, "cmd": "logs", "args": {"lines": 1' + b"0" * 5000 + b"}}", None, "bad_request"),
+        # UTF-8 only: json.loads of bytes would take these two
+        ('{"id": 21, "cmd": "version"}'.encode("utf-16-be"), None, "bad_request"),
+        (b'\xef\xbb\xbf{"id": 22, "cmd": "version"}', None, "bad_request"),
+        # a name or pattern is at most 256 characters (compiling a huge glob blocked the loop)
+        (b'{"id": 23, "cmd": "status", "args": {"names": ["' + b"*a" * 129 + b'"]}}', 23,
+         "bad_argument"),
     ]
     for line, request_id, code in cases:
         c.send(line + b"\n")

@@ -307,7 +307,7 @@ class TestTomlErrors:
         err = error(toml(tmp_path, "[corral]\nlogfile = 3\n[services.a]\n" + TRUE))
         assert err.key == "logfile"
 
-    @pytest.mark.parametrize("name", ["all", "corral", "a:b", "a b", "é"])
+    @pytest.mark.parametrize("name", ["all", "corral", "a:b", "a b", "é", "a" * 201])
     def test_bad_service_names(self, tmp_path, name):
         err = error(toml(tmp_path, f'[services."{name}"]\n{TRUE}'))
         assert err.service == name and repr(name) in str(err)
