@@ -12,7 +12,9 @@ The size is what fstat said at open plus what we wrote; before rotating it
 is checked with fstat again, so a copytruncate or another writer does not
 make us rotate early. If logrotate moved the file away and nobody asked us
 to reopen, rotating just opens a new file (no rename). Only regular files
-rotate: never /dev/full, a FIFO or a tty.
+rotate: never /dev/full, a FIFO or a tty. Those are written without
+blocking: a FIFO nobody reads fails to open, one whose reader is behind
+fails the write, and either counts as a failing file (below).
 
 A file that cannot be written (full disk, a path that cannot be opened) is
 reported once into the merged stream and listed in the hub's errors; every
@@ -22,11 +24,18 @@ the file growing, is reported the same way and retried at most once a second.
 """
 
 import contextlib
+import errno
 import os
 import stat
 
-O_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+# O_NONBLOCK changes nothing for a regular file; a FIFO or a tty with nobody
+# reading would otherwise block the master in open() or write().
+O_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 RETRY = 1.0  # s between attempts to open or rotate a failing file
+WHY = {  # what the strerror means for a log file that is not a regular file
+    errno.ENXIO: "nobody is reading it",
+    errno.EAGAIN: "its reader is not keeping up",
+}
 
 
 class FileSink:
@@ -133,7 +142,7 @@ class FileSink:
         return self.open()
 
     def _fail(self, e):
-        msg = e.strerror or str(e)
+        msg = WHY.get(e.errno) or e.strerror or str(e)
         if self.error != msg:
             self.error = msg
             self.hub._errors[self.label] = f"{self.label}: {msg}"

@@ -116,3 +116,34 @@ def test_per_service_limits_and_service_errors(hubs, tmp_path):
     hub.reopen()
     hub.emit("w10", "web", "web", 1)
     assert hub.service_errors() == {"web": "log: Is a directory"}
+
+
+def test_a_fifo_never_blocks_the_hub(hubs, tmp_path):
+    """Nobody reading: the open fails; a reader that does not read: writes fail.
+    Both are a failing file (counted, reported, retried), not a blocked loop."""
+    fifo = tmp_path / "log.fifo"
+    os.mkfifo(fifo)
+    hub = hubs(logfile=fifo)
+    hub.emit("nobody reads")                            # would block in open()
+    assert hub.errors == ["logfile: nobody is reading it"]
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        hub._logfile.next_open = 0                      # the retry delay is over
+        hub.emit("read")
+        assert hub.errors == []
+        for i in range(2000):                           # ~100 KB: more than the pipe holds
+            hub.emit(f"line {i:04d} " + "x" * 40)       # would block in write()
+        assert hub.errors == ["logfile: its reader is not keeping up"]
+        data = os.read(reader, 1 << 20)
+        hub.emit("after")                               # room again: resumed, with the count
+        assert hub.errors == []
+        data += os.read(reader, 1 << 20)
+    finally:
+        os.close(reader)
+    lines = [line.split(" corral log: ", 1)[1] for line in data.decode().splitlines()]
+    assert lines[:2] == ["read", "logfile: writing resumed (49 bytes lost)"]
+    kept = lines[2:-2]                                  # what fitted, whole lines in order
+    assert kept and kept == [f"line {i:04d} " + "x" * 40 for i in range(len(kept))]
+    assert lines[-2] == "after"
+    lost = (2000 - len(kept)) * len(f"2027-01-15 08:00:00.250 corral log: {kept[0]}\n")
+    assert lines[-1] == f"logfile: writing resumed ({lost} bytes lost)"
