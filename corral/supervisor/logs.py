@@ -174,7 +174,8 @@ class LogHub:
         text = text[:-1] if text.endswith(b"\n") else text
         m = self._corral if (instance, service, pid, stream) == ("corral", "corral", None, "log") \
             else _Meta(instance, service, pid, stream)
-        self._inst_service.setdefault(instance, service)
+        if instance != "corral":  # the master's lines about a service keep its name
+            self._inst_service.setdefault(instance, service)
         self._dispatch(m, self._wall(), _split_long(text.split(b"\n"), self._max_line))
 
     def tail(self, name=None, n=100):

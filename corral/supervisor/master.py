@@ -75,8 +75,11 @@ class Master(Operations):
             if record.spec.autostart:
                 self.request_start(record)
 
-    def log(self, text):
-        self.loghub.emit(text, pid=os.getpid())
+    def log(self, text, record=None):
+        """A line of the master's; about record: filed under its service too
+        (its ring, its file in log_dir, `corral logs SERVICE`)."""
+        service = "corral" if record is None else record.service
+        self.loghub.emit(text, service=service, pid=os.getpid())
 
     def _on_loop_error(self, loop, context):
         # A bug must not take supervision down: report it and go on.
@@ -125,7 +128,7 @@ class Master(Operations):
             if blocker is not None:
                 record.wanted = False
                 record.description = f"not started: {blocker}"
-                self.log(f"{record.name}: not started: {blocker}")
+                self.log(f"{record.name}: not started: {blocker}", record)
                 self._wake()
             elif self._dependencies_running(record):
                 record.wanted = False
@@ -215,7 +218,7 @@ class Master(Operations):
         except SpawnError as exc:
             record.started_at = self.clock.now()
             self._set(record, event, "spawn failed")
-            self.log(f"{record.name}: {exc}")
+            self.log(f"{record.name}: {exc}", record)
             self._exited(record, policy.Exit(error=str(exc)))
             return
         record.child = child
@@ -228,7 +231,7 @@ class Master(Operations):
         if child.notify_fd is not None:
             self.loop.add_reader(child.notify_fd, self._on_notify, record, child)
         self._set(record, event, f"spawned, pid {child.pid}")
-        self.log(f"{record.name}: spawned, pid {child.pid}")
+        self.log(f"{record.name}: spawned, pid {child.pid}", record)
         self.readiness.spawned(record, child)  # RUNNING now, or when `ready` says
 
     def mark_ready(self, record):
@@ -272,7 +275,7 @@ class Master(Operations):
         self.readiness.gone(record, exit)  # its timers and probes end here
         if record.state is State.STOPPING:
             if child is not None and child.family_alive():
-                self.log(f"{record.name}: {exit}; waiting for the rest of its process group")
+                self.log(f"{record.name}: {exit}; waiting for the rest of its process group", record)
                 self._await_leftovers(record)
                 return
             self._finish_stop(record)
@@ -285,7 +288,7 @@ class Master(Operations):
         record.child = None
         if self.shutting_down:
             self._set(record, Event.FINISHED, f"{exit} during shutdown")
-            self.log(f"{record.name}: {exit} during shutdown")
+            self.log(f"{record.name}: {exit} during shutdown", record)
             return
         self._decide(record, exit, failed=record.state is State.STARTING
                      and record.spec.ready is not None)
@@ -298,14 +301,14 @@ class Master(Operations):
         if isinstance(decision, policy.Restart):
             record.restarts += 1
             self._set(record, Event.CRASHED, f"restarting in {decision.delay:.2f} s")
-            self.log(f"{record.name}: {decision.reason}")
+            self.log(f"{record.name}: {decision.reason}", record)
             record.timer = self.loop.call_later(decision.delay, self._retry, record)
         elif isinstance(decision, policy.GiveUp):
             self._set(record, Event.GAVE_UP, decision.reason)
-            self.log(f"{record.name}: FATAL: {decision.reason}")
+            self.log(f"{record.name}: FATAL: {decision.reason}", record)
         else:
             self._set(record, Event.FINISHED, decision.reason)
-            self.log(f"{record.name}: exited: {decision.reason}")
+            self.log(f"{record.name}: exited: {decision.reason}", record)
 
     def _retry(self, record):
         record.timer = None
@@ -325,7 +328,7 @@ class Master(Operations):
         spec = record.spec
         self._set(record, Event.STOP, f"stopping ({policy.signal_name(spec.stop_signal)})")
         self.log(f"{record.name}: stopping pid {record.pid} with "
-                 f"{policy.signal_name(spec.stop_signal)}")
+                 f"{policy.signal_name(spec.stop_signal)}", record)
         record.child.signal_family(spec.stop_signal)  # its group and what left it
         record.timer = self.loop.call_later(spec.stop_timeout, self._stop_timed_out, record)
 
@@ -340,7 +343,7 @@ class Master(Operations):
         record.timer = None
         if record.state is State.STOPPING and record.child is not None:
             self.log(f"{record.name}: still running {record.spec.stop_timeout:g} s after "
-                     f"the stop signal: killing its process group")
+                     f"the stop signal: killing its process group", record)
             record.child.signal_family(signal.SIGKILL)
 
     def _await_leftovers(self, record):
@@ -362,7 +365,7 @@ class Master(Operations):
                 self._decide(record, exit, failed=True)
                 return
         self._set(record, Event.EXITED, f"stopped ({exit})")
-        self.log(f"{record.name}: stopped ({exit})")
+        self.log(f"{record.name}: stopped ({exit})", record)
 
     def kill_all(self):
         """The second Ctrl-C: SIGKILL every worker's group and family now."""

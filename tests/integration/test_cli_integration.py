@@ -351,7 +351,11 @@ command = {worker()}
     assert {"a", "b", "corral"} <= names
     done = m.cli("logs", "a", "--json")
     items = [json.loads(line) for line in done.stdout.splitlines()]
-    assert [i["line"] for i in items] == [f"a line {k}" for k in range(4)] + [f"a up {pid}"]
+    assert [i["line"] for i in items if i["stream"] == "out"] == \
+        [f"a line {k}" for k in range(4)] + [f"a up {pid}"]
+    # The master's lines about a service are among its own.
+    assert [(i["name"], i["service"], i["line"]) for i in items if i["stream"] == "log"] == [
+        ("corral", "a", f"a: spawned, pid {pid}")]
     assert m.cli("logs", "a", "-n", "0").stdout == ""
     done = m.cli("logs", "nope")
     assert done.returncode == 1 and "nope" in one_error_line(done)

@@ -523,10 +523,13 @@ numprocs = 2
     assert {(item["name"], item["service"], item["pid"], item["stream"]) for item in lines} == {
         ("a", "a", pid_a, "out")}
     assert lines[0]["time"] <= lines[1]["time"] <= lines[2]["time"] <= time.time()
-    assert [item["line"] for item in m.call("logs", name="a", lines=100)][:2] == ["a line 0", "a line 1"]
+    history = m.call("logs", name="a", lines=100)
+    assert [item["line"] for item in history if item["stream"] == "out"][:2] == \
+        ["a line 0", "a line 1"]
+    assert history[0]["line"] == f"a: spawned, pid {pid_a}"  # the master's, about a
     assert m.call("logs", name="a", lines=0) == []
     # A service: its instances; an instance: only it.
-    assert {item["name"] for item in m.call("logs", name="b")} == {"b:0", "b:1"}
+    assert {item["name"] for item in m.call("logs", name="b")} == {"b:0", "b:1", "corral"}
     assert {item["name"] for item in m.call("logs", name="b:1")} == {"b:1"}
     # The merged stream has every worker and the master's own lines.
     merged = m.call("logs", lines=1000)
@@ -951,7 +954,7 @@ autostart = false
             if "dropped" in message:
                 dropped = message["dropped"]
             else:
-                assert message["stream"]["name"] == "flood"
+                assert message["stream"]["service"] == "flood"
         assert isinstance(dropped, int) and dropped > 0
         after = logs_follower.read()
         assert after["id"] == logs_id and after["stream"]["line"].startswith("flood ")

@@ -197,7 +197,7 @@ class FakeMaster:
         self.lines = []
         self.failed = []
 
-    def log(self, text):
+    def log(self, text, record=None):
         self.lines.append(text)
 
     def fail_record(self, record, why):
