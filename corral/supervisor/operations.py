@@ -48,21 +48,32 @@ class Operations:
 
     async def stop(self, names):
         records = self.resolve(names)
-        for record in records:
-            self.stop_record(record)
-        await self.wait_for(lambda: all(r.state in AT_REST for r in records))
+        await self._stop_in_order(records)
         return [_outcome(r, True) for r in records]
 
     async def restart(self, names, rolling=False):
         records = self.resolve(names)
         if rolling:  # one at a time, each RUNNING before the next stops
             return await rolling_restart(self, records, _start_settled, _outcome)
-        for record in records:
-            self.stop_record(record)
+        await self._stop_in_order(records)
         for record in records:
             self.request_start(record, fresh=True)  # starts once STOPPED
         await self.wait_for(lambda: all(_start_settled(r) for r in records))
         return [_outcome(r, r.state is State.RUNNING) for r in records]
+
+    async def _stop_in_order(self, records):
+        """Stop records in the reverse of the start order, as a shutdown does:
+        one is stopped once those of records that run `after` it are at rest.
+        (Only among records: a service left running is not waited for.)"""
+        left = list(records)
+        while left:
+            layer = [r for r in left if not any(
+                r.service in other.spec.after for other in left if other.service != r.service)]
+            layer = layer or left  # (never empty: `after` has no cycles)
+            for record in layer:
+                self.stop_record(record)
+            await self.wait_for(lambda layer=layer: all(r.state in AT_REST for r in layer))
+            left = [r for r in left if r not in layer]
 
     def send_signal(self, names, sig):
         results = []

@@ -703,6 +703,35 @@ def test_reopen_after_rotation(master):
 
 
 @pytest.mark.timeout(30)
+@pytest.mark.parametrize("cmd", ["stop", "restart"])
+def test_stop_and_restart_of_several_stop_dependents_first(master, cmd):
+    m = master(f"""
+[services.db]
+command = {worker()}
+
+[services.web]
+command = {worker("--stop-delay", "0.5")}
+after = ["db"]
+""")
+    up(m, "db")
+    up(m, "web")
+    follower = Conn(m.socket)
+    follower.request("events", lines=0, follow=True)
+    assert ok(follower.read()) == []
+    assert all(row["ok"] for row in m.call(cmd, names=["all"]))
+    seen = []
+    want = ("db", "STOPPED")
+    while want not in seen:
+        item = follower.read()["stream"]
+        seen.append((item["name"], item["to"]))
+    # db's stop began only once web (0.5 s to stop) had stopped.
+    assert seen.index(("web", "STOPPED")) < seen.index(("db", "STOPPING")), seen
+    follower.close()
+    if cmd == "restart":
+        assert {row["state"] for row in m.call("status")} == {"RUNNING"}
+
+
+@pytest.mark.timeout(30)
 def test_shutdown_answers_once_the_master_is_done(master):
     m = master(f"""
 [services.db]
