@@ -81,6 +81,8 @@ def status_row(record, sample, now, loop_now):
     if record.state is State.BACKOFF and record.timer is not None:
         left = max(0.0, record.timer.when() - loop_now)
         description = f"restarting in {left:.1f} s"
+        if record.last_exit:  # why it is waiting, at a glance
+            description = f"{record.last_exit}; {description}"
     if record.status_text:
         description = f"{description}; {record.status_text}" if description else record.status_text
     note = getattr(record, "health_note", None)  # only while health checks fail

@@ -186,7 +186,7 @@ backoff_jitter = 0
         return " BACKOFF " in row and row
 
     row = wait_until(backoff_row, dump=m.output)
-    found = re.search(r"^crash\s+BACKOFF\s+-\s+-\s+[1-9]\d*\s+-\s+-\s+restarting in (\d\.\d) s$", row)
+    found = re.search(r"^crash\s+BACKOFF\s+-\s+-\s+[1-9]\d*\s+-\s+-\s+exit 3; restarting in (\d\.\d) s$", row)
     assert found and float(found[1]) <= 1.6, row
 
 

@@ -305,7 +305,7 @@ backoff_jitter = 0
 
     # A crashing service waits out its backoff, and says for how long.
     crash = m.wait_state("crash", "BACKOFF")
-    found = re.fullmatch(r"restarting in (\d+\.\d) s", crash["description"])
+    found = re.fullmatch(r"exit 1; restarting in (\d+\.\d) s", crash["description"])
     assert found, crash
     assert 0 <= float(found[1]) <= 1.7
     assert crash["pid"] is None and crash["uptime"] is None
