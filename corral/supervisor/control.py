@@ -25,6 +25,7 @@ from corral.errors import (E_BAD_ARGUMENT, E_FAILED, E_SHUTTING_DOWN, E_TOO_LONG
 
 MAX_CLIENTS = 256
 FOLLOW_BUFFER = 1 << 20  # bytes queued to one follower before items are skipped
+LOGS_REPLY_BYTES = 1 << 20  # of line text in one `logs` reply: the newest lines only
 _CRED = struct.Struct("3i")
 
 # The states of a connection, in ControlServer.clients.
@@ -273,7 +274,8 @@ class ControlServer:
             if any(ch in name for ch in "*?["):
                 raise ControlError(E_BAD_ARGUMENT, "logs: give one service or instance name")
             self.master.resolve([name])  # raises no_such_service
-        return self.master.loghub.tail(_all_is_none(name), min(lines, sys.maxsize))
+        return self.master.loghub.tail(_all_is_none(name), min(lines, sys.maxsize),
+                                       max_bytes=LOGS_REPLY_BYTES)
 
     async def _events(self, lines, follow):
         lines = min(lines, sys.maxsize)

@@ -178,7 +178,9 @@ class LogHub:
             self._inst_service.setdefault(instance, service)
         self._dispatch(m, self._wall(), _split_long(text.split(b"\n"), self._max_line))
 
-    def tail(self, name=None, n=100):
+    def tail(self, name=None, n=100, max_bytes=None):
+        """The last n lines as dicts, newest last; with max_bytes, only the
+        newest of them whose text adds up to at most that (one at least)."""
         if n <= 0:
             return []
         if name is None:
@@ -188,6 +190,12 @@ class LogHub:
         else:
             ring = self._rings.get(self._inst_service.get(name), self._merged)
             entries = ring.tail(n, instance=name)
+        if max_bytes is not None and entries:
+            first, total = len(entries) - 1, len(entries[-1][2])  # the newest, always
+            while first > 0 and total + len(entries[first - 1][2]) <= max_bytes:
+                first -= 1
+                total += len(entries[first][2])
+            entries = entries[first:]
         return [_as_dict(*e) for e in entries]
 
     def follow(self, callback, name=None):

@@ -210,6 +210,17 @@ def test_ring_tail_merged_service_instance(loop, hubs):
     assert lines_of(hub, "web") == ["a0", "a1", "a2"]   # per-service rings are separate
 
 
+def test_tail_keeps_to_a_byte_budget_newest_first(loop, hubs):
+    hub = hubs(ring_lines=10)
+    for i in range(5):
+        hub.emit(f"{i}" * 10, "web", "web", 1, "out")        # 10 bytes a line
+    text = [d["line"] for d in hub.tail("web", 10, max_bytes=35)]
+    assert text == ["2" * 10, "3" * 10, "4" * 10]              # 30 fit, 40 would not
+    assert len(hub.tail("web", 10, max_bytes=50)) == 5
+    assert [d["line"] for d in hub.tail("web", 10, max_bytes=1)] == ["4" * 10]  # one at least
+    assert hub.tail("nobody", 10, max_bytes=1) == []
+
+
 def test_follow_and_unfollow(loop, hubs):
     hub = hubs()
     everything, web, web1 = [], [], []
