@@ -30,6 +30,10 @@ Design notes:
   signal (no worker outlives its master).
 - With a `watchdog`, a timer on the same loop writes WATCHDOG=1 to the
   master every third of it (_Heartbeat): the heartbeat proves the loop turns.
+- A task that ends in an exception nobody takes (no await, no gather) is
+  logged with its traceback when it ends. asyncio would say so only when the
+  task is garbage collected: never, for a service that keeps it (self.task).
+  The worker goes on: one failed task is not a failed service.
 """
 
 import asyncio
@@ -75,11 +79,36 @@ def run_tree(service, *, stop_signals=(signal.SIGTERM, signal.SIGINT), notify=No
         setup_logging()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    loop.set_task_factory(_reporting_task)
     try:
         return loop.run_until_complete(
             _run(service, stop_signals, notify, master_pid, privileged))
     finally:
         _close(loop)
+
+
+def _reporting_task(loop, coro, **kwargs):
+    task = asyncio.Task(coro, loop=loop, **kwargs)
+    task.add_done_callback(_when_done)
+    return task
+
+
+def _when_done(task):
+    if not task.cancelled():
+        task.get_loop().call_soon(_report_if_untaken, task, 3)
+
+
+def _report_if_untaken(task, turns):
+    # Those awaiting it take the exception within a few turns of the loop (a
+    # task awaiting asyncio.wait() of it wakes two turns after it ended).
+    if turns > 1:
+        task.get_loop().call_soon(_report_if_untaken, task, turns - 1)
+    # _log_traceback: asyncio's own "nobody took the exception" flag (taking
+    # it clears it, and then asyncio does not report it again at collection).
+    elif getattr(task, "_log_traceback", False):
+        exc = task.exception()
+        log.error("task %s (%s) raised", task.get_name(),
+                  getattr(task.get_coro(), "__qualname__", "?"), exc_info=exc)
 
 
 async def _run(service, stop_signals, notify, master_pid=None, privileged=True):

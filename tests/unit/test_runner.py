@@ -419,6 +419,34 @@ def test_in_process_leftover_tasks_are_cancelled():
     assert journal == ["leftover cancelled"]
 
 
+@pytest.mark.timeout(30)
+def test_in_process_a_task_that_raises_unawaited_is_logged_when_it_ends(caplog):
+    class Ticker(Service):
+        def startService(self):
+            super().startService()
+            loop = asyncio.get_running_loop()
+            self.task = loop.create_task(self.tick(), name="ticker")  # kept: never collected
+            self.handled = loop.create_task(self.handled_by_awaiter())
+            loop.call_later(0.05, os.kill, os.getpid(), signal.SIGTERM)
+
+        async def tick(self):
+            raise Boom("ticker blew up")
+
+        async def handled_by_awaiter(self):
+            inner = asyncio.get_running_loop().create_task(self.tick(), name="awaited")
+            try:
+                await inner
+            except Boom:
+                pass  # taken: not to be reported
+
+    with caplog.at_level(logging.INFO):
+        assert run_tree(Ticker()) == 0                  # one failed task: the service goes on
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage().split(" (")[0] for r in errors] == ["task ticker"]
+    assert errors[0].getMessage().endswith(".Ticker.tick) raised")
+    assert isinstance(errors[0].exc_info[1], Boom)
+
+
 def test_setup_logging_once_to_stderr(monkeypatch, capsys):
     root = logging.getLogger()
     old_level = root.level
