@@ -4,7 +4,8 @@ Invariant: load() either returns a fully checked, frozen Config or raises
 one ConfigError naming the file, the service and the key; it starts
 nothing. Its only lasting side effects are the ones a Python tree needs in
 its workers later: the config's folder stays at the front of sys.path and
-imported modules stay imported.
+imported modules stay imported; the user's own modules (usercode.py) are
+imported afresh by each load, so that a reload runs changed code.
 
 TOML services and Python services (settings from Service.supervise()) go
 through the same supervision() check, so one key means one thing in both.
@@ -21,6 +22,7 @@ import traceback
 import types
 from collections.abc import Mapping
 
+from corral import usercode
 from corral.errors import ConfigError
 from corral.order import find_cycle, format_cycle
 from corral.settings import MASTER_CHECKS, Bad, resolve, supervision, unknown
@@ -55,10 +57,18 @@ def load(path):
             data = f.read()
     except OSError as exc:
         raise ConfigError(path, f"cannot read config: {exc.strerror or exc}") from None
-    master, specs = loaders[ext](path, data)
-    if not specs:
-        raise ConfigError(path, "defines no services")
-    _check_after(path, specs)
+    # Imported again by this load: a reload runs changed code (usercode.py).
+    old_modules = usercode.forget(os.path.dirname(path))
+    try:
+        master, specs = loaders[ext](path, data)
+        if not specs:
+            raise ConfigError(path, "defines no services")
+        _check_after(path, specs)
+    except BaseException:  # a load that fails changes nothing: the old modules back
+        for name in usercode.modules(os.path.dirname(path)):
+            del sys.modules[name]
+        sys.modules.update(old_modules)
+        raise
     return Config(path=path, master=master, services=tuple(specs))
 
 
@@ -138,7 +148,8 @@ def _toml_service(path, folder, name, table):
         raise Bad(_PYTHON_SOCKETS, "sockets")
     factory, args, tree = _factory(folder, table["service"], table.get("args", {}))
     return ServiceSpec(factory=factory, args=args, tree=tree,
-                       fingerprint=("factory", factory, args), **common)
+                       fingerprint=("factory", factory, args, usercode.digest(tree, folder)),
+                       **common)
 
 
 def _command(value, base, env):
@@ -229,7 +240,7 @@ def _load_python(path, data):
         raise ConfigError(path, f"cannot compile: {exc}") from None
     # A real module, so that classes defined in the config pickle by
     # reference once it is registered (only after it loaded).
-    module = types.ModuleType("__corral_config__")
+    module = types.ModuleType(usercode.CONFIG_MODULE)
     module.__file__ = path
     _put_on_path(folder)
     try:
@@ -249,18 +260,24 @@ def _load_python(path, data):
     if not children:
         raise ConfigError(path, "defines no services; add one to 'application' with "
                           "`svc.setServiceParent(application)`")
+    # Registered before the specs: their code digests read the classes'
+    # source through it (a load that fails puts the old one back: load()).
+    sys.modules[usercode.CONFIG_MODULE] = module
     specs = [_python_spec(path, folder, name, child)
              for child, name in zip(children, _child_names(children))]
-    sys.modules["__corral_config__"] = module
     return MasterSpec(), specs
 
 
-def _python_spec(path, folder, name, tree):
-    """The ServiceSpec of one top-level Python service (settings from supervise())."""
+def _python_spec(path, folder, name, tree, user_code=True):
+    """The ServiceSpec of one top-level Python service (settings from supervise()).
+    user_code: its fingerprint holds the digest of the code it runs from the
+    config's folder (not for a plugin: installed code is not imported again)."""
     _check_name(path, name)
     try:
         settings = _supervise_settings(tree)
-        return ServiceSpec(name=name, tree=tree, fingerprint=tree_fingerprint(tree),
+        return ServiceSpec(name=name, tree=tree,
+                           fingerprint=(tree_fingerprint(tree),
+                                        usercode.digest(tree, folder) if user_code else ()),
                            source=path, **supervision(name, settings, folder))
     except Bad as bad:
         raise bad.error(path, name) from None
@@ -275,7 +292,7 @@ def config_from_service(name, service, source, folder=None):
     """
     if not isinstance(service, Service):
         raise ConfigError(source, f"{service!r} is not a corral Service", service=name)
-    spec = _python_spec(source, folder or os.getcwd(), name, service)
+    spec = _python_spec(source, folder or os.getcwd(), name, service, user_code=False)
     _check_after(source, [spec])
     return Config(path=source, master=MasterSpec(), services=(spec,))
 

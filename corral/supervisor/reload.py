@@ -1,8 +1,9 @@
 """Reload: re-read the config and change only what changed.
 
 Added services start, removed ones stop and go, changed ones (any setting,
-or for Python trees a different structure, see config.tree_fingerprint)
-stop and start again with the new settings; unchanged ones are not touched,
+or for Python trees a different structure or changed code, see
+config.tree_fingerprint and usercode.py) stop and start again with the new
+settings; unchanged ones are not touched,
 not even their restart history. A config that does not load is refused with
 its error and changes nothing.
 """

@@ -228,7 +228,9 @@ class TestTomlHappy:
         greeter, pair = cfg.services
         assert greeter.factory == "corral_fixture_factories:make_greeter"
         assert greeter.args == (("greeting", "hi"), ("ports", (8080, 8081)))
-        assert greeter.fingerprint == ("factory", greeter.factory, greeter.args)
+        kind, factory, args, code = greeter.fingerprint
+        assert (kind, factory, args) == ("factory", greeter.factory, greeter.args)
+        assert [part.split(":")[0] for part in code] == ["corral_fixture_factories"]
         assert greeter.tree.greeting == "hi"
         assert greeter.tree.ports == [8080, 8081]  # the factory gets TOML's own values
         assert greeter.restart == "on-failure"
@@ -519,7 +521,7 @@ class TestPython:
         assert db.restart == "never" and db.stop_signal == signal.SIGINT
         assert web.after == ("db",) and web.numprocs == 2
         assert web.tree.port == 8080 and type(web.tree).__name__ == "Web"
-        assert web.fingerprint == tree_fingerprint(web.tree)
+        assert web.fingerprint[0] == tree_fingerprint(web.tree)
         assert db.command is None and db.factory is None
         assert db.source == str(path)
         assert cfg.master == MasterSpec()

@@ -1,0 +1,109 @@
+"""The user's Python code in the master: which modules it is, forgetting them
+before a load, and a digest of the code one Python service runs.
+
+A reload loads the config in the master again. Python keeps imported
+modules, so without forget() a reload would build the same old classes and
+a changed module would never run. A Python service's fingerprint holds
+digest(), so the reload restarts the services whose code changed, and only
+those (reload.py).
+
+The user's modules are those loaded from the config's folder or below it,
+but not from an installed package there (a venv's site-packages) nor corral.
+digest() follows a service's classes to their modules, and from each module
+to the user's modules it refers to (`import pkg.util`, `from pkg.util import
+f`): a change in any of those files changes the digest. Classes written in
+a .py config count by their own source, not by the file's, so that changing
+one service there does not restart the others; a function of the config
+file that a class calls is not followed.
+"""
+
+import contextlib
+import hashlib
+import importlib.util
+import inspect
+import os
+import sys
+import types
+
+from corral.service import MultiService
+
+CONFIG_MODULE = "__corral_config__"  # a .py config, as config.py registers it
+_CORRAL_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "")
+
+
+def modules(folder):
+    """{name: module} of the user's modules loaded now (see above)."""
+    prefix = os.path.join(os.path.realpath(folder), "")
+    found = {}
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if not isinstance(path, str):
+            continue
+        real = os.path.realpath(path)
+        if real.startswith(prefix) and not real.startswith(_CORRAL_DIR) \
+                and "-packages" + os.sep not in real:
+            found[name] = module
+    return found
+
+
+def forget(folder):
+    """Take the user's modules out of sys.modules, so that a load imports them
+    again; return them, for sys.modules.update() if that load fails.
+
+    Their cached bytecode goes too: a .pyc is trusted while the source has
+    the same size and mtime in whole seconds, so an edit made within the
+    second of the last import would otherwise go unseen."""
+    gone = modules(folder)
+    for name, module in gone.items():
+        del sys.modules[name]
+        with contextlib.suppress(OSError, ValueError, NotImplementedError):
+            os.unlink(importlib.util.cache_from_source(module.__file__))
+    return gone
+
+
+def digest(tree, folder):
+    """A hashable stand-in for the code that tree runs (see above)."""
+    user = modules(folder)
+    classes = {cls for service in _walk(tree) for cls in type(service).__mro__}
+    parts = {f"{cls.__qualname__}: {_text_digest(_source(cls))}"
+             for cls in classes if cls.__module__ == CONFIG_MODULE}
+    todo = [cls.__module__ for cls in classes if cls.__module__ in user]
+    seen = {CONFIG_MODULE}
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        parts.add(f"{name}: {_file_digest(user[name].__file__)}")
+        for value in vars(user[name]).values():
+            ref = value.__name__ if isinstance(value, types.ModuleType) \
+                else getattr(value, "__module__", None)
+            if ref in user and ref not in seen:
+                todo.append(ref)
+    return tuple(sorted(parts))
+
+
+def _walk(service):
+    yield service
+    if isinstance(service, MultiService):
+        for child in service:
+            yield from _walk(child)
+
+
+def _source(cls):
+    try:
+        return inspect.getsource(cls)
+    except (OSError, TypeError):
+        return None
+
+
+def _text_digest(text):
+    return None if text is None else hashlib.sha1(text.encode()).hexdigest()
+
+
+def _file_digest(path):
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha1(f.read()).hexdigest()
+    except OSError:
+        return None
