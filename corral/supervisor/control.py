@@ -25,6 +25,7 @@ from corral.errors import (E_BAD_ARGUMENT, E_FAILED, E_SHUTTING_DOWN, E_TOO_LONG
 
 MAX_CLIENTS = 256
 FOLLOW_BUFFER = 1 << 20  # bytes queued to one follower before items are skipped
+NOTICE_POLL = 0.1  # s between looks at a follower that fell behind, to tell it
 LOGS_REPLY_BYTES = 1 << 20  # of line text in one `logs` reply: the newest lines only
 _CRED = struct.Struct("3i")
 
@@ -218,17 +219,35 @@ class ControlServer:
             return  # an error instead of the history: no stream follows
         dropped = 0
         transport = writer.transport
+        loop = asyncio.get_running_loop()
+        notice_timer = None
+
+        def tell_dropped():
+            """The count of skipped items, as soon as the follower has room: not
+            only before the next item (when the output stops, none comes)."""
+            nonlocal dropped, notice_timer
+            notice_timer = None
+            if transport.is_closing() or not dropped:
+                return
+            if transport.get_write_buffer_size() > FOLLOW_BUFFER:
+                notice_timer = loop.call_later(NOTICE_POLL, tell_dropped)
+                return
+            writer.write(protocol.encode({"id": request_id, "dropped": dropped}))
+            dropped = 0
 
         def send(items):
-            nonlocal dropped
+            nonlocal dropped, notice_timer
             if transport.is_closing():
                 return
             if transport.get_write_buffer_size() > FOLLOW_BUFFER:
                 dropped += len(items)  # this follower fell behind: skip ahead
+                if notice_timer is None:
+                    notice_timer = loop.call_later(NOTICE_POLL, tell_dropped)
                 return
-            if dropped:
-                writer.write(protocol.encode({"id": request_id, "dropped": dropped}))
-                dropped = 0
+            if dropped:  # before the items that come after the gap
+                if notice_timer is not None:
+                    notice_timer.cancel()
+                tell_dropped()
             writer.write(b"".join(protocol.encode({"id": request_id, "stream": item})
                                   for item in items))
 
@@ -245,6 +264,8 @@ class ControlServer:
                 pass  # whatever the client sends now is ignored; EOF ends the stream
         finally:
             unsubscribe()
+            if notice_timer is not None:
+                notice_timer.cancel()
 
     # -- the commands ------------------------------------------------------
 

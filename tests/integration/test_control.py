@@ -936,6 +936,28 @@ def test_thousands_of_connections_do_not_lock_out_the_operator(master):
 
 
 @pytest.mark.timeout(60)
+def test_a_follower_that_fell_behind_is_told_even_when_the_output_stops(master):
+    total = 100_000  # 10 MB: far more than the follower's buffers hold
+    m = master(f"[services.flood]\ncommand = {command(FLOOD, str(total))}\nautostart = false\n")
+    follower = Conn(m.socket)
+    follower.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    request_id = follower.request("logs", name="flood", lines=0, follow=True)
+    m.call("start", names=["flood"])
+    m.wait_log(rf"flood {total - 1:09d} ", timeout=30)  # all written; nothing more comes
+    assert ok(follower.read()) == []
+    lines = dropped = 0
+    while lines + dropped < total:  # without the notice: a read that times out
+        message = follower.read()
+        assert message is not None and message["id"] == request_id
+        if "dropped" in message:
+            dropped += message["dropped"]
+        elif message["stream"]["stream"] == "out":
+            lines += 1
+    assert dropped > 0 and lines + dropped == total
+    follower.close()
+
+
+@pytest.mark.timeout(60)
 def test_followers_that_never_read_cannot_stall_or_bloat_the_master(master):
     m = master(f"""
 [services.quiet]
