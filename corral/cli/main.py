@@ -350,7 +350,10 @@ def _run_target(args):
         found = plugins.find(target)
         if found is None:
             known = ", ".join(plugins.names()) or "none installed"
-            raise UsageError(f"{target!r} is neither a config file nor a plugin (plugins: {known})")
+            near = [target + ext for ext in (".py", ".toml", ".tac") if os.path.isfile(target + ext)]
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise UsageError(f"{target!r} is neither a config file nor a plugin "
+                             f"(plugins: {known}){hint}")
         if found.error:
             raise plugins.PluginError(found)
         options = plugins.parse_options(found.plugin, rest)

@@ -329,6 +329,11 @@ def test_cli_run_unknown_name_lists_plugins(installed, fake_run_master, capsys, 
     installed([])
     assert main(["run", "nope"]) == 2
     assert "(plugins: none installed)" in capsys.readouterr().err
+    # `corral run app` beside app.py: the file was meant.
+    with open("nope.py", "w") as f:
+        f.write("")
+    assert main(["run", "nope"]) == 2
+    assert capsys.readouterr().err.endswith("; did you mean 'nope.py'?\n")
     assert fake_run_master == []
 
 
