@@ -236,20 +236,28 @@ class ControlServer:
             dropped = 0
 
         def send(items):
+            """Queue what fits in FOLLOW_BUFFER (one item at least, when any
+            room is left), count the rest as dropped: taking no more than
+            that bounds the work one batch costs (logs.Batch)."""
             nonlocal dropped, notice_timer
             if transport.is_closing():
                 return
-            if transport.get_write_buffer_size() > FOLLOW_BUFFER:
-                dropped += len(items)  # this follower fell behind: skip ahead
-                if notice_timer is None:
-                    notice_timer = loop.call_later(NOTICE_POLL, tell_dropped)
-                return
-            if dropped:  # before the items that come after the gap
+            room = FOLLOW_BUFFER - transport.get_write_buffer_size()
+            if dropped and room > 0:  # before the items that come after the gap
                 if notice_timer is not None:
                     notice_timer.cancel()
                 tell_dropped()
-            writer.write(b"".join(protocol.encode({"id": request_id, "stream": item})
-                                  for item in items))
+            queued = []
+            for item in items if room > 0 else ():
+                queued.append(protocol.encode({"id": request_id, "stream": item}))
+                room -= len(queued[-1])
+                if room <= 0:
+                    break
+            writer.write(b"".join(queued))
+            if len(queued) < len(items):  # this follower fell behind: skip ahead
+                dropped += len(items) - len(queued)
+                if notice_timer is None:
+                    notice_timer = loop.call_later(NOTICE_POLL, tell_dropped)
 
         if cmd == "logs":
             hub = self.master.loghub

@@ -14,9 +14,11 @@ once, listed in `errors`, retried on every write, and its recovery announced
 (logfiles.py). The console is non-blocking with a bounded
 pending buffer; beyond it whole chunks are dropped (files and rings keep them)
 and one notice counts them. Rings hold whole chunks; lines and dicts are
-built only by tail() and only when someone follows.
+built only by tail() and when someone follows, and then a line's dict only
+once a follower takes it (Batch).
 """
 
+import collections.abc
 import contextlib
 import errno
 import itertools
@@ -62,6 +64,29 @@ class _Meta:
 def _as_dict(t, m, line):
     return {"time": t, "name": m.instance, "service": m.service, "pid": m.pid,
             "stream": m.stream, "line": line.decode("utf-8", "replace")}
+
+
+class Batch(collections.abc.Sequence):
+    """One chunk's lines for followers, each made a dict only when a follower
+    first takes it, once for all of them: a follower that has room for a few
+    (control.py) costs a few dicts, not one per line of a flood."""
+
+    __slots__ = ("_t", "_m", "_lines", "_dicts")
+
+    def __init__(self, t, m, lines):
+        self._t, self._m, self._lines, self._dicts = t, m, lines, []
+
+    def __len__(self):
+        return len(self._lines)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self._lines)
+        while len(self._dicts) <= index < len(self._lines):
+            self._dicts.append(_as_dict(self._t, self._m, self._lines[len(self._dicts)]))
+        return self._dicts[index]
 
 
 def _split_long(lines, ml):
@@ -199,7 +224,8 @@ class LogHub:
         return [_as_dict(*e) for e in entries]
 
     def follow(self, callback, name=None):
-        """callback(list_of_dicts) gets each new batch of matching lines; do not mutate."""
+        """callback(batch) gets each new Batch of matching lines (a sequence of
+        dicts, made as they are read: take only what you can use)."""
         self._followers[token := next(self._tokens)] = (callback, name)
         return token
 
@@ -348,16 +374,14 @@ class LogHub:
             self._flush_notices()
 
     def _tell_followers(self, m, t, lines, block=None):
-        dicts = None
+        batch = None
         for token, (callback, name) in list(self._followers.items()):
             if not m.matches(name):
                 continue
-            if dicts is None:
-                if lines is None:
-                    lines = block.split(b"\n")
-                dicts = [_as_dict(t, m, line) for line in lines]
+            if batch is None:
+                batch = Batch(t, m, block.split(b"\n") if lines is None else lines)
             try:
-                callback(dicts)
+                callback(batch)
             except Exception as e:
                 self._followers.pop(token, None)
                 self._notice(f"follower {callback!r} removed after an error: {e!r}")

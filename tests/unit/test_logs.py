@@ -2,6 +2,7 @@
 
 import asyncio
 import fcntl
+import itertools
 import os
 import struct
 import termios
@@ -249,6 +250,24 @@ def test_follow_and_unfollow(loop, hubs):
     hub.follow(broken)
     hub.emit("still fine")                             # does not raise
     assert "removed after an error" in lines_of(hub)[-1]
+
+
+def test_followers_that_take_a_few_lines_build_a_few_dicts(loop, hubs, monkeypatch):
+    import corral.supervisor.logs as logs
+    real, made = logs._as_dict, []
+    monkeypatch.setattr(logs, "_as_dict", lambda *a: made.append(a) or real(*a))
+    hub = hubs()
+    taken = []
+    for _ in range(10):                                 # ten followers, room for 3 each
+        hub.follow(lambda batch: taken.append((len(batch), list(itertools.islice(batch, 3)))))
+    r, w = os.pipe()
+    hub.attach(r, "w", "w", 7, "out")
+    os.write(w, b"\n" * 60000)                          # a flood of empty lines, one read
+    os.close(w)
+    run_until(loop, lambda: r not in hub._sources)
+    assert taken[0][0] == 60000 and len(taken) == 10
+    assert all(t == taken[0] for t in taken) and [d["line"] for d in taken[0][1]] == [""] * 3
+    assert len(made) == 3                               # shared, and only what was taken
 
 
 def test_no_followers_builds_no_dicts(loop, hubs, monkeypatch):
