@@ -8,8 +8,9 @@ followers (logs -f, events -f) are written without waiting and, once more
 than FOLLOW_BUFFER bytes wait for one of them, are skipped ahead with a
 "dropped" notice. Only the master's own uid (or root) may connect. At most
 MAX_CLIENTS connections are kept: a new one pushes out the connection that
-has been idle longest, so that leaked or idle connections cannot lock the
-operator out; only when none is idle is the new one refused.
+has been idle longest, or else the oldest follower, so that leaked, idle or
+forgotten `-f` connections cannot lock the operator out; only when all are
+busy with a request is the new one refused.
 """
 
 import asyncio
@@ -151,15 +152,19 @@ class ControlServer:
             writer.transport.abort()
 
     def _push_out_idle(self):
-        """Close the connection idle longest to make room; False if none is idle."""
-        task = next((t for t, state in self.clients.items() if state == IDLE), None)
-        if task is None:
+        """Close the connection idle longest to make room, else the follower
+        there longest (a stream can be followed again); False if all are busy."""
+        for wanted, why in ((IDLE, "the connection idle longest"),
+                            (FOLLOWING, "the follower connected longest")):
+            task = next((t for t, state in self.clients.items() if state == wanted), None)
+            if task is not None:
+                break
+        else:
             return False
         del self.clients[task]  # counts no more, even before its task ends
         writer = self._writers.get(task)
         if writer is not None and not writer.transport.is_closing():
-            writer.write(protocol.reply_error(
-                None, E_FAILED, "too many clients: closing the connection idle longest"))
+            writer.write(protocol.reply_error(None, E_FAILED, f"too many clients: closing {why}"))
         task.cancel()
         return True
 

@@ -936,6 +936,29 @@ def test_thousands_of_connections_do_not_lock_out_the_operator(master):
 
 
 @pytest.mark.timeout(60)
+def test_forgotten_followers_do_not_lock_out_the_operator(master):
+    m = master(f"[services.a]\ncommand = {worker()}\n")
+    m.wait_state("a", "RUNNING")
+    followers = []
+    try:
+        for _ in range(MAX_CLIENTS):
+            c = Conn(m.socket)
+            c.request("events", lines=0, follow=True)
+            assert ok(c.read()) == []  # following from now on
+            followers.append(c)
+        assert m.status("a")["state"] == "RUNNING"  # one more: the oldest follower made room
+        assert followers[0].read() == {"id": None, "ok": False, "error": {
+            "code": "failed", "message": "too many clients: closing the follower connected longest"}}
+        assert followers[0].read() is None
+        # The others still follow.
+        m.call("signal", names=["a"], signal="KILL")
+        assert followers[-1].read()["stream"]["name"] == "a"
+    finally:
+        for c in followers:
+            c.close()
+
+
+@pytest.mark.timeout(60)
 def test_a_follower_that_fell_behind_is_told_even_when_the_output_stops(master):
     total = 100_000  # 10 MB: far more than the follower's buffers hold
     m = master(f"[services.flood]\ncommand = {command(FLOOD, str(total))}\nautostart = false\n")
