@@ -8,7 +8,8 @@ digest(), so the reload restarts the services whose code changed, and only
 those (reload.py).
 
 The user's modules are those loaded from the config's folder or below it,
-but not from an installed package there (a venv's site-packages) nor corral.
+but not corral, Python's own or an installed package there (a config in ~
+may have a pyenv or a venv below it).
 digest() follows a service's classes to their modules, and from each module
 to the user's modules it refers to (`import pkg.util`, `from pkg.util import
 f`): a change in any of those files changes the digest. Classes written in
@@ -23,24 +24,36 @@ import importlib.util
 import inspect
 import os
 import sys
+import sysconfig
 import types
 
 from corral.service import MultiService
 
 CONFIG_MODULE = "__corral_config__"  # a .py config, as config.py registers it
-_CORRAL_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "")
+
+
+def _not_users():
+    """Folders whose modules are never the user's, even below the config's
+    folder: corral, Python's own (a config in ~ has ~/.pyenv below it), a
+    venv's, site-packages."""
+    paths = {os.path.dirname(os.path.abspath(__file__)), sys.prefix, sys.base_prefix,
+             sys.exec_prefix, sys.base_exec_prefix}
+    paths.update(sysconfig.get_paths().get(key, "") for key in
+                 ("stdlib", "platstdlib", "purelib", "platlib"))
+    return tuple(os.path.join(os.path.realpath(p), "") for p in paths if p)
 
 
 def modules(folder):
     """{name: module} of the user's modules loaded now (see above)."""
     prefix = os.path.join(os.path.realpath(folder), "")
+    excluded = _not_users()
     found = {}
     for name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None)
         if not isinstance(path, str):
             continue
         real = os.path.realpath(path)
-        if real.startswith(prefix) and not real.startswith(_CORRAL_DIR) \
+        if real.startswith(prefix) and not real.startswith(excluded) \
                 and "-packages" + os.sep not in real:
             found[name] = module
     return found

@@ -1,0 +1,61 @@
+"""usercode: which modules are the user's, forgetting them, digests of a tree's code."""
+
+import importlib
+import json
+import sys
+
+import pytest
+
+import corral
+from corral import usercode
+from corral.service import MultiService
+
+
+@pytest.fixture
+def folder(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    usercode.forget(tmp_path)
+
+
+def write(folder, name, text):
+    (folder / name).write_text(text)
+
+
+def test_python_corral_and_installed_packages_are_never_the_users():
+    found = usercode.modules("/")                       # an ancestor of everything
+    assert not {"json", "asyncio", "corral", "corral.usercode", "pytest"} & set(found)
+    assert json is sys.modules["json"]
+
+
+def test_forget_takes_the_users_modules_out_and_gives_them_back(folder):
+    write(folder, "mine_a.py", "X = 1\n")
+    importlib.import_module("mine_a")
+    gone = usercode.forget(folder)
+    assert list(gone) == ["mine_a"] and "mine_a" not in sys.modules
+    write(folder, "mine_a.py", "X = 2\n")
+    assert importlib.import_module("mine_a").X == 2     # imported afresh
+    assert gone["mine_a"].X == 1
+
+
+def test_digest_follows_the_classes_modules_and_what_they_use(folder):
+    write(folder, "mine_words.py", "def word():\n    return 'w1'\n")
+    write(folder, "mine_web.py", "import corral\nfrom mine_words import word\n\n"
+                                 "class Web(corral.Service):\n    pass\n")
+    write(folder, "mine_other.py", "Z = 1\n")
+
+    def load():
+        usercode.forget(folder)
+        importlib.import_module("mine_other")
+        tree = MultiService()
+        importlib.import_module("mine_web").Web().setServiceParent(tree)
+        corral.Service().setServiceParent(tree)         # corral's own class: not followed
+        return usercode.digest(tree, folder)
+
+    first = load()
+    assert [part.split(":")[0] for part in first] == ["mine_web", "mine_words"]
+    assert load() == first                              # nothing changed
+    write(folder, "mine_other.py", "Z = 2\n")           # not used by the tree
+    assert load() == first
+    write(folder, "mine_words.py", "def word():\n    return 'w2'\n")
+    assert load() != first
