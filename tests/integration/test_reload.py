@@ -146,6 +146,12 @@ def test_reload_of_a_python_config_compares_the_trees(master):
     m.wait_log(r"add\[\d+\] out: add says hi")
     assert not pid_alive(pids["remove"]) and not pid_alive(pids["change"])
 
+    # The class's code changed: every service made of it runs the new code.
+    write(m, py_config([("keep", "same"), ("change", "new"), ("add", "hi")]).replace(
+        'print(f"{self.name} says {self.word}"', 'print(f"{self.name} now says {self.word}"'))
+    assert m.call("reload")["changed"] == ["keep", "change", "add"]
+    m.wait_log(r"keep\[\d+\] out: keep now says same")
+
     write(m, "raise RuntimeError('broken on purpose')\n")
     with pytest.raises(ControlError) as info:
         m.call("reload")
