@@ -34,10 +34,10 @@ CONFIG_MODULE = "__corral_config__"  # a .py config, as config.py registers it
 
 def _not_users():
     """Folders whose modules are never the user's, even below the config's
-    folder: corral, Python's own (a config in ~ has ~/.pyenv below it), a
-    venv's, site-packages."""
-    paths = {os.path.dirname(os.path.abspath(__file__)), sys.prefix, sys.base_prefix,
-             sys.exec_prefix, sys.base_exec_prefix}
+    folder: corral, Python's own library (a config in ~ has ~/.pyenv below
+    it), a venv's and the installed packages. Not the prefixes themselves:
+    an app may live in /usr/local/app."""
+    paths = {os.path.dirname(os.path.abspath(__file__))}
     paths.update(sysconfig.get_paths().get(key, "") for key in
                  ("stdlib", "platstdlib", "purelib", "platlib"))
     return tuple(os.path.join(os.path.realpath(p), "") for p in paths if p)
