@@ -57,18 +57,12 @@ def load(path):
             data = f.read()
     except OSError as exc:
         raise ConfigError(path, f"cannot read config: {exc.strerror or exc}") from None
-    # Imported again by this load: a reload runs changed code (usercode.py).
-    old_modules = usercode.forget(os.path.dirname(path))
-    try:
+    # The user's code imported again: a reload runs changed code (usercode.py).
+    with usercode.imported_afresh(os.path.dirname(path)):
         master, specs = loaders[ext](path, data)
         if not specs:
             raise ConfigError(path, "defines no services")
         _check_after(path, specs)
-    except BaseException:  # a load that fails changes nothing: the old modules back
-        for name in usercode.modules(os.path.dirname(path)):
-            del sys.modules[name]
-        sys.modules.update(old_modules)
-        raise
     return Config(path=path, master=master, services=tuple(specs))
 
 
@@ -261,7 +255,7 @@ def _load_python(path, data):
         raise ConfigError(path, "defines no services; add one to 'application' with "
                           "`svc.setServiceParent(application)`")
     # Registered before the specs: their code digests read the classes'
-    # source through it (a load that fails puts the old one back: load()).
+    # source through it (a load that fails puts the old one back: usercode.py).
     sys.modules[usercode.CONFIG_MODULE] = module
     specs = [_python_spec(path, folder, name, child)
              for child, name in zip(children, _child_names(children))]

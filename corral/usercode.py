@@ -61,9 +61,23 @@ def modules(folder):
     return found
 
 
+@contextlib.contextmanager
+def imported_afresh(folder):
+    """Around a load: the user's modules are imported again inside; if the
+    load fails, the ones it imported go and the old ones come back."""
+    old = forget(folder)
+    try:
+        yield
+    except BaseException:
+        for name in modules(folder):
+            del sys.modules[name]
+        sys.modules.update(old)
+        raise
+
+
 def forget(folder):
     """Take the user's modules out of sys.modules, so that a load imports them
-    again; return them, for sys.modules.update() if that load fails.
+    again; return them.
 
     Their cached bytecode goes too: a .pyc is trusted while the source has
     the same size and mtime in whole seconds, so an edit made within the

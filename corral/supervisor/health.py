@@ -89,7 +89,7 @@ class HealthMonitor:
         master = self.master
         if master.shutting_down or record.state is not State.RUNNING:
             return
-        master.log(f"{record.name}: {why}: stopping it as failed", record)
+        master.log(f"{why}: stopping it as failed", record)
         master.fail_record(record, why)
 
     # -- health ------------------------------------------------------------
@@ -105,7 +105,7 @@ class HealthMonitor:
                 ok, detail = await self.probe(record, check)
                 if ok:
                     if failures:
-                        self.master.log(f"{record.name}: health check passed again", record)
+                        self.master.log("health check passed again", record)
                     failures = 0
                     record.health_note = None
                     continue
@@ -113,7 +113,7 @@ class HealthMonitor:
                 plural = "s" if failures > 1 else ""
                 record.health_note = f"health: {failures} failure{plural} ({detail})"
                 if failures < check.failures:
-                    self.master.log(f"{record.name}: health check failed "
+                    self.master.log(f"health check failed "
                                     f"({failures}/{check.failures}): {check.describe()}: {detail}", record)
                     continue
                 times = "once" if failures == 1 else f"{failures} times in a row"
@@ -124,7 +124,7 @@ class HealthMonitor:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug must not go unseen, nor stop supervision
-            self.master.log(f"{record.name}: health checks stopped: internal error: {exc!r}", record)
+            self.master.log(f"health checks stopped: internal error: {exc!r}", record)
 
     async def probe(self, record, check):
         """(healthy, detail) of one probe, within check.timeout."""

@@ -76,10 +76,12 @@ class Master(Operations):
                 self.request_start(record)
 
     def log(self, text, record=None):
-        """A line of the master's; about record: filed under its service too
-        (its ring, its file in log_dir, `corral logs SERVICE`)."""
-        service = "corral" if record is None else record.service
-        self.loghub.emit(text, service=service, pid=os.getpid())
+        """A line of the master's; about record: "NAME: text", filed under its
+        service too (its ring, its file in log_dir, `corral logs SERVICE`)."""
+        if record is None:
+            self.loghub.emit(text, pid=os.getpid())
+        else:
+            self.loghub.emit(f"{record.name}: {text}", service=record.service, pid=os.getpid())
 
     def _on_loop_error(self, loop, context):
         # A bug must not take supervision down: report it and go on.
@@ -128,7 +130,7 @@ class Master(Operations):
             if blocker is not None:
                 record.wanted = False
                 record.description = f"not started: {blocker}"
-                self.log(f"{record.name}: not started: {blocker}", record)
+                self.log(f"not started: {blocker}", record)
                 self._wake()
             elif self._dependencies_running(record):
                 record.wanted = False
@@ -218,7 +220,7 @@ class Master(Operations):
         except SpawnError as exc:
             record.started_at = self.clock.now()
             self._set(record, event, "spawn failed")
-            self.log(f"{record.name}: {exc}", record)
+            self.log(f"{exc}", record)
             self._exited(record, policy.Exit(error=str(exc)))
             return
         record.child = child
@@ -231,7 +233,7 @@ class Master(Operations):
         if child.notify_fd is not None:
             self.loop.add_reader(child.notify_fd, self._on_notify, record, child)
         self._set(record, event, f"spawned, pid {child.pid}")
-        self.log(f"{record.name}: spawned, pid {child.pid}", record)
+        self.log(f"spawned, pid {child.pid}", record)
         self.readiness.spawned(record, child)  # RUNNING now, or when `ready` says
 
     def mark_ready(self, record):
@@ -275,7 +277,7 @@ class Master(Operations):
         self.readiness.gone(record, exit)  # its timers and probes end here
         if record.state is State.STOPPING:
             if child is not None and child.family_alive():
-                self.log(f"{record.name}: {exit}; waiting for the rest of its process group", record)
+                self.log(f"{exit}; waiting for the rest of its process group", record)
                 self._await_leftovers(record)
                 return
             self._finish_stop(record)
@@ -288,7 +290,7 @@ class Master(Operations):
         record.child = None
         if self.shutting_down:
             self._set(record, Event.FINISHED, f"{exit} during shutdown")
-            self.log(f"{record.name}: {exit} during shutdown", record)
+            self.log(f"{exit} during shutdown", record)
             return
         self._decide(record, exit, failed=record.state is State.STARTING
                      and record.spec.ready is not None)
@@ -301,14 +303,14 @@ class Master(Operations):
         if isinstance(decision, policy.Restart):
             record.restarts += 1
             self._set(record, Event.CRASHED, f"restarting in {decision.delay:.2f} s")
-            self.log(f"{record.name}: {decision.reason}", record)
+            self.log(f"{decision.reason}", record)
             record.timer = self.loop.call_later(decision.delay, self._retry, record)
         elif isinstance(decision, policy.GiveUp):
             self._set(record, Event.GAVE_UP, decision.reason)
-            self.log(f"{record.name}: FATAL: {decision.reason}", record)
+            self.log(f"FATAL: {decision.reason}", record)
         else:
             self._set(record, Event.FINISHED, decision.reason)
-            self.log(f"{record.name}: exited: {decision.reason}", record)
+            self.log(f"exited: {decision.reason}", record)
 
     def _retry(self, record):
         record.timer = None
@@ -327,7 +329,7 @@ class Master(Operations):
             return
         spec = record.spec
         self._set(record, Event.STOP, f"stopping ({policy.signal_name(spec.stop_signal)})")
-        self.log(f"{record.name}: stopping pid {record.pid} with "
+        self.log(f"stopping pid {record.pid} with "
                  f"{policy.signal_name(spec.stop_signal)}", record)
         record.child.signal_family(spec.stop_signal)  # its group and what left it
         record.timer = self.loop.call_later(spec.stop_timeout, self._stop_timed_out, record)
@@ -342,7 +344,7 @@ class Master(Operations):
     def _stop_timed_out(self, record):
         record.timer = None
         if record.state is State.STOPPING and record.child is not None:
-            self.log(f"{record.name}: still running {record.spec.stop_timeout:g} s after "
+            self.log(f"still running {record.spec.stop_timeout:g} s after "
                      f"the stop signal: killing its process group", record)
             record.child.signal_family(signal.SIGKILL)
 
@@ -365,7 +367,7 @@ class Master(Operations):
                 self._decide(record, exit, failed=True)
                 return
         self._set(record, Event.EXITED, f"stopped ({exit})")
-        self.log(f"{record.name}: stopped ({exit})", record)
+        self.log(f"stopped ({exit})", record)
 
     def kill_all(self):
         """The second Ctrl-C: SIGKILL every worker's group and family now."""

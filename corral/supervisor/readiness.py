@@ -204,7 +204,7 @@ class Readiness:
         else:
             how = watch.how or describe(record.spec.ready)
         if how is not None:
-            self.master.log(f"{record.name}: ready" + (f" ({how})" if how else ""), record)
+            self.master.log("ready" + (f" ({how})" if how else ""), record)
         self.master.mark_ready(record)
         if record.state is State.RUNNING and record.spec.watchdog:
             watch.last_beat = self.loop.time()
@@ -253,7 +253,7 @@ class Readiness:
                                           "killing")
         elif line == "STOPPING=1" and watch is not None and not watch.stopping:
             watch.stopping = True
-            self.master.log(f"{record.name}: says it is stopping (STOPPING=1)", record)
+            self.master.log("says it is stopping (STOPPING=1)", record)
 
     def _datagram(self, pid, lines):
         record = self._sender(pid)
@@ -304,7 +304,7 @@ class Readiness:
             return
         watch.killed = True
         watch.cancel()
-        self.master.log(f"{record.name}: {why}", record)
+        self.master.log(why, record)
         watch.child.signal_family(signal.SIGKILL)
 
     def gone(self, record, exit):
@@ -315,7 +315,7 @@ class Readiness:
             self._pids.pop(watch.child.pid, None)
         if record.state is State.STARTING and record.spec.ready is not None \
                 and exit.error is None and not (watch is not None and watch.killed):
-            self.master.log(f"{record.name}: {exit} before it was ready: a failed start", record)
+            self.master.log(f"{exit} before it was ready: a failed start", record)
 
     def close(self):
         for watch in self._watches.values():

@@ -177,12 +177,12 @@ class SocketKeeper:
             return held.fds()
         except Exception as exc:  # noqa: BLE001 - user code too: whatever fails is FATAL
             for line in traceback.format_exc().rstrip().splitlines():
-                master.log(f"{record.name}: {line}", record)
+                master.log(line, record)
             reason = f"cannot bind its sockets: {exc}"
             record.started_at = master.clock.now()
             master._set(record, event, "binding sockets")
             master._set(record, Event.GAVE_UP, reason)
-            master.log(f"{record.name}: FATAL: {reason}", record)
+            master.log(f"FATAL: {reason}", record)
             return None
 
     def _bind(self, spec):

@@ -197,8 +197,8 @@ class FakeMaster:
         self.lines = []
         self.failed = []
 
-    def log(self, text, record=None):
-        self.lines.append(text)
+    def log(self, text, record=None):  # as Master.log
+        self.lines.append(text if record is None else f"{record.name}: {text}")
 
     def fail_record(self, record, why):
         self.failed.append((record, why))
