@@ -11,11 +11,12 @@ its error and changes nothing.
 import dataclasses
 
 from corral import spec as spec_module
+from corral.core import messages as m
 from corral.errors import E_CONFIG, ControlError, CorralError
-from corral.supervisor.states import AT_REST
 
 
-async def apply(master):
+async def apply(master, stop):
+    """stop(records): the operations' ordered stop, awaited until at rest."""
     try:
         new = master.loader(master.config.path)
     except CorralError as exc:
@@ -27,24 +28,15 @@ async def apply(master):
     master.log("reload: " + ("; ".join(summary) if summary else "nothing changed"))
 
     going = [r for r in master.records.values() if r.service in removed + changed]
-    for record in going:
-        master.stop_record(record)
-    await master.wait_for(lambda: all(r.state in AT_REST for r in going))
+    await stop(going)
     master.sockets.close(removed + changed)  # before the new trees bind (sockets.py)
 
-    kept = {r.name: r for r in master.records.values() if r.service in unchanged}
-    master.records = {}
-    for spec in new.services:
-        if spec.name in unchanged:
-            master.records.update((n, r) for n, r in kept.items() if r.service == spec.name)
-        else:
-            master.add_service(spec)
     # The master's own settings (socket, log paths) stay as the master started;
     # a service's log_max_bytes/log_backups apply now (they restart nothing).
-    master.config = dataclasses.replace(new, master=master.config.master)
+    master.replace(dataclasses.replace(new, master=master.config.master), keep=unchanged)
     master.loghub.set_rotation(new.services)
-    for spec in new.services:
-        if spec.name in added + changed and spec.autostart:
-            for record in master.instances_of(spec.name):
-                master.request_start(record)
+    starting = [r.name for spec in new.services if spec.name in added + changed and spec.autostart
+                for r in master.instances_of(spec.name)]
+    if starting:
+        master.feed(m.Start(tuple(starting)))
     return {"added": added, "removed": removed, "changed": changed, "unchanged": unchanged}

@@ -11,8 +11,11 @@ previous sample of the same process (0.0 the first time).
 import os
 import time
 
+from dataclasses import dataclass
+
+from corral.core.record import RETRY
+from corral.core.states import HAS_PROCESS, State
 from corral.supervisor import procfs
-from corral.supervisor.states import State
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -71,47 +74,66 @@ class Usage:
         return result
 
 
-def status_row(record, sample, now, loop_now):
+@dataclass(frozen=True)
+class Status:
+    """One instance, as facts: what every frontend renders in its own way."""
+
+    name: str
+    service: str
+    state: str
+    pid: int
+    uptime: float  # s since its spawn, while it has a process
+    since: float  # wall time of its last move
+    restarts: int
+    last_exit: str  # "exit 3", "SIGKILL", "spawn failed: ..."
+    exit_code: int
+    exit_signal: int
+    spawn_error: str
+    cpu_percent: float
+    rss: int
+    reason: str  # why it is in its state, in words
+    retry_in: float  # BACKOFF: s until the next spawn
+    status_text: str  # the worker's own STATUS= line
+    health: str  # "health: 2 failures (503)" while probes fail
+    log_error: str  # its log file cannot be written
+
+    @property
+    def description(self):
+        """The reason with what else an operator should see, on one line."""
+        parts = [self.reason]
+        if self.retry_in is not None:
+            parts = [f"restarting in {self.retry_in:.1f} s"]
+            if self.last_exit:  # why it is waiting, at a glance
+                parts.insert(0, self.last_exit)
+        parts += [self.status_text, self.health, self.log_error]
+        return "; ".join(p for p in parts if p)
+
+
+def status_row(record, sample, now, wall_now, log_error=None):
     cpu, rss = sample.get(record.pid, (None, None))
     uptime = None
-    if record.pid is not None:
-        if record.state in (State.STARTING, State.RUNNING, State.STOPPING):
-            uptime = round(now - record.started_at, 3)
-    description = record.description
-    if record.state is State.BACKOFF and record.timer is not None:
-        left = max(0.0, record.timer.when() - loop_now)
-        description = f"restarting in {left:.1f} s"
-        if record.last_exit:  # why it is waiting, at a glance
-            description = f"{record.last_exit}; {description}"
-    if record.status_text:
-        description = f"{description}; {record.status_text}" if description else record.status_text
-    note = getattr(record, "health_note", None)  # only while health checks fail
-    if note:
-        description = f"{description}; {note}" if description else note
-    return {
-        "name": record.name,
-        "service": record.service,
-        "state": record.state.value,
-        "pid": record.pid,
-        "uptime": uptime,
-        "restarts": record.restarts,
-        "last_exit": str(record.last_exit) if record.last_exit else None,
-        "cpu_percent": cpu,
-        "rss": rss,
-        "description": description,
-    }
+    if record.pid is not None and record.state in HAS_PROCESS:
+        uptime = round(now - record.started_at, 3)
+    retry = record.deadlines.get(RETRY) if record.state is State.BACKOFF else None
+    exit = record.last_exit
+    return Status(
+        name=record.name, service=record.service, state=record.state.value, pid=record.pid,
+        uptime=uptime,
+        since=None if record.since is None else round(wall_now - (now - record.since), 3),
+        restarts=record.restarts, last_exit=str(exit) if exit else None,
+        exit_code=exit.code if exit else None, exit_signal=exit.signal if exit else None,
+        spawn_error=exit.error if exit else None, cpu_percent=cpu, rss=rss,
+        reason=record.reason, retry_in=None if retry is None else max(0.0, retry - now),
+        status_text=record.status_text, health=record.health_note, log_error=log_error)
 
 
-def status(records, usage, now, loop_now, log_errors=None):
+def status(records, usage, now, log_errors=None):
     """log_errors: {service: text} for services whose log file fails (LogHub)."""
     sample = usage.sample([r.pid for r in records if r.pid is not None])
-    rows = [status_row(record, sample, now, loop_now) for record in records]
-    for row in rows:
-        trouble = (log_errors or {}).get(row["service"])
-        if trouble:
-            row["description"] = f"{row['description']}; {trouble}" if row["description"] \
-                else trouble
-    return rows
+    wall_now = time.time()
+    log_errors = log_errors or {}
+    return [status_row(record, sample, now, wall_now, log_errors.get(record.service))
+            for record in records]
 
 
 def _class_name(obj):

@@ -14,10 +14,12 @@ import dataclasses
 import os
 
 from corral import config as config_module
-from corral.errors import EXIT_OK, ControlError, CorralError
+from corral.errors import EXIT_OK, CorralError
+from corral.api import Operations
+from corral.frontends import signals
+from corral.frontends.control import ControlServer
 from corral.supervisor import daemon as daemon_module
-from corral.supervisor import reaper, sdnotify, signals
-from corral.supervisor.control import ControlServer
+from corral.supervisor import reaper, sdnotify
 from corral.supervisor.master import Master
 
 
@@ -78,7 +80,8 @@ async def _main(config, loader=config_module.load, owner=None, pidfile=None, ann
     color = console is not None and os.isatty(1) and "NO_COLOR" not in os.environ
     master = Master(config, console=console, color=color, loader=loader)
     master.notifier = sdnotify.Notifier.from_environment()  # before any worker forks
-    control = ControlServer(master, config.master.socket)
+    ops = Operations(master)
+    control = ControlServer(ops, config.master.socket, master.log)
     await control.start()
     try:
         daemon_module.drop_privileges(owner, config.master.socket)
@@ -90,10 +93,7 @@ async def _main(config, loader=config_module.load, owner=None, pidfile=None, ann
         if pidfile is not None and pidfile.notice:
             master.log(pidfile.notice)
 
-        def reload():
-            loop.create_task(_quiet(master.reload()))
-
-        taken = signals.install(loop, master, reload=reload, reopen=master.loghub.reopen)
+        taken = signals.install(loop, ops)
         reaping = reaper.Reaper(loop, master.spawner.owns, log=master.log)
         reaping.install()  # SIGCHLD: reap the orphans we adopt, never a worker
         reaper.share_scans(loop)  # one /proc pass per loop iteration for families
@@ -111,14 +111,7 @@ async def _main(config, loader=config_module.load, owner=None, pidfile=None, ann
     finally:
         await control.close()
         master.notifier.close()
-        master.readiness.close()  # its NOTIFY_SOCKET and directory
+        master.close()  # its timers, the commands' NOTIFY_SOCKET and directory
         if master.loghub is not None:
             master.loghub.close()
     return code
-
-
-async def _quiet(awaitable):
-    try:
-        await awaitable
-    except ControlError:
-        pass  # reload already logged why it refused

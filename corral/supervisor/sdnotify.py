@@ -24,10 +24,10 @@ import os
 import socket
 import time
 
-from corral.supervisor.states import State
+from corral.core.states import State
 
-STATUS_ORDER = (State.RUNNING, State.STARTING, State.BACKOFF, State.STOPPING,
-                State.STOPPED, State.EXITED, State.FATAL)
+STATUS_ORDER = (State.RUNNING, State.WAITING, State.STARTING, State.BACKOFF, State.STOPPING,
+                State.FAILING, State.STOPPED, State.EXITED, State.FATAL)
 NOT_UP = (State.BACKOFF, State.FATAL)
 NAMES_SHOWN = 5
 
@@ -78,7 +78,7 @@ class Notifier:
         if self.address is None:
             return
         self._master, self._log = master, master.log
-        master.event_followers[self] = self._changed
+        master.event_topic.subscribe(self._changed)
         self._changed()
 
     @contextlib.asynccontextmanager
@@ -119,7 +119,7 @@ class Notifier:
 def settled(master):
     """Start-up can do no more for now (see the module's docstring)."""
     def done(record):
-        if record.state is State.STOPPED and record.wanted:
+        if record.state is State.WAITING:
             return any(dep.state is not State.RUNNING and done(dep)
                        for name in record.spec.after for dep in master.instances_of(name))
         return record.state not in (State.STARTING, State.STOPPING)

@@ -32,17 +32,11 @@ import contextlib
 import fcntl
 import os
 import re
-import traceback
 from dataclasses import dataclass
 
-from corral.supervisor.states import Event
 
 FIRST_FD = 3  # SD_LISTEN_FDS_START
 _NAME = re.compile(r"[A-Za-z0-9_.@-]{1,255}")
-
-
-class SocketError(Exception):
-    """A socket could not be bound; the message says which and why."""
 
 
 # -- URLs (settings.py checks the `sockets` key with parse) ---------------------
@@ -156,34 +150,22 @@ class SocketKeeper:
     def __init__(self):
         self.held = {}  # service name -> Held
 
-    def prepare(self, master, record, event):
-        """Make sure record's service holds its sockets: [(fd, name)] for a command.
+    def prepare(self, spec):
+        """Make sure spec's service holds its sockets: [(fd, name)] for a command.
 
-        On failure: log the traceback, move the record to FATAL (no retry:
-        a port in use or a bad address does not get better by itself) and
-        return None.
+        Raises whatever binding raised (a port in use, a bad address, the
+        tree's own privilegedStartService): the caller makes that FATAL.
         """
-        spec = record.spec
         held = self.held.get(spec.name)
         if held is not None and held.spec is not spec:  # replaced: reload closes it first
             held.close()
             held = None
-        try:
+        if held is None:
+            held = self._bind(spec)
             if held is None:
-                held = self._bind(spec)
-                if held is None:
-                    return []
-                self.held[spec.name] = held
-            return held.fds()
-        except Exception as exc:  # noqa: BLE001 - user code too: whatever fails is FATAL
-            for line in traceback.format_exc().rstrip().splitlines():
-                master.log(line, record)
-            reason = f"cannot bind its sockets: {exc}"
-            record.started_at = master.clock.now()
-            master._set(record, event, "binding sockets")
-            master._set(record, Event.GAVE_UP, reason)
-            master.log(f"FATAL: {reason}", record)
-            return None
+                return []
+            self.held[spec.name] = held
+        return held.fds()
 
     def _bind(self, spec):
         if spec.is_command:
@@ -324,30 +306,3 @@ class Activation:
         os.environ["LISTEN_FDS"] = str(len(self.fds))
         os.environ["LISTEN_PID"] = str(os.getpid())
         os.environ["LISTEN_FDNAMES"] = ":".join(name for _, name in self.fds)
-
-
-# -- rolling restart (Master.restart with rolling) -----------------------------
-
-
-async def rolling_restart(master, records, settled, outcome):
-    """Restart records one at a time: each is RUNNING again before the next one
-    stops, so the others (and the held sockets' backlog) serve meanwhile. One
-    that does not come up ends the roll: the rest are left as they are."""
-    from corral.supervisor.states import State
-
-    results = []
-    for record in records:
-        if master.shutting_down:
-            failed = "not restarted: the master is shutting down"
-        else:
-            master.stop_record(record)
-            master.request_start(record, fresh=True)  # starts once STOPPED
-            await master.wait_for(lambda record=record: settled(record))
-            ok = record.state is State.RUNNING
-            results.append(outcome(record, ok))
-            if ok:
-                continue
-            failed = f"not restarted: {record.name} did not come up ({record.state})"
-        results += [outcome(rest, False, failed) for rest in records[len(results):]]
-        break
-    return results

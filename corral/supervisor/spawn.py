@@ -21,7 +21,7 @@ import sys
 
 from corral import privileges
 from corral.supervisor import libc, procfs, reaper, readiness
-from corral.supervisor.policy import Exit
+from corral.core.policy import Exit
 from corral.supervisor.sockets import Activation
 
 

@@ -25,7 +25,7 @@ import corral
 from corral.cli.client import NoMaster
 from corral.errors import ControlError
 from corral.protocol import MAX_REQUEST
-from corral.supervisor.control import MAX_CLIENTS
+from corral.frontends.control import MAX_CLIENTS
 from tests.integration.harness import DEADLINE, pid_alive, wait_until
 
 FIXTURES = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, "fixtures", "control"))
@@ -34,7 +34,8 @@ FLOOD = os.path.join(FIXTURES, "flood.py")
 PY = sys.executable
 
 STATUS_KEYS = {"name", "service", "state", "pid", "uptime", "restarts", "last_exit",
-               "cpu_percent", "rss", "description"}
+               "cpu_percent", "rss", "description", "reason", "since", "exit_code",
+               "exit_signal", "spawn_error"}
 EVENT_KEYS = {"time", "name", "service", "from", "to", "pid", "exit"}
 LOG_KEYS = {"time", "name", "service", "pid", "stream", "line"}
 

@@ -120,7 +120,7 @@ after = ["app"]
                      dump=m.output, message="STATUS=warming up in the status")
     assert row["state"] == "STARTING"
     assert "waiting for READY=1" in row["description"]
-    assert m.status("web")["state"] == "STOPPED"  # waits for app's readiness
+    assert m.status("web")["state"] == "WAITING"  # waits for app's readiness
     assert "warming up" in m.cli("status", "app").stdout
 
     open(os.path.join(m.dir, "go"), "w").close()

@@ -145,7 +145,7 @@ needs.supervise(after=["bad"]).setServiceParent(application)
 """, suffix=".py")
     ready = fake.wait_for("READY=1", m)
     status = [line for line in fake.messages[ready] if line.startswith("STATUS=")]
-    assert status == ["STATUS=1 running, 1 backoff, 1 stopped; not up: bad"], fake.messages
+    assert status == ["STATUS=1 running, 1 waiting, 1 backoff; not up: bad"], fake.messages
     assert m.status("good")["state"] == "RUNNING"
     assert m.status("bad")["state"] == "BACKOFF"
 

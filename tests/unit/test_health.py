@@ -17,8 +17,8 @@ from corral.healthspec import Health, format_bytes, parse_health, parse_memory
 from corral.probes import Target
 from corral.spec import ServiceSpec
 from corral.supervisor import health
-from corral.supervisor.record import Record
-from corral.supervisor.states import Event, State
+from corral.core.record import Record
+from corral.core.states import Event
 from tests.helpers import free_port, run_without_threads
 
 TRUE = "command = ['true']\n"
@@ -190,30 +190,28 @@ async def http_server(status=200, answer=True):
 
 
 class FakeMaster:
+    """What health.probe uses of the master: its loop and the spawner's helpers."""
+
     def __init__(self, loop):
         self.loop = loop
         self.spawner = type("Spawner", (), {"helpers": set()})()
-        self.shutting_down = False
-        self.lines = []
-        self.failed = []
 
-    def log(self, text, record=None):  # as Master.log
-        self.lines.append(text if record is None else f"{record.name}: {text}")
 
-    def fail_record(self, record, why):
-        self.failed.append((record, why))
-        record.move(Event.STOP)
-        self.health.changed(record, State.RUNNING)
+class Prober:
+    def __init__(self, master):
+        self.master = master
+
+    async def probe(self, record, check):
+        return await health.probe(self.master, record, check)
 
 
 def monitor_on(loop):
     master = FakeMaster(loop)
-    master.health = health.HealthMonitor(master)
-    return master, master.health
+    return master, Prober(master)
 
 
 def running_record(**settings):
-    record = Record(ServiceSpec(name="svc", command=("true",), **settings), 0)
+    record = Record.of(ServiceSpec(name="svc", command=("true",), **settings), 0)
     record.move(Event.START)
     record.move(Event.READY)
     return record
@@ -291,55 +289,6 @@ def test_exec_probe_killed_after_timeout_and_reaped():
     assert all(stat.startswith("Z") for stat in out.stdout.split())  # its sleeps died too
 
 
-def test_failures_in_a_row_restart_once_and_success_resets():
-    async def main():
-        master, monitor = monitor_on(asyncio.get_running_loop())
-        flag = {"ok": True}
-
-        async def handle(reader, writer):
-            await reader.readuntil(b"\r\n\r\n")
-            writer.write(b"HTTP/1.0 200 OK\r\n\r\n" if flag["ok"] else b"HTTP/1.0 503 No\r\n\r\n")
-            writer.close()
-
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        async with server:
-            record = running_record(health=parse_health({
-                "http": f"http://127.0.0.1:{port}/", "interval": 0.02, "failures": 3}))
-            monitor.changed(record, State.STARTING)
-            await asyncio.sleep(0.1)
-            assert master.lines == [] and record.health_note is None
-            flag["ok"] = False
-            while not master.failed:
-                await asyncio.sleep(0.005)
-        why = f"health check failed 3 times in a row (http http://127.0.0.1:{port}/: 503)"
-        assert master.failed == [(record, why)] and record.state is State.STOPPING
-        assert master.lines[-1] == f"svc: {why}: stopping it as failed"
-        assert "svc: health check failed (2/3)" in master.lines[-2]
-        assert record.health_note is None and not monitor.tasks
-
-    run_without_threads(main())
-
-
-def test_note_while_failing_and_cancel_on_leaving_running():
-    async def main():
-        master, monitor = monitor_on(asyncio.get_running_loop())
-        record = running_record(health=parse_health({
-            "tcp": free_port(), "interval": 0.01, "failures": 1000}))
-        monitor.changed(record, State.STARTING)
-        while record.health_note is None or "2 failures" not in record.health_note:
-            await asyncio.sleep(0.005)
-        assert record.health_note.startswith("health: ")
-        assert record.health_note.endswith("failures (connection refused)")
-        task = monitor.tasks[record]
-        record.move(Event.STOP)
-        monitor.changed(record, State.RUNNING)
-        await asyncio.sleep(0)
-        assert task.cancelled() and not monitor.tasks and record.health_note is None
-
-    run_without_threads(main())
-
-
 # -- memory --------------------------------------------------------------------------
 
 def test_tree_rss_counts_descendants():
@@ -355,37 +304,3 @@ def test_tree_rss_counts_descendants():
     finally:
         child.kill()
         child.wait()
-
-
-def test_memory_timer_only_while_a_running_instance_has_max_memory():
-    async def main():
-        master, monitor = monitor_on(asyncio.get_running_loop())
-        plain = running_record()
-        monitor.changed(plain, State.STARTING)
-        assert monitor._timer is None and not monitor.tasks
-        limited = running_record(max_memory=1 << 40)
-        limited.child = type("Child", (), {"pid": os.getpid()})()
-        monitor.changed(limited, State.STARTING)
-        assert monitor._timer is not None
-        monitor._sample()  # what the timer does: one pass, no restart
-        assert monitor.passes == 1 and monitor._timer is not None and not master.failed
-        limited.move(Event.STOP)
-        monitor.changed(limited, State.RUNNING)
-        assert monitor._timer is None and not monitor.watched
-
-    run_without_threads(main())
-
-
-def test_memory_over_the_limit_restarts():
-    async def main():
-        master, monitor = monitor_on(asyncio.get_running_loop())
-        record = running_record(max_memory=1024)
-        record.child = type("Child", (), {"pid": os.getpid()})()
-        monitor.changed(record, State.STARTING)
-        monitor._sample()
-        assert [r for r, _ in master.failed] == [record]
-        assert master.lines[0].startswith("svc: rss ")
-        assert master.lines[0].endswith(" over max_memory 1K: stopping it as failed")
-        assert monitor._timer is None
-
-    run_without_threads(main())

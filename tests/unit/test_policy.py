@@ -7,7 +7,7 @@ import pytest
 from corral.clock import FakeClock
 from corral.errors import EXIT_WORKER_BOOT
 from corral.spec import ServiceSpec
-from corral.supervisor.policy import Exit, Finish, GiveUp, History, Restart, decide
+from corral.core.policy import Exit, Finish, GiveUp, History, Restart, decide
 
 
 

@@ -15,7 +15,8 @@ from corral.probes import Target
 from corral.spec import ServiceSpec
 from corral.supervisor import readiness
 from corral.supervisor.notify_socket import NotifySocket
-from corral.supervisor.readiness import describe, parse_ready
+from corral.probes import describe_ready as describe
+from corral.supervisor.readiness import parse_ready
 
 
 @pytest.mark.parametrize("value, parsed", [

@@ -7,21 +7,22 @@ import types
 import pytest
 
 from corral.supervisor import sdnotify
-from corral.supervisor.states import State
+from corral.core.states import State
+from corral.supervisor.subscriptions import Topic
 
 pytestmark = pytest.mark.timeout(10)
 
 
-def rec(name, state, after=(), autostart=True, wanted=False):
+def rec(name, state, after=(), autostart=True):
     spec = types.SimpleNamespace(after=tuple(after), autostart=autostart)
-    return types.SimpleNamespace(name=name, service=name, state=state, wanted=wanted, spec=spec)
+    return types.SimpleNamespace(name=name, service=name, state=state, spec=spec)
 
 
 def fake_master(*records, shutting_down=False):
     by_name = {r.name: r for r in records}
     logged = []
     return types.SimpleNamespace(
-        records=by_name, shutting_down=shutting_down, event_followers={}, log=logged.append,
+        records=by_name, shutting_down=shutting_down, event_topic=Topic(), log=logged.append,
         logged=logged, instances_of=lambda name: [r for r in records if r.service == name])
 
 
@@ -31,16 +32,16 @@ S = State
 @pytest.mark.parametrize("records, expected", [
     ([rec("a", S.RUNNING), rec("b", S.RUNNING)], True),
     ([rec("a", S.RUNNING), rec("b", S.STARTING)], False),
-    ([rec("a", S.RUNNING), rec("b", S.STOPPED, wanted=True)], False),   # about to spawn
+    ([rec("a", S.RUNNING), rec("b", S.WAITING)], False),   # about to spawn
     ([rec("a", S.FATAL), rec("b", S.EXITED), rec("c", S.BACKOFF)], True),
-    ([rec("a", S.STOPPED, autostart=False, wanted=False), rec("b", S.RUNNING)], True),
+    ([rec("a", S.STOPPED, autostart=False), rec("b", S.RUNNING)], True),
     # waits for a dependency that is not coming up soon: settled
-    ([rec("db", S.BACKOFF), rec("web", S.STOPPED, after=["db"], wanted=True)], True),
-    ([rec("db", S.FATAL), rec("web", S.STOPPED, after=["db"], wanted=True)], True),
-    ([rec("db", S.BACKOFF), rec("mid", S.STOPPED, after=["db"], wanted=True),
-      rec("top", S.STOPPED, after=["mid"], wanted=True)], True),
+    ([rec("db", S.BACKOFF), rec("web", S.WAITING, after=["db"])], True),
+    ([rec("db", S.FATAL), rec("web", S.WAITING, after=["db"])], True),
+    ([rec("db", S.BACKOFF), rec("mid", S.WAITING, after=["db"]),
+      rec("top", S.WAITING, after=["mid"])], True),
     # waits for a dependency that is starting: not yet
-    ([rec("db", S.STARTING), rec("web", S.STOPPED, after=["db"], wanted=True)], False),
+    ([rec("db", S.STARTING), rec("web", S.WAITING, after=["db"])], False),
     ([rec("a", S.STOPPING)], False),
     ([], True),
 ])
@@ -87,8 +88,8 @@ def test_ready_once_then_status_changes_then_reload_and_stop(listener):
     n.watch(m)
     assert received(sock) == [["STATUS=starting: 1 starting"]]
     a.state = S.RUNNING
-    m.event_followers[n]([{}])
-    m.event_followers[n]([{}])                           # no change: nothing sent
+    m.event_topic.publish([{}])
+    m.event_topic.publish([{}])                           # no change: nothing sent
     assert received(sock) == [["READY=1", "STATUS=1 running"]]
 
     async def reload():

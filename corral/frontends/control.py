@@ -1,4 +1,4 @@
-"""The control socket: JSON lines on a private unix socket -> Master methods.
+"""The control socket: JSON lines on a private unix socket -> api.Operations.
 
 Invariant: no client can block the master or grow its memory without
 bound. Each connection is its own task and handles one request at a time;
@@ -21,8 +21,7 @@ import struct
 import sys
 
 from corral import protocol
-from corral.errors import (E_BAD_ARGUMENT, E_FAILED, E_SHUTTING_DOWN, E_TOO_LONG,
-                           ControlError, CorralError)
+from corral.errors import E_BAD_ARGUMENT, E_FAILED, E_TOO_LONG, ControlError, CorralError
 
 MAX_CLIENTS = 256
 FOLLOW_BUFFER = 1 << 20  # bytes queued to one follower before items are skipped
@@ -90,8 +89,9 @@ def _all_is_none(name):
 
 
 class ControlServer:
-    def __init__(self, master, path):
-        self.master = master
+    def __init__(self, ops, path, log):
+        self.ops = ops  # api.Operations
+        self.log = log  # log(text): a line in the master's log
         self.path = path
         self.server = None
         self.clients = {}  # task -> IDLE, BUSY or FOLLOWING, oldest first
@@ -213,7 +213,7 @@ class ControlServer:
         except ControlError as exc:
             return False, protocol.reply_error(request_id, exc.code, exc.message)
         except Exception as exc:  # a bug: answer, log, and keep serving
-            self.master.log(f"control: {cmd} failed: {exc!r}")
+            self.log(f"control: {cmd} failed: {exc!r}")
             return False, protocol.reply_error(request_id, E_FAILED, f"{cmd} failed: {exc}")
         return True, protocol.reply_ok(request_id, result)
 
@@ -240,6 +240,8 @@ class ControlServer:
             writer.write(protocol.encode({"id": request_id, "dropped": dropped}))
             dropped = 0
 
+        subscription = None
+
         def send(items):
             """Queue what fits in FOLLOW_BUFFER (one item at least, when any
             room is left), count the rest as dropped: taking no more than
@@ -261,82 +263,75 @@ class ControlServer:
             writer.write(b"".join(queued))
             if len(queued) < len(items):  # this follower fell behind: skip ahead
                 dropped += len(items) - len(queued)
+                subscription.drop(len(items) - len(queued))
                 if notice_timer is None:
                     notice_timer = loop.call_later(NOTICE_POLL, tell_dropped)
 
         if cmd == "logs":
-            hub = self.master.loghub
-            token = hub.follow(send, _all_is_none(args["name"]))
-            unsubscribe = lambda: hub.unfollow(token)  # noqa: E731
+            subscription = self.ops.subscribe("logs", send, _all_is_none(args["name"]))
         else:
-            key = object()
-            self.master.event_followers[key] = send
-            unsubscribe = lambda: self.master.event_followers.pop(key, None)  # noqa: E731
+            subscription = self.ops.subscribe("events", send)
         try:
             while await reader.read(65536):
                 pass  # whatever the client sends now is ignored; EOF ends the stream
         finally:
-            unsubscribe()
+            subscription.close()
             if notice_timer is not None:
                 notice_timer.cancel()
 
     # -- the commands ------------------------------------------------------
 
-    def _not_shutting_down(self, cmd):
-        if self.master.shutting_down:
-            raise ControlError(E_SHUTTING_DOWN, f"{cmd}: the master is shutting down")
-
     async def _status(self, names):
-        return self.master.status(names)
+        return [_row(status) for status in self.ops.status(names)]
 
     async def _start(self, names):
-        self._not_shutting_down("start")
-        return await self.master.start(names)
+        return [o.as_dict() for o in await self.ops.start(names)]
 
     async def _stop(self, names):
-        return await self.master.stop(names)
+        return [o.as_dict() for o in await self.ops.stop(names)]
 
     async def _restart(self, names, rolling):
-        self._not_shutting_down("restart")
-        return await self.master.restart(names, rolling=rolling)
+        return [o.as_dict() for o in await self.ops.restart(names, rolling=rolling)]
 
     async def _signal(self, names, signal):
-        return self.master.send_signal(names, parse_signal(signal))
+        return [o.as_dict() for o in self.ops.signal(names, parse_signal(signal))]
 
     async def _logs(self, name, lines, follow):
         if name is not None and name != "all":
             if any(ch in name for ch in "*?["):
                 raise ControlError(E_BAD_ARGUMENT, "logs: give one service or instance name")
-            self.master.resolve([name])  # raises no_such_service
-        return self.master.loghub.tail(_all_is_none(name), min(lines, sys.maxsize),
-                                       max_bytes=LOGS_REPLY_BYTES)
+        return self.ops.logs(_all_is_none(name), min(lines, sys.maxsize),
+                             max_bytes=LOGS_REPLY_BYTES)
 
     async def _events(self, lines, follow):
-        lines = min(lines, sys.maxsize)
-        events = list(self.master.events)
-        return events[-lines:] if lines else []
+        return self.ops.events(min(lines, sys.maxsize))
 
     async def _tree(self):
-        return self.master.tree()
+        return self.ops.tree()
 
     async def _reload(self):
-        self._not_shutting_down("reload")
-        return await self.master.reload()
+        return await self.ops.reload()
 
     async def _reopen(self):
-        self.master.loghub.reopen()
+        self.ops.reopen()
         return None
 
     async def _shutdown(self):
-        await self.master.shutdown()
+        await self.ops.shutdown()
         return None
 
     async def _version(self):
-        from corral import __version__
+        return self.ops.version()
 
-        result = {"version": __version__, "pid": os.getpid()}
-        errors = self.master.loghub.errors if self.master.loghub else []
-        if errors:  # only when some log output cannot be written (docs/protocol.md)
-            result["errors"] = errors
-        return result
 
+def _row(status):
+    """A status row as docs/protocol.md draws it: the facts, and the
+    description that `corral status` shows."""
+    return {
+        "name": status.name, "service": status.service, "state": status.state,
+        "pid": status.pid, "uptime": status.uptime, "restarts": status.restarts,
+        "last_exit": status.last_exit, "cpu_percent": status.cpu_percent, "rss": status.rss,
+        "description": status.description, "reason": status.reason, "since": status.since,
+        "exit_code": status.exit_code, "exit_signal": status.exit_signal,
+        "spawn_error": status.spawn_error,
+    }

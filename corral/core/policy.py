@@ -61,10 +61,6 @@ class History:
     restarts: tuple = ()  # monotonic times of the restarts within the window
     attempt: int = 0  # restarts since the last stable run
 
-    @property
-    def total(self):
-        return len(self.restarts)
-
 
 @dataclass(frozen=True)
 class Restart:

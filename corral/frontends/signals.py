@@ -12,22 +12,30 @@ control command of the same name (one way to do each thing).
 
 import signal
 
+from corral.errors import ControlError
 
-def install(loop, master, reload, reopen):
-    """Route the master's signals to its verbs; return the signals taken."""
+
+def install(loop, ops):
+    """Route the master's signals to ops' verbs; return the signals taken."""
     interrupts = []
+
+    def shutdown():
+        ops.shutdown()  # begins now; nobody here waits for its end
 
     def on_interrupt():
         interrupts.append(1)
         if len(interrupts) > 1:
-            master.kill_all()
-        master.begin_shutdown()
+            ops.kill_all()
+        shutdown()
+
+    def reload():
+        loop.create_task(_quiet(ops.reload()))
 
     verbs = {
-        signal.SIGTERM: master.begin_shutdown,
+        signal.SIGTERM: shutdown,
         signal.SIGINT: on_interrupt,
         signal.SIGHUP: reload,
-        signal.SIGUSR1: reopen,
+        signal.SIGUSR1: ops.reopen,
     }
     for sig, verb in verbs.items():
         loop.add_signal_handler(sig, verb)
@@ -37,3 +45,10 @@ def install(loop, master, reload, reopen):
 def uninstall(loop, taken):
     for sig in taken:
         loop.remove_signal_handler(sig)
+
+
+async def _quiet(awaitable):
+    try:
+        await awaitable
+    except ControlError:
+        pass  # reload already logged why it refused

@@ -1,0 +1,1 @@
+"""The supervision core: pure data and decisions (no asyncio, no os)."""

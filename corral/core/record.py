@@ -1,0 +1,129 @@
+"""One supervised instance as plain data, and the snapshot of them all.
+
+Everything the master knows about an instance lives in its Record: the
+state, the goal, the pid, the restart history, the last exit and why, and
+every deadline as a value (a monotonic time), never as a timer handle. The
+master's shell (supervisor/master.py) arms one timer per deadline it finds
+here; a replay test advances a fake clock past them instead. Only the
+decision step (step.py) changes a Record, and its state only through
+move(), which goes through the transition table.
+"""
+
+import enum
+from dataclasses import dataclass, field
+
+from corral.core import states
+from corral.core.policy import History
+from corral.core.states import State
+
+
+class Goal(enum.Enum):
+    """What was asked of an instance: to be up or down. The state is what is."""
+
+    DOWN = "down"
+    UP = "up"
+
+    def __str__(self):
+        return self.value
+
+
+class Mode(enum.Enum):
+    """The master's own phase."""
+
+    RUNNING = "running"
+    SHUTTING_DOWN = "shutting down"
+    DONE = "done"
+
+
+# The deadlines a record can hold, by what passes when they fall due.
+RETRY = "retry"  # BACKOFF: spawn again
+KILL = "kill"  # STOPPING/FAILING: the stop timeout, SIGKILL its family
+READY_BY = "ready_by"  # STARTING: start_timeout, SIGKILL
+UP_FOR = "up_for"  # STARTING with ready = {seconds = N}: ready then
+PROBE = "probe"  # STARTING with a tcp/http ready check: probe (again)
+WATCHDOG = "watchdog"  # RUNNING with watchdog: the heartbeat is due
+HEALTH = "health"  # RUNNING with health: probe
+LEFTOVERS = "leftovers"  # being stopped, main process gone: look for what it left
+DEADLINES = (RETRY, KILL, READY_BY, UP_FOR, PROBE, WATCHDOG, HEALTH, LEFTOVERS)
+MEMORY = "memory"  # the master-wide RSS pass (Supervision.deadlines)
+
+
+@dataclass
+class Starting:
+    """What a STARTING instance still waits for (readiness)."""
+
+    notified: bool  # READY=1 came, or is not awaited
+    checked: bool  # the tcp/http/seconds check passed, or there is none
+    how: str = ""  # what made it ready, for the log
+    problem: str = ""  # the last probe failure, for the start timeout's message
+
+
+@dataclass
+class Record:
+    spec: object  # spec.ServiceSpec
+    index: int
+    name: str
+    state: State = State.STOPPED
+    goal: Goal = Goal.DOWN
+    pid: int = None
+    started_at: float = None  # monotonic time of the last spawn
+    history: History = field(default_factory=History)
+    restarts: int = 0  # restarts since the master started it, for status
+    last_exit: object = None  # policy.Exit
+    reason: str = ""  # why it is in its state, in words
+    since: float = None  # monotonic time of the last move
+    status_text: str = None  # the worker's own STATUS= line
+    starting: Starting = None  # while STARTING
+    pending: object = None  # Event of a spawn asked for, until Spawned/SpawnFailed
+    killed: str = None  # why corral itself SIGKILLed the process (a missed deadline)
+    said_stopping: bool = False  # it sent STOPPING=1: no heartbeat expected any more
+    beat_at: float = None  # the last WATCHDOG=1
+    health_failures: int = 0  # failed probes in a row
+    health_note: str = None  # "health: 2 failures (503)" while probes fail
+    probe_started: float = None  # when the running health probe began
+    deadlines: dict = field(default_factory=dict)  # kind -> monotonic time
+
+    @classmethod
+    def of(cls, spec, index):
+        return cls(spec=spec, index=index, name=spec.instance_names()[index])
+
+    @property
+    def service(self):
+        return self.spec.name
+
+    def move(self, event):
+        """Apply `event`; return the previous state. Raises if illegal."""
+        old = self.state
+        self.state = states.apply(old, event)
+        return old
+
+    def __repr__(self):
+        return f"<Record {self.name} {self.state} goal={self.goal} pid={self.pid}>"
+
+
+@dataclass
+class Supervision:
+    """All records (in config order) and the master's phase: the step's world."""
+
+    records: dict = field(default_factory=dict)  # instance name -> Record
+    mode: Mode = Mode.RUNNING
+    deadlines: dict = field(default_factory=dict)  # MEMORY -> monotonic time
+    by_service: dict = field(default_factory=dict)  # service name -> [Record]
+
+    def add(self, spec):
+        for index in range(spec.numprocs):
+            record = Record.of(spec, index)
+            self.records[record.name] = record
+        self.index()
+
+    def index(self):
+        self.by_service = {}
+        for record in self.records.values():
+            self.by_service.setdefault(record.service, []).append(record)
+
+    def instances_of(self, service):
+        return self.by_service.get(service, [])
+
+    @property
+    def shutting_down(self):
+        return self.mode is not Mode.RUNNING

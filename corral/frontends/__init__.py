@@ -1,0 +1,1 @@
+"""Frontends: what talks to the master from outside, through api.Operations only."""

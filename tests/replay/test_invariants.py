@@ -1,0 +1,104 @@
+"""Random histories: whatever happens in whatever order, the records stay
+consistent, no move is illegal, and a shutdown always ends.
+
+300 seeded histories of 80 happenings each (starts, stops, crashes, READY=1
+lines, probe answers, time passing) over a small tree with dependencies,
+readiness checks, health and watchdogs; then a shutdown.
+"""
+
+import random
+
+import pytest
+
+from corral.core import messages as m
+from corral.core.states import AT_REST, HAS_PROCESS
+from corral.healthspec import parse_health
+from corral.probes import parse_tcp
+from tests.replay.harness import World, command, python_tree
+
+
+def specs():
+    return (
+        python_tree("db", start_timeout=2.0, backoff_initial=0.1),
+        command("cache", ready=("tcp", parse_tcp(6379)), start_timeout=1.0,
+                backoff_initial=0.2, stop_timeout=0.5),
+        command("web", after=("db", "cache"), numprocs=2, watchdog=1.0,
+                health=parse_health({"tcp": 8000, "interval": 0.5, "failures": 2}),
+                restart="on-failure", max_restarts=3),
+        python_tree("job", after=("web",), ready=("seconds", 0.3), restart="never"),
+    )
+
+
+def check(w):
+    for record in w.sup.records.values():
+        where = f"{record.name} {record.state}: {w.moves[-5:]}"
+        assert (record.pid is not None) == (record.state in HAS_PROCESS), where
+        assert record.pending is None, where
+        if record.state in AT_REST:
+            assert not record.deadlines, where
+        if record.pid is not None:
+            assert w.pids[record.pid] == record.name, where
+
+
+def happen(w, rng):
+    names = list(w.sup.records)
+    live = [n for n in names if w.pid(n) in w.alive]
+    choice = rng.random()
+    if choice < 0.15:
+        w.feed(m.Start(tuple(rng.sample(names, rng.randint(1, 2))), fresh=rng.random() < 0.5))
+    elif choice < 0.25:
+        w.feed(m.Stop(tuple(rng.sample(names, rng.randint(1, 3)))))
+    elif choice < 0.45 and live:
+        name = rng.choice(live)
+        if rng.random() < 0.5:
+            w.exit(name, code=rng.choice([0, 1, 78]), leftovers=rng.random() < 0.2)
+        else:
+            w.killed(name)
+    elif choice < 0.6 and live:
+        w.notify(rng.choice(live), rng.choice(["READY=1", "WATCHDOG=1", "STATUS=busy",
+                                               "STOPPING=1", "WATCHDOG=trigger"]))
+    elif choice < 0.75 and w.probes:
+        name, pid, what = w.probes.pop(rng.randrange(len(w.probes)))
+        if what == "leftovers":
+            w.feed(m.Leftovers(name, pid, alive=rng.random() < 0.3))
+        else:
+            w.feed(m.Probed(name, pid, what, ok=rng.random() < 0.6, detail="x"))
+    else:
+        w.advance(rng.choice([0.01, 0.1, 0.5, 1.0, 3.0]))
+
+
+def settle_everything(w):
+    """Every live process ends when signalled; let all deadlines pass."""
+    for _ in range(200):
+        for name, record in w.sup.records.items():
+            if record.pid is not None and record.pid in w.alive:
+                if any(n == name and pid == record.pid for n, pid, _s, _w in w.signals):
+                    w.killed(name)
+        for name, pid, what in list(w.probes):
+            w.probes.remove((name, pid, what))
+            if what == "leftovers":
+                w.feed(m.Leftovers(name, pid, alive=False))
+        if w.done is not None:
+            return
+        w.advance(1.0)
+    raise AssertionError(f"shutdown never ended: {w.states()} {w.deadlines()}")
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_random_history_keeps_records_consistent_and_shutdown_ends(seed):
+    rng = random.Random(seed)
+    w = World(*specs())
+    w.feed(m.Start(("db", "cache", "web:0", "web:1", "job")))
+    check(w)
+    for _ in range(80):
+        happen(w, rng)
+        check(w)
+    w.feed(m.Shutdown())
+    settle_everything(w)
+    check(w)
+    assert all(r.state in AT_REST for r in w.sup.records.values()), w.states()
+    assert not w.sup.deadlines and w.done == 0
+    before = len(w.pids)
+    w.feed(m.Start(("db",)))
+    w.advance(10)
+    assert len(w.pids) == before  # nothing is spawned after a shutdown

@@ -1,0 +1,288 @@
+"""Scripted histories through the decision step: start, crash, stop, shutdown.
+
+No process, no loop, no sleep: World (harness.py) answers spawns with fake
+pids and moves a fake clock; each test reads the moves, signals and lines
+the step asked for.
+"""
+
+import signal
+
+from corral.core import messages as m
+from corral.core.record import KILL, LEFTOVERS, RETRY
+from corral.probes import parse_tcp
+from tests.replay.harness import World, command, python_tree
+
+
+def start_all(world):
+    world.feed(m.Start(tuple(world.sup.records), fresh=True))
+
+
+# -- start order ---------------------------------------------------------------
+
+def test_after_starts_a_python_dependent_once_its_dependency_is_ready():
+    w = World(python_tree("db"), python_tree("web", after=("db",)),
+              python_tree("worker", after=("web",)))
+    start_all(w)
+    assert w.states() == {"db": "STARTING", "web": "WAITING", "worker": "WAITING"}
+    assert w.record("web").reason == "waiting for db"
+    w.notify("db", "READY=1")
+    assert w.spawned_order() == ["db", "web"] and w.state("worker") == "WAITING"
+    w.notify("web", "READY=1")
+    w.notify("worker", "READY=1")
+    assert set(w.states().values()) == {"RUNNING"}
+    assert w.lines.count("db: ready") == 1
+
+
+def test_starting_one_service_starts_its_dependencies_first():
+    w = World(command("db"), command("cache"), command("web", after=("db", "cache")))
+    w.feed(m.Start(("web",), fresh=True))
+    assert w.spawned_order() == ["db", "cache", "web"]
+    assert w.states() == {"db": "RUNNING", "cache": "RUNNING", "web": "RUNNING"}
+
+
+def test_a_dependency_at_rest_blocks_its_dependents_with_the_reason():
+    w = World(command("db", restart="never"), python_tree("web", after=("db",)))
+    w.fail_spawn["db"] = ("exec failed: permission denied: /usr/bin/db", False)
+    start_all(w)
+    assert w.state("db") == "EXITED"
+    assert w.moves_of("db") == [("STOPPED", "EXITED")]  # never a STARTING without a process
+    assert w.state("web") == "STOPPED"
+    assert w.record("web").reason == "not started: db is EXITED"
+    assert "web: not started: db is EXITED" in w.lines
+
+
+def test_numprocs_instances_are_all_awaited_by_dependents():
+    w = World(python_tree("db", numprocs=2), python_tree("web", after=("db",)))
+    start_all(w)
+    w.notify("db:0", "READY=1")
+    assert w.state("web") == "WAITING"
+    w.notify("db:1", "READY=1")
+    assert w.state("web") == "STARTING"
+
+
+# -- crashes, backoff, give-up ------------------------------------------------------
+
+def crashing(**settings):
+    settings = {"backoff_initial": 1.0, "backoff_factor": 2.0, "backoff_max": 30.0,
+                "max_restarts": 3, "restart_window": 60.0, **settings}
+    return command("app", **settings)
+
+
+def test_a_crash_loop_backs_off_then_goes_fatal():
+    w = World(crashing())
+    start_all(w)
+    delays = []
+    for _ in range(3):
+        w.exit("app", code=1)
+        assert w.state("app") == "BACKOFF"
+        delays.append(w.record("app").deadlines[RETRY] - w.clock.now())
+        w.advance(delays[-1])
+        assert w.state("app") == "STARTING" or w.state("app") == "RUNNING"
+    assert delays == [1.0, 2.0, 4.0]
+    w.exit("app", code=1)
+    assert w.state("app") == "FATAL"
+    assert w.record("app").reason == "exited 4 times in 60 s (exit 1): giving up"
+    assert w.lines[-1] == "app: FATAL: exited 4 times in 60 s (exit 1): giving up"
+    assert not w.record("app").deadlines
+    assert w.record("app").restarts == 3
+
+
+def test_a_stable_run_resets_the_backoff():
+    w = World(crashing(backoff_reset=10.0, max_restarts=100))
+    start_all(w)
+    w.exit("app", code=1)
+    w.advance(1.0)
+    w.exit("app", code=1)
+    assert w.record("app").deadlines[RETRY] - w.clock.now() == 2.0
+    w.advance(2.0)
+    w.advance(11.0)  # a long, stable run
+    w.exit("app", code=1)
+    assert w.record("app").deadlines[RETRY] - w.clock.now() == 1.0
+
+
+def test_restart_policies():
+    w = World(crashing(restart="on-failure"), command("never", restart="never"))
+    start_all(w)
+    w.exit("app", code=0)
+    assert w.state("app") == "EXITED" and w.record("app").reason == "exit 0; restart = on-failure"
+    w.exit("never", code=3)
+    assert w.state("never") == "EXITED"
+
+
+def test_a_python_boot_error_is_not_retried():
+    w = World(python_tree("app"))
+    start_all(w)
+    w.exit("app", code=78)
+    assert w.state("app") == "FATAL"
+    assert "could not load or start its service tree" in w.record("app").reason
+
+
+def test_a_crash_kills_what_the_process_left_behind():
+    w = World(crashing())
+    start_all(w)
+    pid = w.pid("app")
+    w.exit("app", code=1)
+    assert (("app", pid, signal.SIGKILL, "family")) in w.signals
+
+
+def test_a_failed_spawn_backs_off_without_a_starting():
+    w = World(crashing())
+    w.fail_spawn["app"] = ("exec failed: no such file: /nope", False)
+    start_all(w)
+    assert w.moves_of("app") == [("STOPPED", "BACKOFF")]
+    assert w.record("app").last_exit.error == "exec failed: no such file: /nope"
+    assert "app: exec failed: no such file: /nope" in w.lines
+    del w.fail_spawn["app"]
+    w.advance(1.0)
+    assert w.moves_of("app")[-2:] == [("BACKOFF", "STARTING"), ("STARTING", "RUNNING")]
+
+
+def test_sockets_that_cannot_be_bound_are_fatal_at_once():
+    w = World(crashing())
+    w.fail_spawn["app"] = ("[Errno 98] Address already in use", True)
+    start_all(w)
+    assert w.state("app") == "FATAL"
+    assert w.record("app").reason == "cannot bind its sockets: [Errno 98] Address already in use"
+
+
+def test_an_operators_start_in_backoff_spawns_now_with_a_fresh_history():
+    w = World(crashing())
+    start_all(w)
+    w.exit("app", code=1)
+    w.feed(m.Start(("app",), fresh=True))
+    assert w.state("app") == "RUNNING" and RETRY not in w.record("app").deadlines
+    assert w.record("app").history.attempt == 0
+
+
+def test_an_exit_of_a_replaced_process_is_ignored():
+    w = World(crashing())
+    start_all(w)
+    w.feed(m.Exited("app", 99999, w.record("app").last_exit))
+    assert w.state("app") == "RUNNING"
+
+
+# -- stopping -------------------------------------------------------------------------
+
+def test_stop_escalates_to_sigkill_after_stop_timeout():
+    w = World(command("app", stop_timeout=5.0, stop_signal=signal.SIGINT))
+    start_all(w)
+    w.feed(m.Stop(("app",)))
+    assert w.state("app") == "STOPPING" and w.signalled() == [(signal.SIGINT, "family")]
+    w.advance(4.9)
+    assert w.signalled() == [(signal.SIGINT, "family")]
+    w.advance(0.1)
+    assert w.signalled()[-1] == (signal.SIGKILL, "family")
+    assert "app: still running 5 s after the stop signal: killing its process group" in w.lines
+    w.killed("app")
+    assert w.state("app") == "STOPPED" and w.record("app").reason == "stopped (SIGKILL)"
+    assert not w.record("app").deadlines
+
+
+def test_stop_goes_in_reverse_dependency_order():
+    w = World(command("db"), command("web", after=("db",)), command("tool"))
+    start_all(w)
+    w.feed(m.Stop(("db", "web")))
+    assert w.states() == {"db": "RUNNING", "web": "STOPPING", "tool": "RUNNING"}
+    w.exit("web", code=0)
+    assert w.states() == {"db": "STOPPING", "web": "STOPPED", "tool": "RUNNING"}
+
+
+def test_stopping_only_the_dependency_does_not_wait_for_dependents():
+    w = World(command("db"), command("web", after=("db",)))
+    start_all(w)
+    w.feed(m.Stop(("db",)))
+    assert w.states() == {"db": "STOPPING", "web": "RUNNING"}
+
+
+def test_leftovers_are_awaited_before_stopped():
+    w = World(command("app"))
+    start_all(w)
+    w.feed(m.Stop(("app",)))
+    pid = w.pid("app")
+    w.exit("app", code=0, leftovers=True)
+    assert w.state("app") == "STOPPING" and LEFTOVERS in w.record("app").deadlines
+    w.advance(0.02)
+    assert ("app", pid, "leftovers") in w.probes
+    w.feed(m.Leftovers("app", pid, alive=True))
+    w.advance(0.02)
+    w.feed(m.Leftovers("app", pid, alive=False))
+    assert w.state("app") == "STOPPED" and KILL not in w.record("app").deadlines
+
+
+def test_a_start_while_stopping_starts_it_again_once_gone():
+    w = World(command("app"))
+    start_all(w)
+    w.feed(m.Stop(("app",)))
+    w.feed(m.Start(("app",), fresh=True))
+    assert w.state("app") == "STOPPING"
+    w.exit("app", code=0)
+    assert w.moves_of("app")[-3:] == [("STOPPING", "STOPPED"), ("STOPPED", "STARTING"),
+                                      ("STARTING", "RUNNING")]
+
+
+def test_a_crash_of_a_service_waiting_to_be_stopped_is_not_restarted():
+    w = World(command("db"), command("web", after=("db",)))
+    start_all(w)
+    w.feed(m.Stop(("db", "web")))
+    w.exit("db", code=1)  # while web is still stopping
+    assert w.state("db") == "EXITED" and not w.record("db").deadlines
+
+
+def test_shutdown_during_backoff_and_start_is_prompt_and_ends_done():
+    w = World(crashing(), python_tree("slow"))
+    start_all(w)
+    w.exit("app", code=1)
+    w.feed(m.Shutdown())
+    assert w.state("app") == "STOPPED" and not w.record("app").deadlines
+    assert w.state("slow") == "STOPPING" and w.done is None
+    w.advance(60)  # no respawn ever comes
+    assert w.spawned_order() == ["app", "slow"]
+    w.killed("slow")
+    assert w.done == 0 and w.lines[-1] == "all services stopped"
+    assert w.closed == [("app", "slow")]
+
+
+def test_an_exit_during_shutdown_is_final():
+    w = World(command("db"), command("web", after=("db",)))
+    start_all(w)
+    w.feed(m.Shutdown())
+    w.exit("db", code=1)  # before its turn to stop
+    assert w.state("db") == "EXITED" and w.record("db").reason == "exit 1 during shutdown"
+    w.exit("web", code=0)
+    assert w.done == 0
+
+
+def test_no_start_after_shutdown():
+    w = World(command("app"))
+    w.feed(m.Shutdown())
+    assert w.done == 0
+    start_all(w)
+    assert w.state("app") == "STOPPED" and not w.pids
+
+
+# -- reload ------------------------------------------------------------------------------
+
+def test_replace_keeps_unchanged_records_and_makes_changed_ones_anew():
+    w = World(command("keep"), command("change"), command("gone"))
+    start_all(w)
+    w.exit("keep", code=1)
+    w.advance(1)
+    kept = w.record("keep")
+    w.feed(m.Stop(("change", "gone")))
+    w.exit("change")
+    w.exit("gone")
+    new = (command("keep"), command("change", stop_timeout=3.0), command("added"))
+    w.feed(m.Replace(new, keep=("keep",)))
+    assert list(w.sup.records) == ["keep", "change", "added"]
+    assert w.record("keep") is kept and kept.restarts == 1 and kept.state.value == "RUNNING"
+    assert w.record("change").spec.stop_timeout == 3.0 and w.state("change") == "STOPPED"
+    w.feed(m.Start(("change", "added")))
+    assert w.states() == {"keep": "RUNNING", "change": "RUNNING", "added": "RUNNING"}
+
+
+def test_a_probe_deadline_of_a_removed_record_is_ignored():
+    w = World(command("app", ready=("tcp", parse_tcp(5432))))
+    start_all(w)
+    w.feed(m.Replace((), keep=()))
+    w.feed(m.Due("app", "probe"))  # a timer the shell had armed
+    assert w.sup.records == {}

@@ -1,0 +1,191 @@
+"""Readiness, the watchdog, health and memory, through the decision step."""
+
+import signal
+
+from corral.core import messages as m
+from corral.core.record import HEALTH, MEMORY, READY_BY, WATCHDOG
+from corral.healthspec import parse_health
+from corral.probes import parse_http, parse_tcp
+from tests.replay.harness import World, command, python_tree
+
+
+def started(*specs):
+    w = World(*specs)
+    w.feed(m.Start(tuple(w.sup.records), fresh=True))
+    return w
+
+
+# -- readiness --------------------------------------------------------------------
+
+def test_a_plain_command_is_running_at_spawn_and_says_nothing_more():
+    w = started(command("app"))
+    assert w.moves_of("app") == [("STOPPED", "STARTING"), ("STARTING", "RUNNING")]
+    assert w.lines == ["app: spawned, pid 100"]
+
+
+def test_notify_waits_for_ready_and_keeps_status_text():
+    w = started(command("app", ready=("notify",)))
+    assert w.state("app") == "STARTING"
+    assert w.record("app").reason == "spawned, pid 100; waiting for READY=1"
+    w.notify("app", "STATUS=warming up")
+    assert w.record("app").status_text == "warming up"
+    w.notify("app", "READY=1")
+    assert w.state("app") == "RUNNING" and w.lines[-1] == "app: ready (READY=1)"
+
+
+def test_a_start_timeout_kills_and_the_policy_counts_a_failed_start():
+    w = started(python_tree("app", start_timeout=3.0, backoff_initial=1.0))
+    w.advance(2.9)
+    assert w.signalled() == []
+    w.advance(0.1)
+    assert w.signalled() == [(signal.SIGKILL, "family")]
+    assert w.record("app").killed == ("not ready 3 s after its spawn "
+                                      "(start_timeout; waiting for startService): killing")
+    w.killed("app")
+    assert w.state("app") == "BACKOFF"
+
+
+def test_ready_seconds_and_an_early_exit_is_a_failed_start():
+    w = started(command("app", ready=("seconds", 1.0), backoff_initial=1.0))
+    w.advance(0.5)
+    w.exit("app", code=0)  # exit 0 before ready is a failure still
+    assert w.state("app") == "BACKOFF"
+    assert "app: exit 0 before it was ready: a failed start" in w.lines
+    w.advance(1.0)  # respawned
+    w.advance(1.0)
+    assert w.state("app") == "RUNNING" and w.lines[-1] == "app: ready (up 1 s)"
+
+
+def test_a_tcp_check_is_probed_until_it_answers_then_the_timeout_is_gone():
+    w = started(command("app", ready=("tcp", parse_tcp(5432)), start_timeout=10.0))
+    w.advance(0)
+    w.answer("app", "ready", False, "connection refused")
+    assert w.probes == []
+    w.advance(0.05)
+    w.answer("app", "ready", True, "connected")
+    assert w.state("app") == "RUNNING"
+    assert w.lines[-1] == "app: ready (tcp 127.0.0.1:5432 answers)"
+    assert READY_BY not in w.record("app").deadlines
+
+
+def test_a_start_timeout_names_the_last_probe_failure():
+    w = started(command("app", ready=("http", parse_http("http://127.0.0.1:8000/")),
+                        start_timeout=1.0))
+    w.advance(0)
+    w.answer("app", "ready", False, "connection refused")
+    w.advance(1.0)
+    assert w.record("app").killed.startswith(
+        "not ready 1 s after its spawn (start_timeout; waiting for http://127.0.0.1:8000/: "
+        "connection refused)")
+
+
+def test_a_python_worker_with_a_check_needs_both():
+    w = started(python_tree("app", ready=("tcp", parse_tcp(5432))))
+    w.advance(0.5)
+    assert w.probes == []  # startService first
+    w.notify("app", "READY=1")
+    w.advance(0)
+    w.answer("app", "ready", True, "connected")
+    assert w.state("app") == "RUNNING"
+
+
+# -- the watchdog ------------------------------------------------------------------
+
+def test_heartbeats_keep_it_and_silence_kills_it():
+    w = started(command("app", watchdog=2.0, backoff_initial=1.0))
+    assert w.state("app") == "RUNNING" and WATCHDOG in w.record("app").deadlines
+    for _ in range(5):
+        w.advance(1.5)
+        w.notify("app", "WATCHDOG=1")
+    assert w.signalled() == []
+    w.advance(2.0)
+    assert w.signalled() == [(signal.SIGKILL, "family")]
+    assert w.record("app").killed == ("no watchdog heartbeat for 2.0 s: killing "
+                                      "(watchdog = 2)")
+    w.killed("app")
+    assert w.state("app") == "BACKOFF"
+
+
+def test_stopping_1_ends_the_watchdog_and_trigger_fires_it():
+    w = started(command("a", watchdog=1.0), command("b", watchdog=1.0))
+    w.notify("a", "STOPPING=1")
+    w.advance(5)
+    assert w.signalled("a") == []
+    assert "a: says it is stopping (STOPPING=1)" in w.lines
+    w.signals.clear()
+    w2 = started(command("b", watchdog=100.0))
+    w2.notify("b", "WATCHDOG=trigger")
+    assert w2.signalled("b") == [(signal.SIGKILL, "family")]
+
+
+# -- health ----------------------------------------------------------------------------
+
+def healthy(**settings):
+    check = parse_health({"http": "http://127.0.0.1:8000/", "interval": 1, "failures": 2})
+    return command("web", health=check, backoff_initial=1.0, **settings)
+
+
+def test_health_failures_in_a_row_stop_it_as_failing_then_the_policy_restarts():
+    w = started(healthy())
+    w.advance(1)
+    w.answer("web", "health", False, "503")
+    assert w.record("web").health_note == "health: 1 failure (503)"
+    assert w.lines[-1] == "web: health check failed (1/2): http http://127.0.0.1:8000/: 503"
+    w.advance(1)
+    w.answer("web", "health", False, "503")
+    why = "health check failed 2 times in a row (http http://127.0.0.1:8000/: 503)"
+    assert w.state("web") == "FAILING" and w.record("web").reason == why
+    assert w.lines[-2] == f"web: {why}: stopping it as failed"
+    assert w.signalled() == [(signal.SIGTERM, "family")]
+    assert HEALTH not in w.record("web").deadlines and w.record("web").health_note is None
+    w.exit("web", code=0)  # stopped gracefully: a failure all the same
+    assert w.state("web") == "BACKOFF"
+    w.advance(1)
+    assert w.state("web") == "RUNNING" and w.pid("web") == 101
+
+
+def test_a_passing_probe_resets_the_count_and_probes_go_start_to_start():
+    w = started(healthy())
+    w.advance(1)
+    probe_at = w.clock.now()
+    w.advance(0.3)  # the probe takes 0.3 s
+    w.answer("web", "health", False, "timed out")
+    assert w.record("web").deadlines[HEALTH] == probe_at + 1
+    w.advance(0.7)
+    w.answer("web", "health", True, "200")
+    assert w.record("web").health_failures == 0 and w.lines[-1] == "web: health check passed again"
+
+
+def test_an_operators_stop_while_failing_ends_stopped():
+    w = started(healthy())
+    for _ in range(2):
+        w.advance(1)
+        w.answer("web", "health", False, "503")
+    w.feed(m.Stop(("web",)))
+    w.exit("web", code=0)
+    assert w.state("web") == "STOPPED"
+
+
+def test_a_health_answer_for_an_old_process_is_ignored():
+    w = started(healthy())
+    w.advance(1)
+    w.feed(m.Probed("web", 12345, "health", False, "503"))
+    assert w.record("web").health_failures == 0
+
+
+# -- memory ---------------------------------------------------------------------------
+
+def test_memory_is_sampled_only_while_a_running_instance_has_a_limit():
+    w = started(command("plain"))
+    assert MEMORY not in w.sup.deadlines
+    w = started(command("big", max_memory=1024, backoff_initial=1.0), command("plain"))
+    w.advance(1.0)
+    assert w.memory == [("big",)]
+    w.feed(m.MemorySampled((("big", 512),)))
+    assert w.state("big") == "RUNNING"
+    w.advance(1.0)
+    w.feed(m.MemorySampled((("big", 4096),)))
+    assert w.state("big") == "FAILING"
+    assert w.record("big").reason == "rss 4K over max_memory 1K"
+    w.advance(1.0)  # nothing RUNNING has a limit now: no pass, no timer
+    assert len(w.memory) == 2 and MEMORY not in w.sup.deadlines
