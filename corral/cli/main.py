@@ -371,7 +371,7 @@ def _run_target(args):
 
 def run_master_command(args):
     source, loader = _run_target(args)
-    from corral.supervisor.run import run_master  # the heavy side, only here
+    from corral.serve import run_master  # the heavy side, only here
 
     def absolute(path):
         return None if path is None else os.path.abspath(path)

@@ -46,7 +46,7 @@ def fake_run_master(monkeypatch):
     """`corral run` without a master: the calls to run_master, which returns 0,
     or fails on "bad.toml" as a config error would."""
     calls = []
-    module = types.ModuleType("corral.supervisor.run")
+    module = types.ModuleType("corral.serve")
 
     def run_master(config, **kwargs):
         calls.append((config, kwargs))
@@ -55,5 +55,5 @@ def fake_run_master(monkeypatch):
         return 0
 
     module.run_master = run_master
-    monkeypatch.setitem(sys.modules, "corral.supervisor.run", module)
+    monkeypatch.setitem(sys.modules, "corral.serve", module)
     return calls

@@ -1,4 +1,4 @@
-"""`corral run`: load the config, then supervise (in the foreground, or -d).
+"""`corral run`: wire the master, the API and its frontends, and run until done.
 
 The order: load the config (its errors print as usual), look up --uid and
 --gid, set the umask, detach (-d), start the undertaker and become a
