@@ -96,13 +96,8 @@ class ControlServer:
         self.server = None
         self.clients = {}  # task -> IDLE, BUSY or FOLLOWING, oldest first
         self._writers = {}  # task -> its StreamWriter
-        self.commands = {
-            "status": self._status, "start": self._start, "stop": self._stop,
-            "restart": self._restart, "signal": self._signal, "logs": self._logs,
-            "events": self._events, "tree": self._tree, "reload": self._reload,
-            "reopen": self._reopen, "shutdown": self._shutdown, "version": self._version,
-        }
-        assert set(self.commands) == set(protocol.COMMANDS)
+        # protocol.COMMANDS is the one table: each command is the method _NAME
+        self.commands = {cmd: getattr(self, f"_{cmd}") for cmd in protocol.COMMANDS}
 
     async def start(self):
         sock = bind_socket(self.path)
