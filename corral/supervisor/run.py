@@ -14,6 +14,7 @@ import dataclasses
 import os
 
 from corral import config as config_module
+from corral import socketpath
 from corral.errors import EXIT_OK, ControlError, CorralError
 from corral.supervisor import daemon as daemon_module
 from corral.supervisor import reaper, sdnotify, signals
@@ -31,12 +32,15 @@ def run_master(config_path, socket=None, logfile=None, log_dir=None, loader=None
     With daemon, the launching process returns 0 once the daemon answers on
     its socket and raises the daemon's error if it could not start.
     """
+    plugin = loader is not None
     loader = loader or config_module.load
     config = loader(config_path)
     settings = config.master
+    if socket is None:
+        socket = _default_socket(settings.socket, None if plugin else config.path)
     settings = dataclasses.replace(  # absolute before any chdir (--rundir, -d)
         settings,
-        socket=os.path.abspath(socket or settings.socket),
+        socket=os.path.abspath(socket),
         logfile=_absolute(logfile or settings.logfile),
         log_dir=_absolute(log_dir or settings.log_dir),
         pidfile=_absolute(pidfile or settings.pidfile),
@@ -63,6 +67,14 @@ def run_master(config_path, socket=None, logfile=None, log_dir=None, loader=None
         if announce is not None:
             announce.failed(exc)  # no-op once it said "ok"
         raise
+
+
+def _default_socket(setting, config_path):
+    """The config's socket, or the default for its file (socketpath.py); a
+    plugin has no file: its default is ./corral.sock."""
+    if config_path is None:
+        return os.path.abspath(setting)
+    return socketpath.of_config(setting, config_path)[0]
 
 
 def _absolute(path):
@@ -98,8 +110,10 @@ async def _main(config, loader=config_module.load, owner=None, pidfile=None, ann
         reaping.install()  # SIGCHLD: reap the orphans we adopt, never a worker
         reaper.share_scans(loop)  # one /proc pass per loop iteration for families
         try:
-            if undertaker is not None:
-                master.log(f"undertaker pid {undertaker}: kills what is left if the master dies")
+            # Plain words first; the helper's name is what `ps` shows (corral-undertak).
+            master.log(f"master pid {os.getpid()}, control socket {config.master.socket}"
+                       + (f"; if the master dies, a watcher process stops every worker "
+                          f"(undertaker pid {undertaker})" if undertaker is not None else ""))
             master.start_autostart()
             master.notifier.watch(master)  # READY=1 once start-up settles
             if announce is not None:
