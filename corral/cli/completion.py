@@ -185,10 +185,12 @@ def _fish(commands, options, takes_names, top):
         f"complete -c corral -n 'test -z (__corral_command)' -a '{' '.join(commands)}'",
         f"complete -c corral -n 'contains -- (__corral_command) {' '.join(takes_names)}' -a '(__corral_names)'",
         f"complete -c corral -n 'contains -- (__corral_command) {' '.join(FILE_COMMANDS)}' -F",
-        f"complete -c corral -n 'test (__corral_command) = completion' -a '{' '.join(SHELLS)}'",
+        f"complete -c corral -n 'contains -- (__corral_command) completion' -a '{' '.join(SHELLS)}'",
     ]
+    # `contains -- (__corral_command) NAME`: with no command yet the substitution
+    # is empty and NAME is looked for in an empty list (test would fail loudly).
     for name, flags in options.items():
         for flag in flags:
             if flag.startswith("--") and flag not in ("--help", *CONNECTION, "--json"):
-                lines.append(f"complete -c corral -n 'test (__corral_command) = {name}' -l {flag[2:]}")
+                lines.append(f"complete -c corral -n 'contains -- (__corral_command) {name}' -l {flag[2:]}")
     return "\n".join(lines)
