@@ -7,10 +7,11 @@ pays for it.
 
 import argparse
 import os
+import sys
 
 from corral.cli import render
 from corral.cli.discovery import UsageError
-from corral.errors import EXIT_OK
+from corral.errors import EXIT_OK, CorralError
 
 
 def umask(text):
@@ -108,7 +109,22 @@ def _run_target(args):
     return target, None
 
 
+def check_platform(platform=None):
+    """The master needs Linux 5.3 or later (README, "Platforms"): say so in one
+    line instead of failing half-way with an AttributeError."""
+    platform = sys.platform if platform is None else platform
+    if not platform.startswith("linux") or not hasattr(os, "pidfd_open"):
+        raise CorralError(f"corral run needs Linux (5.3 or later: pidfd_open, prctl, /proc); "
+                          f"this is {platform}. The client commands work anywhere.")
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError as exc:
+        raise CorralError(f"corral run needs Linux 5.3 or later (pidfd_open: {exc.strerror}); "
+                          f"this kernel is {os.uname().release}") from None
+
+
 def run_master_command(args, out):
+    check_platform()
     source, loader = _run_target(args)
     from corral.supervisor.run import run_master  # the heavy side, only here
 

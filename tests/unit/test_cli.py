@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -730,3 +731,51 @@ def test_socket_path_longer_than_sun_path(fake, short_dir, capsys):
     assert "master pid 9" in capsys.readouterr().out
     assert main(["status", "--socket", os.path.join(deep, "none.sock")]) == 3
     assert "none.sock" in capsys.readouterr().err
+
+
+def test_run_elsewhere_than_linux_is_one_line(fake_run_master, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert main(["run", "app.toml"]) == 1
+    err = capsys.readouterr().err
+    assert err == ("corral: error: corral run needs Linux (5.3 or later: pidfd_open, prctl, /proc); "
+                   "this is darwin. The client commands work anywhere.\n")
+    assert fake_run_master == []
+
+
+def test_every_command_of_the_table_is_on_the_command_line():
+    """protocol.REGISTRY is the one table: each command is a subcommand with
+    each of its arguments, and each has a handler."""
+    from corral import protocol
+    from corral.cli import parser
+
+    assert set(parser.CLIENT_HANDLERS) == set(protocol.REGISTRY)
+    assert set(protocol.COMMANDS) == set(protocol.REGISTRY)
+    sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    for name, command in protocol.REGISTRY.items():
+        dests = {action.dest for action in sub.choices[name]._actions}
+        assert {arg.name for arg in command.args} <= dests, name
+
+
+def test_a_new_argument_in_the_table_reaches_the_wire(fake, monkeypatch, capsys):
+    """An argument added to the table is parsed and sent with no CLI change."""
+    from corral import protocol
+
+    signal_command = protocol.REGISTRY["signal"]
+    extra = protocol.Arg("group", bool, False, "the whole process group", ("--group",))
+    monkeypatch.setitem(protocol.REGISTRY, "signal", signal_command._replace(args=(*signal_command.args, extra)))
+    master = fake(canned({"signal": []}))
+    assert main(["signal", "HUP", "web", "--group"]) == 0
+    assert main(["signal", "HUP", "web"]) == 0
+    assert [r["args"] for r in master.requests] == [
+        {"signal": "HUP", "names": ["web"], "group": True}, {"signal": "HUP", "names": ["web"]}]
+
+
+def test_events_are_text_on_a_terminal(fake, monkeypatch, capsys):
+    events = [{"time": time.time(), "name": "web:0", "service": "web", "from": "STARTING", "to": "RUNNING",
+               "pid": 3, "exit": None}]
+    fake(canned({"events": events}))
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert main(["events"]) == 0
+    out = capsys.readouterr().out
+    assert re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3} web:0 STARTING -> RUNNING  pid 3\n", out), out
