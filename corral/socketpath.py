@@ -14,7 +14,9 @@ is a pure function of the config's real path:
 
 The master picks one (`choose`, which creates the runtime folder); a client
 tries both (`candidates`), since it cannot know whether the master's user
-could write the folder. Standard library only: the CLI imports this.
+could write the folder. A master that listens elsewhere (--socket, or a
+socket set in the config) leaves a symlink at the place beside the config
+(`point_beside`), so that `-c CONFIG` finds it too. Standard library only: the CLI imports this.
 """
 
 import os
@@ -82,3 +84,31 @@ def of_config(setting, config_path, environ=None, create=True):
     if os.path.isabs(setting):
         return setting, True
     return choose(config_path, environ, create), False
+
+
+def point_beside(config_path, socket):
+    """A symlink at beside(config_path) to socket, when the master listens
+    elsewhere (--socket, a socket set in a .py config): `-c CONFIG` then
+    finds it without running the config. Returns the link, or None when
+    there is no need or no room (an existing file that is not a symlink is
+    never touched; the folder may be read-only). Never raises.
+    """
+    link = beside(config_path)
+    if os.path.realpath(socket) == link or len(os.fsencode(link)) > UNIX_PATH_MAX:
+        return None
+    try:
+        if os.path.islink(link):
+            os.unlink(link)  # a pointer left by a master that died
+        os.symlink(socket, link)
+    except OSError:
+        return None
+    return link
+
+
+def remove_pointer(link, socket):
+    """Remove the symlink point_beside made, if it still points to socket."""
+    try:
+        if link and os.path.islink(link) and os.readlink(link) == socket:
+            os.unlink(link)
+    except OSError:
+        pass

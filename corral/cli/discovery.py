@@ -11,8 +11,8 @@ The order (docs/cli.md, "Finding the socket"):
    the current folder (`corral run app.py` here, `corral status` here).
 
 When nothing answers, the error lists every place tried. A .py config is
-never run by the client (it is code, and heavy): its socket setting, if
-any, is not read; --socket or $CORRAL_SOCKET reach it.
+never run by the client (it is code, and heavy): a master listening away
+from the default place leaves a symlink there (socketpath.point_beside).
 """
 
 import os

@@ -92,6 +92,9 @@ async def _main(config, loader=config_module.load, owner=None, pidfile=None, ann
     master.notifier = sdnotify.Notifier.from_environment()  # before any worker forks
     control = ControlServer(master, config.master.socket)
     await control.start()
+    # -c CONFIG finds a master listening away from its default place (socketpath.py).
+    pointer = socketpath.point_beside(config.path, config.master.socket) \
+        if os.path.isfile(config.path) else None
     try:
         daemon_module.drop_privileges(owner, config.master.socket)
         master.attach_loop(loop)  # after the drop: log files belong to the new owner
@@ -123,6 +126,7 @@ async def _main(config, loader=config_module.load, owner=None, pidfile=None, ann
             reaping.uninstall()
             signals.uninstall(loop, taken)
     finally:
+        socketpath.remove_pointer(pointer, config.master.socket)
         await control.close()
         master.notifier.close()
         master.readiness.close()  # its NOTIFY_SOCKET and directory

@@ -148,6 +148,22 @@ def test_a_master_is_found_from_its_config_in_any_folder(default_master, tmp_pat
 
 
 @pytest.mark.timeout(40)
+@pytest.mark.parametrize("suffix", [".toml", ".py"])
+def test_a_master_on_another_socket_is_found_from_its_config(master, suffix):
+    """--socket elsewhere (the harness's own way): a symlink beside the config
+    points to it while the master runs, so -c CONFIG still finds it."""
+    text = f"[services.a]\ncommand = {worker()}\n" if suffix == ".toml" else PY_CONFIG
+    m = master(text, suffix=suffix)
+    link = os.path.join(m.dir, "config.sock")
+    assert os.readlink(link) == m.socket
+    done = corral_cmd("-c", m.config, "status", "--json", env=CLEAN_ENV, cwd="/")
+    assert done.returncode == 0, done.stderr
+    m.call("shutdown")
+    m.wait_exit()
+    assert not os.path.lexists(link)  # removed with the master
+
+
+@pytest.mark.timeout(40)
 def test_two_projects_stay_apart(default_master):
     a = default_master(f"[services.a]\ncommand = {worker()}\n", cwd="/")
     b = default_master(f"[services.b]\ncommand = {worker()}\n", cwd="/")  # same folder, same file name
