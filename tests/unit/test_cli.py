@@ -779,3 +779,21 @@ def test_events_are_text_on_a_terminal(fake, monkeypatch, capsys):
     assert main(["events"]) == 0
     out = capsys.readouterr().out
     assert re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3} web:0 STARTING -> RUNNING  pid 3\n", out), out
+
+
+def test_every_command_is_in_docs_cli_md():
+    from corral.cli.completion import grammar
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "docs", "cli.md")) as file:
+        doc = file.read()
+    parser = build_parser()
+    commands, _, _ = grammar(parser)
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    for name in commands:
+        assert re.search(rf"^\| `{name}[ `]", doc, re.MULTILINE), name
+        for action in sub.choices[name]._actions:
+            if action.option_strings and action.dest != "help":
+                assert any(re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", doc)
+                           for flag in action.option_strings), (
+                    name, action.option_strings)
