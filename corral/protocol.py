@@ -9,10 +9,12 @@ A unix stream socket carrying JSON, one object per line (docs/protocol.md):
 A streaming command (logs or events with follow) answers once as above and
 then sends {"id": N, "stream": {...}} per item until the client closes; a
 follower that fell behind gets {"id": N, "dropped": COUNT} where items were
-skipped. The commands, their arguments and their help are one table, REGISTRY: the
-server checks requests against it and the CLI builds its subcommands from
-it. This module imports only the standard library's json and collections,
-so that the CLI starts fast.
+skipped.
+
+The commands, their arguments and their help are one table, REGISTRY:
+the server checks requests against it and the CLI builds its subcommands
+from it. This module imports only the standard library's json and
+collections, so that the CLI starts fast.
 """
 
 import json

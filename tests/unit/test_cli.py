@@ -797,3 +797,21 @@ def test_every_command_is_in_docs_cli_md():
                 assert any(re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", doc)
                            for flag in action.option_strings), (
                     name, action.option_strings)
+
+
+def test_the_table_keeps_the_wire_format():
+    """REGISTRY's request view is the table the protocol had before it (docs/protocol.md)."""
+    from corral import protocol
+
+    names, many = (list, None), (list, [])
+    history = {"lines": (int, 100), "follow": (bool, False)}
+    assert protocol.COMMANDS == {
+        "status": {"names": many}, "start": {"names": names}, "stop": {"names": names},
+        "restart": {"names": names, "rolling": (bool, False)},
+        "signal": {"names": names, "signal": ((str, int), None)},
+        "logs": {"name": ((str, type(None)), None), **history}, "events": history,
+        "tree": {}, "reload": {}, "reopen": {}, "shutdown": {}, "version": {},
+    }
+    assert protocol.STREAMING == {"logs", "events"}
+    assert protocol.parse_request(b'{"id": 1, "cmd": "logs"}') == (1, "logs", {"name": None, **{
+        "lines": 100, "follow": False}})
