@@ -220,7 +220,9 @@ class Terminal:
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # the child: only exec
             try:
-                os.execvpe(argv[0], argv, {**CLEAN_ENV, "TERM": "xterm", **(env or {})})
+                environ = {**CLEAN_ENV, "TERM": "xterm", **(env or {})}
+                environ.pop("NO_COLOR", None)
+                os.execvpe(argv[0], argv, environ)
             finally:
                 os._exit(127)
         self.text = ""
@@ -291,7 +293,8 @@ def test_logs_on_a_terminal_are_coloured_short_and_calm(master, tmp_path):
     done = m.cli("logs", "--grep", "^(INFO|ERROR)")
     assert [line.split(" ", 3)[3] for line in done.stdout.splitlines()] == [
         "INFO:app:listening on 8000", "ERROR:app:db down"]
-    assert m.cli("logs", "app", "--since", "10m").stdout.count("\n") == 4  # spawned + 3 lines
+    recent = m.cli("logs", "app", "--since", "10m").stdout
+    assert recent == m.cli("logs", "app").stdout and recent.count("\n") >= 3
     assert m.cli("logs", "--since", "0s").stdout == ""
 
 
