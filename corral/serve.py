@@ -14,8 +14,9 @@ import dataclasses
 import os
 
 from corral import config as config_module
-from corral.errors import EXIT_OK, CorralError
+from corral import socketpath
 from corral.api import Operations
+from corral.errors import EXIT_OK, CorralError
 from corral.frontends import signals
 from corral.frontends.control import ControlServer
 from corral.supervisor import daemon as daemon_module
@@ -33,12 +34,15 @@ def run_master(config_path, socket=None, logfile=None, log_dir=None, loader=None
     With daemon, the launching process returns 0 once the daemon answers on
     its socket and raises the daemon's error if it could not start.
     """
+    plugin = loader is not None
     loader = loader or config_module.load
     config = loader(config_path)
     settings = config.master
+    if socket is None:
+        socket = _default_socket(settings.socket, None if plugin else config.path)
     settings = dataclasses.replace(  # absolute before any chdir (--rundir, -d)
         settings,
-        socket=os.path.abspath(socket or settings.socket),
+        socket=os.path.abspath(socket),
         logfile=_absolute(logfile or settings.logfile),
         log_dir=_absolute(log_dir or settings.log_dir),
         pidfile=_absolute(pidfile or settings.pidfile),
@@ -67,6 +71,14 @@ def run_master(config_path, socket=None, logfile=None, log_dir=None, loader=None
         raise
 
 
+def _default_socket(setting, config_path):
+    """The config's socket, or the default for its file (socketpath.py); a
+    plugin has no file: its default is ./corral.sock."""
+    if config_path is None:
+        return os.path.abspath(setting)
+    return socketpath.of_config(setting, config_path)[0]
+
+
 def _absolute(path):
     return None if path is None else os.path.abspath(path)
 
@@ -83,6 +95,9 @@ async def _main(config, loader=config_module.load, owner=None, pidfile=None, ann
     ops = Operations(master)
     control = ControlServer(ops, config.master.socket, master.log)
     await control.start()
+    # -c CONFIG finds a master listening away from its default place (socketpath.py).
+    pointer = socketpath.point_beside(config.path, config.master.socket) \
+        if os.path.isfile(config.path) else None
     try:
         daemon_module.drop_privileges(owner, config.master.socket)
         master.attach_loop(loop)  # after the drop: log files belong to the new owner
@@ -98,8 +113,10 @@ async def _main(config, loader=config_module.load, owner=None, pidfile=None, ann
         reaping.install()  # SIGCHLD: reap the orphans we adopt, never a worker
         reaper.share_scans(loop)  # one /proc pass per loop iteration for families
         try:
-            if undertaker is not None:
-                master.log(f"undertaker pid {undertaker}: kills what is left if the master dies")
+            # Plain words first; the helper's name is what `ps` shows (corral-undertak).
+            master.log(f"master pid {os.getpid()}, control socket {config.master.socket}"
+                       + (f"; if the master dies, a watcher process stops every worker "
+                          f"(undertaker pid {undertaker})" if undertaker is not None else ""))
             master.start_autostart()
             master.notifier.watch(master)  # READY=1 once start-up settles
             if announce is not None:
@@ -109,6 +126,7 @@ async def _main(config, loader=config_module.load, owner=None, pidfile=None, ann
             reaping.uninstall()
             signals.uninstall(loop, taken)
     finally:
+        socketpath.remove_pointer(pointer, config.master.socket)
         await control.close()
         master.notifier.close()
         master.close()  # its timers, the commands' NOTIFY_SOCKET and directory

@@ -1,4 +1,4 @@
-"""The `corral` command: argument parsing (main), control client, rendering.
+"""The `corral` command: see main.py for the layout (one module per job).
 
 Kept free of imports on purpose: the client path must start fast, so it
 never pulls in the master side (asyncio, multiprocess,

@@ -30,10 +30,10 @@ _UNIX_PATH_MAX = 107  # sun_path is 108 bytes with the terminating NUL
 class NoMaster(CorralError):
     """Nothing answers on the control socket (exit code 3)."""
 
-    def __init__(self, path, reason):
+    def __init__(self, path, reason, message=None):
         self.path = path
         self.reason = reason
-        super().__init__(f"no master answering on {path}: {reason}")
+        super().__init__(message or f"no master answering on {path}: {reason}")
 
 
 class ClientError(CorralError):

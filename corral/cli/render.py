@@ -1,12 +1,14 @@
 """Turn the master's results into text for people (and JSON lines for tools).
 
 Pure functions from results to strings, plus the colour decision; the only
-imports are json, os and time so that the CLI starts fast.
+imports are light (json, os, re, time, zlib) so that the CLI starts fast.
 """
 
 import json
 import os
+import re
 import time
+import zlib
 
 _RESET = "\033[0m"
 _COLOURS = {
@@ -140,20 +142,75 @@ def action_line(item, colour=False):
 # -- logs and events ------------------------------------------------------
 
 
-def timestamp(unix_time):
+def timestamp(unix_time, date=True):
+    """2026-11-23 17:55:27.123 (local time); 17:55:27.123 without the date."""
     if unix_time is None:
         return "-"
     millis = int(round(float(unix_time) * 1000))
     seconds, millis = divmod(millis, 1000)
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds)) + f".{millis:03d}"
+    text = time.strftime("%Y-%m-%d %H:%M:%S" if date else "%H:%M:%S", time.localtime(seconds))
+    return f"{text}.{millis:03d}"
 
 
-def log_line(item):
-    """2026-11-23 17:55:27.123 web:0[4242] out: text"""
-    who = str(item.get("name") or item.get("service") or "?")
+def today(unix_time, now=None):
+    """True if unix_time is on today's local date (then the date can be left out)."""
+    if unix_time is None:
+        return True
+    now = time.time() if now is None else now
+    return time.localtime(float(unix_time))[:3] == time.localtime(now)[:3]
+
+
+# The foreground's colours for names (supervisor/logs.py's color_of; a test
+# keeps the two equal, since the client may not import the master side).
+NAME_COLOURS = (31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96)
+
+
+def colour_of(name):
+    return NAME_COLOURS[zlib.crc32(name.encode("utf-8", "replace")) % len(NAME_COLOURS)]
+
+
+# Text that says it is a problem, wherever it came from: Python's logging
+# writes INFO to stderr too, so stderr alone is no reason to alarm anyone.
+_SEVERE = re.compile(r"\b(ERROR|CRITICAL|FATAL|Traceback|Exception|panic)\b")
+_WARNING = re.compile(r"\b(WARNING|WARN)\b")
+
+
+def who(item):
+    return str(item.get("name") or item.get("service") or "?")
+
+
+def log_line(item, width=0, colour=False, date=True):
+    """17:55:27.123 web:0  text: the time, the name padded to width, the line.
+
+    The stream and the pid are left out (shorter; --json has them); with
+    colour the name has the foreground's colour and a line that says ERROR
+    or Traceback is red, WARNING yellow, whichever stream it came on.
+    """
+    name, text = who(item), str(item.get("line", ""))
+    pad = " " * max(0, width - len(name))
+    if colour:
+        name = f"\033[{colour_of(name)}m{name}{_RESET}"
+        if _SEVERE.search(text):
+            text = f"\033[31m{text}{_RESET}"
+        elif _WARNING.search(text):
+            text = f"\033[33m{text}{_RESET}"
+    return f"{timestamp(item.get('time'), date)} {name}{pad} {text}"
+
+
+def event_line(item, width=0, colour=False, date=True):
+    """17:55:27.123 web:0  RUNNING -> BACKOFF  pid 4242  exit 1"""
+    name = who(item)
+    pad = " " * max(0, width - len(name))
+    if colour:
+        name = f"\033[{colour_of(name)}m{name}{_RESET}"
+    text = f"{timestamp(item.get('time'), date)} {name}{pad} "
+    text += f"{state(item.get('from'), colour)} -> {state(item.get('to'), colour)}"
     if item.get("pid") is not None:
-        who += f"[{item['pid']}]"
-    return f"{timestamp(item.get('time'))} {who} {item.get('stream', 'log')}: {item.get('line', '')}"
+        text += f"  pid {item['pid']}"
+    for key in ("exit", "reason"):
+        if item.get(key):
+            text += f"  {item[key]}"
+    return text
 
 
 # -- tree -----------------------------------------------------------------

@@ -2,17 +2,20 @@
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import pytest
 
 from corral.cli import render
 from corral.cli.client import Client, Dropped, NoMaster
-from corral.cli.main import build_parser, find_socket, main
+from corral.cli import discovery
+from corral.cli.main import build_parser, main
 from corral.errors import ControlError
 
 pytestmark = pytest.mark.timeout(30)
@@ -304,28 +307,77 @@ def parse(*argv):
     return build_parser().parse_args(list(argv))
 
 
+def find_socket(args, environ, cwd):
+    """The first place discovery would try."""
+    return discovery.places(args, environ, cwd)[0][0]
+
+
 def test_discovery_order(short_dir):
     config = os.path.join(short_dir, "app.toml")
     with open(config, "w") as file:
         file.write('[corral]\nsocket = "run/ctl.sock"\n')
     env = {"CORRAL_SOCKET": "/tmp/env.sock"}
     cwd = "/somewhere"
-    assert find_socket(parse("--socket", "s.sock", "-c", config, "status"), env, cwd)[0] == "/somewhere/s.sock"
-    assert find_socket(parse("-c", config, "status"), env, cwd)[0] == "/tmp/env.sock"
-    assert find_socket(parse("status", "-c", config), {}, cwd)[0] == os.path.join(short_dir, "run/ctl.sock")
-    assert find_socket(parse("status"), {}, cwd)[0] == "/somewhere/corral.sock"
-    assert find_socket(parse("status"), {"CORRAL_SOCKET": ""}, cwd)[0] == "/somewhere/corral.sock"
+    assert find_socket(parse("--socket", "s.sock", "-c", config, "status"), env, cwd) == "/somewhere/s.sock"
+    assert find_socket(parse("-c", config, "status"), env, cwd) == "/tmp/env.sock"
+    assert find_socket(parse("status", "-c", config), {}, cwd) == os.path.join(short_dir, "run/ctl.sock")
+    assert find_socket(parse("status"), {}, cwd) == "/somewhere/corral.sock"
+    assert find_socket(parse("status"), {"CORRAL_SOCKET": ""}, cwd) == "/somewhere/corral.sock"
 
 
-def test_discovery_config_without_socket_uses_cwd(short_dir):
+def test_discovery_config_without_socket_is_beside_it(short_dir):
+    """Without a socket setting, the default of socketpath: beside the config,
+    then under $XDG_RUNTIME_DIR, whatever the current folder is."""
     toml = os.path.join(short_dir, "app.toml")
     with open(toml, "w") as file:
         file.write('[services.db]\ncommand = ["true"]\n')
-    py = os.path.join(short_dir, "app.py")
+    py = os.path.join(short_dir, "shop.py")
     with open(py, "w") as file:
         file.write("application = None\n")
-    assert find_socket(parse("status", "-c", toml), {}, "/w")[0] == "/w/corral.sock"
-    assert find_socket(parse("status", "-c", py), {}, "/w")[0] == "/w/corral.sock"
+    env = {"XDG_RUNTIME_DIR": "/run/user/7"}
+    paths, how, explicit = discovery.places(parse("status", "-c", toml), env, "/w")
+    assert paths[0] == os.path.join(short_dir, "app.sock") and explicit and how == f"config {toml}"
+    assert paths[1].startswith("/run/user/7/corral/app-") and paths[1].endswith(".sock")
+    assert discovery.places(parse("status", "-c", py), {}, "/w")[0] == [os.path.join(short_dir, "shop.sock")]
+
+
+def test_discovery_missing_config_is_a_usage_error(short_dir, capsys):
+    assert main(["status", "-c", os.path.join(short_dir, "none.toml")]) == 2
+    assert "none.toml: no such file" in capsys.readouterr().err
+
+
+def test_discovery_in_the_current_folder(short_dir):
+    """No option: ./corral.sock, then the default place of each config here."""
+    for name in ("b.py", "a.toml", "notes.txt"):
+        open(os.path.join(short_dir, name), "w").close()
+    paths, how, explicit = discovery.places(parse("status"), {}, short_dir)
+    assert paths == [os.path.join(short_dir, name) for name in ("corral.sock", "a.sock", "b.sock")]
+    assert not explicit and how == "the current folder"
+
+
+def test_no_master_lists_every_place_tried(short_dir, monkeypatch, capsys):
+    monkeypatch.delenv("CORRAL_SOCKET", raising=False)
+    config = os.path.join(short_dir, "app.py")
+    open(config, "w").close()
+    runtime = os.path.join(short_dir, "run")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", runtime)
+    assert main(["status", "-c", config]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"(socket from config {config})" in err
+    assert f"{short_dir}/app.sock: no such socket" in err and f"{runtime}/corral/app-" in err
+
+
+def test_two_masters_in_one_folder_is_a_usage_error(fake, short_dir, monkeypatch, capsys):
+    monkeypatch.delenv("CORRAL_SOCKET", raising=False)
+    for name in ("a", "b"):
+        open(os.path.join(short_dir, name + ".toml"), "w").close()
+        fake(canned({"version": {"version": "0.1.0", "pid": 1}}), name=name + ".sock", env=False)
+    monkeypatch.chdir(short_dir)
+    assert main(["version"]) == 2
+    assert "say which with -c CONFIG" in capsys.readouterr().err
+    os.unlink(os.path.join(short_dir, "b.toml"))  # one config here: its master
+    assert main(["version"]) == 0
+    assert "master pid 1" in capsys.readouterr().out
 
 
 def test_discovery_via_config_end_to_end(fake, short_dir, monkeypatch, capsys):
@@ -368,8 +420,69 @@ def test_log_line_format():
     item = log("hello")
     expected_time = render.timestamp(item["time"])
     assert expected_time.endswith(".123") and len(expected_time) == 23
-    assert render.log_line(item) == f"{expected_time} web:0[4242] out: hello"
-    assert render.log_line(log("x", pid=None, stream="log")) == f"{expected_time} web:0 log: x"
+    assert render.log_line(item) == f"{expected_time} web:0 hello"
+    assert render.log_line(item, width=8, date=False) == f"{expected_time[11:]} web:0    hello"
+    assert render.log_line(log("x", pid=None, stream="log")) == f"{expected_time} web:0 x"
+
+
+def test_log_line_colours_by_name_and_by_what_the_line_says():
+    info = render.log_line(log("INFO:app:listening on 8000", stream="err"), colour=True)
+    name = f"\033[{render.colour_of('web:0')}mweb:0\033[0m"
+    assert info.endswith(f" {name} INFO:app:listening on 8000")  # stderr alone is no alarm
+    assert render.log_line(log("ERROR:app:db down"), colour=True).endswith("\033[31mERROR:app:db down\033[0m")
+    assert render.log_line(log("Traceback (most recent call last):", stream="err"), colour=True).endswith(
+        "\033[31mTraceback (most recent call last):\033[0m")
+    assert "\033[33m" in render.log_line(log("WARNING:app:slow"), colour=True)
+
+
+def test_name_colours_are_the_foregrounds():
+    from corral.supervisor import logs
+
+    for name in ("web:0", "db", "corral", "a-very-long-service-name:12"):
+        assert render.colour_of(name) == logs.color_of(name)
+
+
+def test_event_line():
+    item = {"time": 1_795_000_000.5, "name": "web:0", "service": "web", "from": "RUNNING",
+            "to": "BACKOFF", "pid": 42, "exit": "exit 1"}
+    text = render.event_line(item, width=7)
+    assert text.endswith(" web:0   RUNNING -> BACKOFF  pid 42  exit 1")
+
+
+@pytest.mark.parametrize("text, seconds", [("90", 90), ("90s", 90), ("10m", 600), ("2h", 7200),
+                                           ("1h30m", 5400), ("1d", 86400), ("0.5s", 0.5)])
+def test_since_durations(text, seconds):
+    from corral.cli.streams import duration
+
+    assert duration(text) == seconds
+
+
+@pytest.mark.parametrize("argv", [["logs", "--since", "10x"], ["logs", "--since", "m"], ["logs", "--grep", "("]])
+def test_bad_logs_filters_are_usage_errors(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    capsys.readouterr()
+
+
+def test_logs_since_and_grep_filter_on_the_client(fake, capsys):
+    now = time.time()
+    history = [log("old match", time_=now - 3600), log("new match", time_=now - 60),
+               log("new other", time_=now - 30), log("newest match", time_=now - 1)]
+    master = fake(canned({"logs": history}))
+    assert main(["logs", "--since", "10m", "--grep", "match"]) == 0
+    assert [line.split(" ", 3)[3] for line in capsys.readouterr().out.splitlines()] == ["new match", "newest match"]
+    assert master.requests[0]["args"]["lines"] >= 1 << 20  # all the master has
+    assert main(["logs", "--grep", "match", "-n", "1"]) == 0
+    assert capsys.readouterr().out.endswith(" web:0 newest match\n")
+
+
+def test_names_are_aligned(fake, capsys):
+    items = [log("a"), {**log("b"), "name": "corral"}, {**log("c"), "name": "worker-long:1"}]
+    fake(canned({"logs": items}))
+    assert main(["logs"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len({line.rindex(" ") for line in lines}) == 1, lines
 
 
 def test_logs_follow_with_dropped_notice(fake, capsys):
@@ -386,10 +499,10 @@ def test_logs_follow_with_dropped_notice(fake, capsys):
     assert main(["logs", "web", "-n", "10", "-f"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(" ", 3)[3] for line in lines if not line.startswith("[")] == [
-        "out: one",
-        "out: two",
-        "out: three",
-        "err: nine",
+        "one",
+        "two",
+        "three",
+        "nine",
     ]
     assert lines[3] == "[corral: 5 lines dropped: this client fell behind]"
     assert master.requests[0]["args"] == {"name": "web", "lines": 10, "follow": True}
@@ -398,8 +511,8 @@ def test_logs_follow_with_dropped_notice(fake, capsys):
 def test_logs_without_follow(fake, capsys):
     master = fake(canned({"logs": [log("a")]}))
     assert main(["logs"]) == 0
-    assert capsys.readouterr().out.endswith("web:0[4242] out: a\n")
-    assert master.requests[0]["args"] == {"name": None, "lines": 100, "follow": False}
+    assert capsys.readouterr().out.endswith(" web:0 a\n")
+    assert master.requests[0]["args"] == {}  # the master's defaults: nothing to send
 
 
 def test_client_stream_yields_dropped_marker(fake):
@@ -576,33 +689,35 @@ def test_run_config_error(fake_run_master, capsys):
 # -- startup cost -------------------------------------------------------------------------
 
 
+HEAVY_ROOTS = ("asyncio", "multiprocess", "multiprocessing", "dill", "psutil", "dataclasses", "hashlib")
+HEAVY_CORRAL = ("corral.supervisor", "corral.config", "corral.workers", "corral.services", "corral.service",
+                "corral.settings", "corral.plugins")
+
+
+def imported_by(argv, cwd, env=None):
+    """The modules `python -m corral ARGV` imports, from -X importtime (the real entry point)."""
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "corral", *argv], capture_output=True,
+                          text=True, cwd=cwd, timeout=20, env={**os.environ, **(env or {})})
+    names = [line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")]
+    return done.returncode, names[1:]  # the first row is the header
+
+
 def test_client_path_imports_nothing_heavy(short_dir):
-    script = textwrap.dedent(
-        f"""
-        import io, sys, contextlib
-        from corral.cli.main import build_parser, main
-        from corral.cli import render
-        build_parser().parse_args(["status", "--json"])
-        render.status_table({STATUS!r})
-        render.tree({TREE!r})
-        err = io.StringIO()
-        with contextlib.redirect_stderr(err):
-            code = main(["--socket", {os.path.join(short_dir, "x.sock")!r}, "status"])
-        assert code == 3, code
-        heavy = sorted(
-            m for m in sys.modules
-            if m.split(".")[0] in ("psutil", "multiprocess", "asyncio", "multiprocessing", "dill")
-            or m.startswith(("corral.supervisor", "corral.config", "corral.workers", "corral.services"))
-        )
-        print(",".join(heavy))
-        """
-    )
+    """No client command loads asyncio, multiprocess or the master side; run and check do."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, cwd=root, timeout=20
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == ""
+    for name, text in (("app.toml", "[services.x]\ncommand = ['true']\n"), ("app.py", "application = None\n")):
+        with open(os.path.join(short_dir, name), "w") as file:
+            file.write(text)
+    sock = os.path.join(short_dir, "x.sock")
+    runs = [["status", "--socket", sock], ["status"], ["-c", "app.toml", "status"], ["-c", "app.py", "logs", "-f"],
+            ["events", "--socket", sock], ["start", "web", "--socket", sock], ["version"], ["_names"]]
+    for argv in runs:
+        code, names = imported_by(argv, short_dir, {"PYTHONPATH": root, "CORRAL_SOCKET": ""})
+        assert code in (0, 3), (argv, code)
+        heavy = [n for n in names if n.split(".")[0] in HEAVY_ROOTS or n.startswith(HEAVY_CORRAL)]
+        assert heavy == [], (argv, heavy)
+    code, names = imported_by(["check", "app.toml"], short_dir, {"PYTHONPATH": root})
+    assert code == 0 and "corral.config" in names  # the test can see heavy imports
 
 
 def test_socket_path_longer_than_sun_path(fake, short_dir, capsys):
@@ -616,3 +731,87 @@ def test_socket_path_longer_than_sun_path(fake, short_dir, capsys):
     assert "master pid 9" in capsys.readouterr().out
     assert main(["status", "--socket", os.path.join(deep, "none.sock")]) == 3
     assert "none.sock" in capsys.readouterr().err
+
+
+def test_run_elsewhere_than_linux_is_one_line(fake_run_master, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert main(["run", "app.toml"]) == 1
+    err = capsys.readouterr().err
+    assert err == ("corral: error: corral run needs Linux (5.3 or later: pidfd_open, prctl, /proc); "
+                   "this is darwin. The client commands work anywhere.\n")
+    assert fake_run_master == []
+
+
+def test_every_command_of_the_table_is_on_the_command_line():
+    """protocol.REGISTRY is the one table: each command is a subcommand with
+    each of its arguments, and each has a handler."""
+    from corral import protocol
+    from corral.cli import parser
+
+    assert set(parser.CLIENT_HANDLERS) == set(protocol.REGISTRY)
+    assert set(protocol.COMMANDS) == set(protocol.REGISTRY)
+    sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    for name, command in protocol.REGISTRY.items():
+        dests = {action.dest for action in sub.choices[name]._actions}
+        assert {arg.name for arg in command.args} <= dests, name
+
+
+def test_a_new_argument_in_the_table_reaches_the_wire(fake, monkeypatch, capsys):
+    """An argument added to the table is parsed and sent with no CLI change."""
+    from corral import protocol
+
+    signal_command = protocol.REGISTRY["signal"]
+    extra = protocol.Arg("group", bool, False, "the whole process group", ("--group",))
+    monkeypatch.setitem(protocol.REGISTRY, "signal", signal_command._replace(args=(*signal_command.args, extra)))
+    master = fake(canned({"signal": []}))
+    assert main(["signal", "HUP", "web", "--group"]) == 0
+    assert main(["signal", "HUP", "web"]) == 0
+    assert [r["args"] for r in master.requests] == [
+        {"signal": "HUP", "names": ["web"], "group": True}, {"signal": "HUP", "names": ["web"]}]
+
+
+def test_events_are_text_on_a_terminal(fake, monkeypatch, capsys):
+    events = [{"time": time.time(), "name": "web:0", "service": "web", "from": "STARTING", "to": "RUNNING",
+               "pid": 3, "exit": None}]
+    fake(canned({"events": events}))
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert main(["events"]) == 0
+    out = capsys.readouterr().out
+    assert re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3} web:0 STARTING -> RUNNING  pid 3\n", out), out
+
+
+def test_every_command_is_in_docs_cli_md():
+    from corral.cli.completion import grammar
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "docs", "cli.md")) as file:
+        doc = file.read()
+    parser = build_parser()
+    commands, _, _ = grammar(parser)
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    for name in commands:
+        assert re.search(rf"^\| `{name}[ `]", doc, re.MULTILINE), name
+        for action in sub.choices[name]._actions:
+            if action.option_strings and action.dest != "help":
+                assert any(re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", doc)
+                           for flag in action.option_strings), (
+                    name, action.option_strings)
+
+
+def test_the_table_keeps_the_wire_format():
+    """REGISTRY's request view is the table the protocol had before it (docs/protocol.md)."""
+    from corral import protocol
+
+    names, many = (list, None), (list, [])
+    history = {"lines": (int, 100), "follow": (bool, False)}
+    assert protocol.COMMANDS == {
+        "status": {"names": many}, "start": {"names": names}, "stop": {"names": names},
+        "restart": {"names": names, "rolling": (bool, False)},
+        "signal": {"names": names, "signal": ((str, int), None)},
+        "logs": {"name": ((str, type(None)), None), **history}, "events": history,
+        "tree": {}, "reload": {}, "reopen": {}, "shutdown": {}, "version": {},
+    }
+    assert protocol.STREAMING == {"logs", "events"}
+    assert protocol.parse_request(b'{"id": 1, "cmd": "logs"}') == (1, "logs", {"name": None, **{
+        "lines": 100, "follow": False}})

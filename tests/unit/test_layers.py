@@ -8,11 +8,13 @@ lazy import cannot hide an upward edge.
 """
 
 import ast
+import functools
+import json
 import pathlib
+import subprocess
+import sys
 
-import corral
-
-ROOT = pathlib.Path(corral.__file__).parent
+ROOT = pathlib.Path(__file__).resolve().parents[2] / "corral"
 
 
 def _module_name(path):
@@ -22,7 +24,24 @@ def _module_name(path):
     return ".".join(parts)
 
 
+@functools.cache
+def _read():
+    """The graph, read in a fresh interpreter: CPython 3.11's ast.parse can fail
+    with "AST constructor recursion depth mismatch" after other tests hit a
+    RecursionError in this process."""
+    out = subprocess.run([sys.executable, __file__], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
 def imports():
+    return {module: set(targets) for module, targets in _read()["graph"].items()}
+
+
+def _stdlib_imports():
+    return _read()["core_stdlib"]
+
+
+def _scan():
     """{module: {corral modules it imports}}."""
     graph = {}
     for path in ROOT.rglob("*.py"):
@@ -57,13 +76,9 @@ def offenders(prefix, forbidden):
 def test_the_core_imports_no_shell_and_no_io():
     assert offenders("corral.core", ["corral.supervisor", "corral.frontends", "corral.api",
                                      "corral.workers", "corral.cli", "corral.config"]) == []
-    for path in (ROOT / "core").glob("*.py"):
-        names = {n.name for node in ast.walk(ast.parse(path.read_text()))
-                 if isinstance(node, ast.Import) for n in node.names}
-        names |= {node.module for node in ast.walk(ast.parse(path.read_text()))
-                  if isinstance(node, ast.ImportFrom) and node.module}
-        assert not names & {"asyncio", "subprocess", "socket", "selectors", "multiprocess",
-                            "time"}, path
+    for path, names in _stdlib_imports().items():
+        assert not set(names) & {"asyncio", "subprocess", "socket", "selectors", "multiprocess",
+                                 "time"}, path
 
 
 def test_frontends_reach_the_master_only_through_the_api():
@@ -105,3 +120,20 @@ def test_no_cycle_between_modules():
     for node in sorted(edges):
         if node not in state:
             visit(node)
+
+
+def _core_stdlib():
+    found = {}
+    for path in (ROOT / "core").glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names = {n.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                 for n in node.names}
+        names |= {node.module for node in ast.walk(tree)
+                  if isinstance(node, ast.ImportFrom) and node.module}
+        found[str(path)] = sorted(names)
+    return found
+
+
+if __name__ == "__main__":
+    print(json.dumps({"graph": {m: sorted(t) for m, t in _scan().items()},
+                      "core_stdlib": _core_stdlib()}))

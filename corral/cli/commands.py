@@ -1,0 +1,109 @@
+"""The client commands that ask once and print the answer.
+
+status, start, stop, restart, signal, tree, reload, reopen, shutdown and
+version: each handler gets a connected Client, the parsed arguments (the
+request to send is `args.request`, built by parser.py from the command
+table) and an Output, and returns the exit code. logs and events, which
+may follow, are in streams.py.
+"""
+
+import corral
+from corral.cli import render
+from corral.errors import EXIT_FAILED, EXIT_OK
+
+
+class Output:
+    """stdout with the colour decision and a flush after each followed item."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.colour = render.use_colour(stream)
+        self.tty = _isatty(stream)
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
+        self.unicode = encoding in ("utf8", "utf_8")
+
+    def line(self, text="", flush=False):
+        self.stream.write(text + "\n")
+        if flush:
+            self.stream.flush()
+
+
+def _isatty(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def status(client, args, out):
+    items = client.call("status", **args.request)
+    if args.json:
+        out.line(render.to_json(items))
+    else:
+        out.line(render.status_table(items, out.colour))
+    if args.check and any(item.get("state") != "RUNNING" for item in items):
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def action(client, args, out):
+    """start, stop, restart, signal: one line per instance; 1 unless all ok."""
+    items = client.call(args.command, **args.request)
+    if args.json:
+        out.line(render.to_json(items))
+    else:
+        for item in items:
+            out.line(render.action_line(item, out.colour))
+    return EXIT_OK if all(item.get("ok") for item in items) else EXIT_FAILED
+
+
+def tree(client, args, out):
+    result = client.call("tree")
+    out.line(render.to_json(result) if args.json else render.tree(result or {}, out.colour, out.unicode))
+    return EXIT_OK
+
+
+def reload(client, args, out):
+    result = client.call("reload")
+    out.line(render.to_json(result) if args.json else render.reload_summary(result or {}))
+    return EXIT_OK
+
+
+def plain(client, args, out):
+    """reopen, shutdown: nothing to say when done (JSON null with --json)."""
+    result = client.call(args.command)
+    if args.json:
+        out.line(render.to_json(result))
+    return EXIT_OK
+
+
+def version(client, args, out):
+    result = client.call("version") or {}
+    out.line(render.to_json(result) if args.json else render.version_line(result, corral.__version__))
+    return EXIT_OK
+
+
+def version_without_master(args, out):
+    """`corral version` with nobody answering: the client's own version."""
+    version = corral.__version__
+    out.line(render.to_json({"version": version, "pid": None}) if args.json else f"corral {version}")
+
+
+HANDLERS = {
+    "status": status,
+    "start": action,
+    "stop": action,
+    "restart": action,
+    "signal": action,
+    "tree": tree,
+    "reload": reload,
+    "reopen": plain,
+    "shutdown": plain,
+    "version": version,
+}
+
+# Options only the command line has: (flags, argparse keywords) per command.
+OPTIONS = {
+    "status": [(("--check",), {"action": "store_true",
+                               "help": "exit 1 unless every listed instance is RUNNING"})],
+}
