@@ -10,7 +10,7 @@ here decides or changes a state: the step does.
     start(names)      up, `after` dependencies first   -> [Outcome]
     stop(names)       down, dependents first           -> [Outcome]
     restart(names)    stop, then start; rolling: one at a time
-    signal(names, s)  to the main process, or its whole group
+    signal(names, s)  to the main process, or (group) its whole process group
     status(names)     -> [report.Status]      tree() -> the service tree
     reload()          re-read the config, apply the difference (reload.py)
     shutdown()        everything down, in reverse order; the master exits
@@ -127,8 +127,9 @@ class Operations:
             break
         return results
 
-    def signal(self, names, sig, group=True):
-        """sig to each instance's process group (group) or main process."""
+    def signal(self, names, sig, group=False):
+        """sig to each instance's main process, as supervisorctl's and
+        `systemctl kill --kill-whom=main` do, or to its whole process group."""
         results = []
         for record in self.resolve(names):
             if record.state in SIGNALLABLE:

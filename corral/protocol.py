@@ -59,9 +59,11 @@ REGISTRY = {command.name: command for command in (
         Arg("rolling", bool, False, "one instance at a time, each RUNNING before the next stops",
             ("--rolling",)),
     )),
-    Command("signal", "send a signal to services", (
+    Command("signal", "send a signal to services (their main process)", (
         Arg("signal", (str, int), None, "a name (TERM, SIGHUP) or a number", metavar="SIG"),
         _names(True),
+        Arg("group", bool, False, "to the whole process group, not only the main process",
+            ("--group",)),
     )),
     Command("logs", "print the recent output of one or all services", (
         Arg("name", (str, type(None)), None, "a service or instance; all when left out", metavar="NAME"),

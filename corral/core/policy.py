@@ -22,6 +22,7 @@ class Exit:
     code: int = None
     signal: int = None
     error: str = None  # it never ran: the spawn itself failed
+    cause: str = None  # corral killed it, and why ("killed by the watchdog: ...")
 
     @classmethod
     def from_status(cls, status):
@@ -42,6 +43,8 @@ class Exit:
     def __str__(self):
         if self.error is not None:
             return f"spawn failed: {self.error}"
+        if self.cause is not None:  # never blame a SIGKILL corral sent itself
+            return self.cause
         if self.signal is not None:
             return signal_name(self.signal)
         return f"exit {self.code}"

@@ -18,6 +18,7 @@ Invariants:
   go in the reverse of the start order, for a shutdown as for `stop`.
 """
 
+import dataclasses
 import random as _random
 import signal
 
@@ -265,7 +266,10 @@ def _exited(step, item):
     record = step.sup.records.get(item.name)
     if record is None or record.pid != item.pid or record.state not in HAS_PROCESS:
         return  # a process of a record replaced by a reload, or reported twice
-    exit = record.last_exit = item.exit
+    exit = item.exit
+    if record.killed is not None and exit.signal == signal.SIGKILL:
+        exit = dataclasses.replace(exit, cause=record.killed)
+    record.last_exit = exit
     starting = record.state is State.STARTING
     watch.gone(step, record, exit)
     if record.state in BEING_STOPPED:
@@ -338,6 +342,7 @@ def _due(step, item):
         if record.state in BEING_STOPPED and record.pid is not None:
             step.log(f"still running {record.spec.stop_timeout:g} s after "
                      f"the stop signal: killing its process group", record)
+            record.killed = f"killed after its stop_timeout of {record.spec.stop_timeout:g} s"
             step.signal(record, signal.SIGKILL)
     elif item.kind == LEFTOVERS:
         if record.state in BEING_STOPPED:

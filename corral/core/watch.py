@@ -115,7 +115,8 @@ def notified(step, record, line):
         record.beat_at = step.now
     elif line == "WATCHDOG=trigger":
         if record.state is State.RUNNING:
-            kill(step, record, "asked for its watchdog to fire (WATCHDOG=trigger): killing")
+            kill(step, record, "asked for its watchdog to fire (WATCHDOG=trigger): killing",
+                 "killed by the watchdog: it asked (WATCHDOG=trigger)")
     elif line == "STOPPING=1" and not record.said_stopping:
         record.said_stopping = True
         step.log("says it is stopping (STOPPING=1)", record)
@@ -188,7 +189,9 @@ def due(step, record, kind):
             waited = "READY=1" if spec.is_command else "startService"
         problem = f": {starting.problem}" if starting.problem and starting.notified else ""
         kill(step, record, f"not ready {spec.start_timeout:g} s after its spawn "
-                           f"(start_timeout; waiting for {waited}{problem}): killing")
+                           f"(start_timeout; waiting for {waited}{problem}): killing",
+             f"not ready within {spec.start_timeout:g} s (start_timeout): "
+             f"waiting for {waited}{problem}")
     elif kind == UP_FOR and record.state is State.STARTING:
         record.starting.checked = True
         record.starting.how = f"up {spec.ready[1]:g} s"
@@ -202,7 +205,8 @@ def due(step, record, kind):
             step.arm(record, WATCHDOG, record.beat_at + spec.watchdog - step.now)
         else:
             kill(step, record, f"no watchdog heartbeat for {silent:.1f} s: "
-                               f"killing (watchdog = {spec.watchdog:g})")
+                               f"killing (watchdog = {spec.watchdog:g})",
+                 f"killed by the watchdog: no heartbeat for {silent:.1f} s")
     elif kind == HEALTH and record.state is State.RUNNING:
         record.probe_started = step.now
         step.effect_probe(record, "health")
@@ -216,11 +220,12 @@ def memory_due(step):
         step.arm(None, MEMORY, MEMORY_PERIOD)
 
 
-def kill(step, record, why):
-    """SIGKILL for a missed deadline: the exit comes back like any other."""
+def kill(step, record, why, cause):
+    """SIGKILL for a missed deadline: the exit comes back like any other, and
+    reads as `cause` (policy.Exit.cause), not as a bare SIGKILL."""
     if record.killed:
         return
-    record.killed = why
+    record.killed = cause
     for kind in WATCHED:
         step.disarm(record, kind)
     step.log(why, record)

@@ -288,8 +288,8 @@ class ControlServer:
     async def _restart(self, names, rolling):
         return [o.as_dict() for o in await self.ops.restart(names, rolling=rolling)]
 
-    async def _signal(self, names, signal):
-        return [o.as_dict() for o in self.ops.signal(names, parse_signal(signal))]
+    async def _signal(self, names, signal, group):
+        return [o.as_dict() for o in self.ops.signal(names, parse_signal(signal), group=group)]
 
     async def _logs(self, name, lines, follow):
         if name is not None and name != "all":

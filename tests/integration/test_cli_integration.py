@@ -324,6 +324,35 @@ def test_signal(master):
     assert m.status("db")["pid"] == pid
 
 
+FAMILY = """
+import os, signal, sys, time
+who = "main"
+def said(sig, frame):
+    print(who, "got", signal.Signals(sig).name, flush=True)
+signal.signal(signal.SIGUSR1, said)
+if os.fork() == 0:
+    who = "child"
+print(who, "up", flush=True) if who == "child" else None
+while True:
+    time.sleep(1)
+"""
+
+
+@pytest.mark.timeout(30)
+def test_signal_goes_to_the_main_process_and_group_reaches_the_rest(master):
+    m = master(f"""
+[services.app]
+command = ["{PY}", "family.py"]
+""", files={"family.py": FAMILY})
+    m.wait_log(r"app\[\d+\] out: child up")
+    assert m.cli("signal", "USR1", "app").returncode == 0
+    m.wait_log(r"out: main got SIGUSR1")
+    assert m.cli("signal", "--group", "USR1", "app").returncode == 0
+    m.wait_log(r"out: child got SIGUSR1")
+    m.wait_log(r"out: main got SIGUSR1", count=2)
+    assert m.log_text().count("child got SIGUSR1") == 1  # the first went to main only
+
+
 # -- logs, events ------------------------------------------------------------------------
 
 

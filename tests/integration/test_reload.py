@@ -235,4 +235,4 @@ stop_timeout = 1
     assert m.wait_exit() == 0
     text = m.log_text()
     assert "reload: added" not in text and "extra" not in text
-    assert "stubborn: stopped (SIGKILL)" in text
+    assert "stubborn: stopped (killed after its stop_timeout of 1 s)" in text

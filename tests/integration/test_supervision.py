@@ -412,7 +412,7 @@ stop_timeout = 0.5
     assert not pid_alive(pid)
     m.wait_log(r"hang\[\d+\] out: hanging in stopService")
     m.wait_log(r"hang: still running 0.5 s after the stop signal: killing its process group")
-    m.wait_log(r"hang: stopped \(SIGKILL\)")
+    m.wait_log(r"hang: stopped \(killed after its stop_timeout of 0.5 s\)")
 
 
 @pytest.mark.timeout(30)

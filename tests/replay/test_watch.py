@@ -39,10 +39,13 @@ def test_a_start_timeout_kills_and_the_policy_counts_a_failed_start():
     assert w.signalled() == []
     w.advance(0.1)
     assert w.signalled() == [(signal.SIGKILL, "family")]
-    assert w.record("app").killed == ("not ready 3 s after its spawn "
-                                      "(start_timeout; waiting for startService): killing")
+    assert "app: not ready 3 s after its spawn (start_timeout; waiting for startService): " \
+        "killing" in w.lines
     w.killed("app")
     assert w.state("app") == "BACKOFF"
+    assert str(w.record("app").last_exit) == ("not ready within 3 s (start_timeout): "
+                                              "waiting for startService")  # not "SIGKILL"
+    assert w.record("app").reason == "restarting in 1.00 s"
 
 
 def test_ready_seconds_and_an_early_exit_is_a_failed_start():
@@ -74,9 +77,8 @@ def test_a_start_timeout_names_the_last_probe_failure():
     w.advance(0)
     w.answer("app", "ready", False, "connection refused")
     w.advance(1.0)
-    assert w.record("app").killed.startswith(
-        "not ready 1 s after its spawn (start_timeout; waiting for http://127.0.0.1:8000/: "
-        "connection refused)")
+    assert w.record("app").killed == ("not ready within 1 s (start_timeout): "
+                                      "waiting for http://127.0.0.1:8000/: connection refused")
 
 
 def test_a_python_worker_with_a_check_needs_both():
@@ -100,10 +102,11 @@ def test_heartbeats_keep_it_and_silence_kills_it():
     assert w.signalled() == []
     w.advance(2.0)
     assert w.signalled() == [(signal.SIGKILL, "family")]
-    assert w.record("app").killed == ("no watchdog heartbeat for 2.0 s: killing "
-                                      "(watchdog = 2)")
+    assert "app: no watchdog heartbeat for 2.0 s: killing (watchdog = 2)" in w.lines
     w.killed("app")
     assert w.state("app") == "BACKOFF"
+    assert w.lines[-1] == ("app: killed by the watchdog: no heartbeat for 2.0 s; "
+                           "restarting in 1.00 s")
 
 
 def test_stopping_1_ends_the_watchdog_and_trigger_fires_it():
