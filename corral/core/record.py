@@ -46,6 +46,7 @@ HEALTH = "health"  # RUNNING with health: probe
 LEFTOVERS = "leftovers"  # being stopped, main process gone: look for what it left
 DEADLINES = (RETRY, KILL, READY_BY, UP_FOR, PROBE, WATCHDOG, HEALTH, LEFTOVERS)
 MEMORY = "memory"  # the master-wide RSS pass (Supervision.deadlines)
+NOTICE = "notice"  # shutting down: say who is still stopping (Supervision.deadlines)
 
 
 @dataclass

@@ -24,10 +24,11 @@ import signal
 
 from corral.core import messages as m
 from corral.core import policy, watch
-from corral.core.record import KILL, LEFTOVERS, MEMORY, RETRY, Goal, Mode, Record
+from corral.core.record import KILL, LEFTOVERS, MEMORY, NOTICE, RETRY, Goal, Mode, Record
 from corral.core.states import ACTIVE, AT_REST, BEING_STOPPED, HAS_PROCESS, Event, State
 
 LEFTOVER_POLL = 0.02  # s between checks for a stopped worker's leftover processes
+NOTICE_PERIOD = 2.0  # s between "still stopping ..." lines during a shutdown
 
 
 def step(sup, item, now, random=_random.random):
@@ -207,10 +208,26 @@ def _shutdown(step, item):
     if step.sup.shutting_down:
         return
     step.sup.mode = Mode.SHUTTING_DOWN
-    step.log("shutting down")
+    step.log("shutting down (a second Ctrl-C kills every worker now)")
     for record in step.sup.records.values():
         record.goal = Goal.DOWN
+    step.arm(None, NOTICE, NOTICE_PERIOD)
     _settle(step, item)
+
+
+def _still_stopping(step):
+    """A shutdown that takes a while says who it waits for, and until when."""
+    waiting = []
+    for record in step.sup.records.values():
+        if record.state in BEING_STOPPED:
+            kill_at = record.deadlines.get(KILL)
+            waiting.append(f"{record.name} (SIGKILL in {kill_at - step.now:.1f} s)"
+                           if kill_at is not None else f"{record.name} (its leftovers)")
+        elif record.state in HAS_PROCESS:
+            waiting.append(f"{record.name} (after its dependents)")
+    if waiting:
+        step.log("still stopping: " + ", ".join(waiting))
+        step.arm(None, NOTICE, NOTICE_PERIOD)
 
 
 def _settle(step, item):
@@ -229,6 +246,7 @@ def _settle(step, item):
     if sup.mode is Mode.SHUTTING_DOWN and all(r.state in AT_REST for r in sup.records.values()):
         sup.mode = Mode.DONE
         step.disarm(None, MEMORY)
+        step.disarm(None, NOTICE)
         step.log("all services stopped")
         step.effects.append(m.CloseSockets(tuple(sup.by_service)))
         step.effects.append(m.Done(0))
@@ -328,7 +346,10 @@ def _due(step, item):
         at = step.sup.deadlines.get(item.kind)
         if at is not None and at <= step.now:
             del step.sup.deadlines[item.kind]
-            watch.memory_due(step)
+            if item.kind == NOTICE:
+                _still_stopping(step)
+            else:
+                watch.memory_due(step)
         return
     record = step.sup.records.get(item.name)
     at = record.deadlines.get(item.kind) if record is not None else None

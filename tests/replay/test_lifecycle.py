@@ -287,3 +287,19 @@ def test_a_probe_deadline_of_a_removed_record_is_ignored():
     w.feed(m.Replace((), keep=()))
     w.feed(m.Due("app", "probe"))  # a timer the shell had armed
     assert w.sup.records == {}
+
+
+def test_a_slow_shutdown_says_who_it_waits_for():
+    w = World(command("db", stop_timeout=10.0), command("web", after=("db",), stop_timeout=5.0))
+    start_all(w)
+    w.feed(m.Shutdown())
+    assert "shutting down (a second Ctrl-C kills every worker now)" in w.lines
+    w.advance(2.0)
+    assert w.lines[-1] == "still stopping: db (after its dependents), web (SIGKILL in 3.0 s)"
+    w.exit("web", code=0)
+    w.advance(2.0)
+    assert w.lines[-1] == "still stopping: db (SIGKILL in 8.0 s)"
+    w.exit("db", code=0)
+    assert w.done == 0 and not w.sup.deadlines
+    w.advance(10.0)
+    assert w.lines[-1] == "all services stopped"
