@@ -227,39 +227,3 @@ command = {argv(PY, "-c", "import time; time.sleep(1000)")}
         assert row["restarts"] == 0 and "health" not in row["description"]
 
 
-@pytest.mark.timeout(30)
-def test_health_failures_go_through_the_restart_policy_to_fatal(master):
-    # Nothing listens on the probed port: every run fails its probe once.
-    port = free_port()
-    m = master(f"""
-[services.deaf]
-command = {argv("sleep", "1000")}
-health = {{tcp = {port}, interval = 0.05, failures = 1}}
-max_restarts = 2
-restart_window = 60
-backoff_initial = 0.05
-""")
-    row = m.wait_state("deaf", "FATAL")
-    assert "exited 3 times in 60 s" in row["description"]
-    log = m.log_text()
-    assert log.count("deaf: health check failed once") == 3
-    assert log.count("deaf: spawned, pid") == 3  # the first run, then max_restarts
-    assert "deaf: SIGTERM; restarting in 0.05 s" in log  # the backoff, as for a crash
-    assert m.status("deaf")["restarts"] == 2
-
-
-@pytest.mark.timeout(30)
-def test_health_failure_with_restart_never_stays_down(master):
-    port = free_port()
-    m = master(f"""
-[services.once]
-command = {argv("sleep", "1000")}
-health = {{tcp = {port}, interval = 0.05, failures = 2}}
-restart = "never"
-""")
-    old = running_pid(m, "once")
-    row = m.wait_state("once", "EXITED")
-    assert row["description"] == "SIGTERM; restart = never"
-    wait_until(lambda: not pid_alive(old), message="the old sleep gone", dump=m.output)
-    # EXITED is at rest: no restart timer exists (BACKOFF would hold one).
-    assert m.log_text().count("once: spawned, pid") == 1

@@ -84,59 +84,9 @@ Hello().supervise(restart="always", backoff_initial=0.05).setServiceParent(appli
     m.wait_log(r"hello\[\d+\] out: hello up", count=2)
 
 
-# -- 2. restart policies -------------------------------------------------------
-
-@pytest.mark.timeout(30)
-def test_restart_policies(master):
-    m = master(f"""
-[services.never]
-command = {argv("/bin/sh", "-c", "exit 1")}
-restart = "never"
-
-[services.ok]
-command = {argv("/bin/sh", "-c", "exit 0")}
-restart = "on-failure"
-
-[services.fails]
-command = {argv("/bin/sh", "-c", "sleep 0.05; exit 3")}
-restart = "on-failure"
-max_restarts = 100
-{FAST}
-""")
-    never = m.wait_state("never", "EXITED")
-    ok = m.wait_state("ok", "EXITED")
-    assert never["last_exit"] == "exit 1" and never["restarts"] == 0
-    assert ok["last_exit"] == "exit 0" and ok["restarts"] == 0
-    wait_until(lambda: m.status("fails")["restarts"] >= 2, dump=m.output,
-               message="fails restarted")
-    m.wait_log(r"never: exited: exit 1; restart = never")
-    m.wait_log(r"ok: exited: exit 0; restart = on-failure")
-    m.wait_log(r"fails: exit 3; restarting in")
-    # The ones that finished stay finished.
-    assert m.status("never")["restarts"] == 0 and m.status("ok")["restarts"] == 0
-    assert len(pids_of(m, "never")) == 1 and len(pids_of(m, "ok")) == 1
-
+# -- 2, 3. restart policies and giving up: tests/replay/test_lifecycle.py -------
 
 # -- 3. giving up --------------------------------------------------------------
-
-@pytest.mark.timeout(30)
-def test_crash_loop_goes_fatal_and_says_why(master):
-    m = master(f"""
-[services.loop]
-command = {argv("/bin/sh", "-c", "echo looping; exit 2")}
-max_restarts = 3
-restart_window = 30
-backoff_initial = 0.01
-backoff_max = 0.05
-""")
-    row = m.wait_state("loop", "FATAL")
-    assert row["restarts"] == 3
-    assert row["last_exit"] == "exit 2"
-    assert row["pid"] is None
-    m.wait_log(r"loop: FATAL: exited 4 times in 30 s \(exit 2\): giving up")
-    assert len(re.findall(r"loop\[\d+\] out: looping", m.log_text())) == 4
-    assert len(pids_of(m, "loop")) == 4
-
 
 @pytest.mark.timeout(30)
 def test_python_boot_failures_go_fatal_at_once(master):
@@ -445,24 +395,6 @@ after = ["slow"]
 
 
 @pytest.mark.timeout(30)
-def test_operator_start_revives_a_fatal_service(master):
-    m = master(f"""
-[services.once]
-command = {argv("/bin/sh", "-c", "echo try; exit 1")}
-max_restarts = 0
-""")
-    row = m.wait_state("once", "FATAL")
-    assert row["restarts"] == 0
-    m.wait_log(r"once: FATAL: exited 1 times in 10 s \(exit 1\): giving up")
-    result = m.call("start", names=["once"])
-    assert result[0]["state"] in ("RUNNING", "FATAL")  # a command runs once spawned
-    m.wait_log(r"once\[\d+\] out: try", count=2)
-    m.wait_log(r"once: FATAL: ", count=2)
-    assert m.status("once")["state"] == "FATAL"
-    assert len(pids_of(m, "once")) == 2
-
-
-@pytest.mark.timeout(30)
 def test_python_worker_with_an_uncatchable_stop_signal_runs_and_stops(master):
     m = master("""
 [services.hard]
@@ -496,22 +428,3 @@ max_restarts = 0
     m.wait_log(r"picky\[\d+\] out: picky runs")
 
 
-@pytest.mark.timeout(30)
-def test_start_during_backoff_does_not_leave_the_service_wanted(master):
-    # Fails (exit 1) until `ok` exists; then runs briefly and exits 0, which
-    # restart = on-failure accepts as finished: it must stay EXITED.
-    m = master(f"""
-[services.job]
-command = {argv("/bin/sh", "-c", "test -e ok || exit 1; echo job runs; sleep 0.2; exit 0")}
-restart = "on-failure"
-backoff_initial = 30
-backoff_max = 30
-""")
-    m.wait_state("job", "BACKOFF")
-    open(os.path.join(m.dir, "ok"), "w").close()
-    result = m.call("start", names=["job"])
-    assert result[0]["state"] == "RUNNING"
-    m.wait_state("job", "EXITED")
-    m.wait_log(r"job: exited: exit 0; restart = on-failure")
-    assert m.log_text().count("job runs") == 1
-    assert len(pids_of(m, "job")) == 2

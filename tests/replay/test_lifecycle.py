@@ -303,3 +303,51 @@ def test_a_slow_shutdown_says_who_it_waits_for():
     assert w.done == 0 and not w.sup.deadlines
     w.advance(10.0)
     assert w.lines[-1] == "all services stopped"
+
+
+# -- moved from the integration suite: decisions only --------------------------------
+
+def test_restart_never_and_on_failure_finish_and_on_failure_restarts_failures():
+    w = World(command("never", restart="never"), command("ok", restart="on-failure"),
+              command("fails", restart="on-failure", max_restarts=100, backoff_initial=0.01))
+    start_all(w)
+    w.exit("never", code=1)
+    w.exit("ok", code=0)
+    for _ in range(3):
+        w.exit("fails", code=3)
+        w.advance(1)
+    assert w.state("never") == "EXITED" and w.record("never").restarts == 0
+    assert w.state("ok") == "EXITED" and w.record("ok").restarts == 0
+    assert w.record("fails").restarts == 3 and w.state("fails") == "RUNNING"
+    assert "never: exited: exit 1; restart = never" in w.lines
+    assert "ok: exited: exit 0; restart = on-failure" in w.lines
+    assert any(line.startswith("fails: exit 3; restarting in") for line in w.lines)
+    w.advance(60)
+    assert w.spawned_order().count("never") == 1 and w.spawned_order().count("ok") == 1
+
+
+def test_an_operators_start_revives_a_fatal_service():
+    w = World(command("once", max_restarts=0))
+    start_all(w)
+    w.exit("once", code=1)
+    assert w.state("once") == "FATAL" and w.record("once").restarts == 0
+    assert w.lines[-1] == "once: FATAL: exited 1 times in 10 s (exit 1): giving up"
+    w.feed(m.Start(("once",), fresh=True))
+    assert w.state("once") == "RUNNING"
+    w.exit("once", code=1)
+    assert w.state("once") == "FATAL" and len(w.pids) == 2
+
+
+def test_a_start_during_backoff_leaves_nothing_pending():
+    # restart = on-failure: the started run exits 0 and must stay EXITED,
+    # with no retry left from the backoff it interrupted.
+    w = World(command("job", restart="on-failure", backoff_initial=30.0, backoff_max=30.0))
+    start_all(w)
+    w.exit("job", code=1)
+    assert w.state("job") == "BACKOFF"
+    w.feed(m.Start(("job",), fresh=True))
+    w.advance(0.2)
+    w.exit("job", code=0)
+    assert w.state("job") == "EXITED" and not w.record("job").deadlines
+    w.advance(60)
+    assert len(w.pids) == 2

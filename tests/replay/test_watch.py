@@ -192,3 +192,33 @@ def test_memory_is_sampled_only_while_a_running_instance_has_a_limit():
     assert w.record("big").reason == "rss 4K over max_memory 1K"
     w.advance(1.0)  # nothing RUNNING has a limit now: no pass, no timer
     assert len(w.memory) == 2 and MEMORY not in w.sup.deadlines
+
+
+# -- moved from the integration suite: decisions only --------------------------------
+
+def test_health_failures_go_through_the_restart_policy_to_fatal():
+    check = parse_health({"tcp": 8000, "interval": 0.05, "failures": 1})
+    w = started(command("deaf", health=check, max_restarts=2, restart_window=60.0,
+                        backoff_initial=0.05, backoff_factor=1.0))
+    for _ in range(3):
+        w.advance(0.06)  # the first probe, 0.05 s after RUNNING
+        w.answer("deaf", "health", False, "connection refused")
+        assert w.state("deaf") == "FAILING"
+        w.exit("deaf", sig=signal.SIGTERM)
+        w.advance(0.06)  # the backoff
+    assert w.state("deaf") == "FATAL" and "exited 3 times in 60 s" in w.record("deaf").reason
+    assert w.lines.count("deaf: SIGTERM; restarting in 0.05 s") == 2  # the backoff, as for a crash
+    assert len(w.pids) == 3 and w.record("deaf").restarts == 2
+
+
+def test_a_health_failure_with_restart_never_stays_down():
+    check = parse_health({"tcp": 8000, "interval": 0.05, "failures": 2})
+    w = started(command("once", health=check, restart="never"))
+    for _ in range(2):
+        w.advance(0.06)
+        w.answer("once", "health", False, "connection refused")
+    w.exit("once", sig=signal.SIGTERM)
+    assert w.state("once") == "EXITED" and w.record("once").reason == "SIGTERM; restart = never"
+    assert not w.record("once").deadlines
+    w.advance(60)
+    assert len(w.pids) == 1
