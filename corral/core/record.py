@@ -110,6 +110,7 @@ class Supervision:
     mode: Mode = Mode.RUNNING
     deadlines: dict = field(default_factory=dict)  # MEMORY -> monotonic time
     by_service: dict = field(default_factory=dict)  # service name -> [Record]
+    dependents: dict = field(default_factory=dict)  # service name -> [Record after it]
 
     def add(self, spec):
         for index in range(spec.numprocs):
@@ -118,9 +119,11 @@ class Supervision:
         self.index()
 
     def index(self):
-        self.by_service = {}
+        self.by_service, self.dependents = {}, {}
         for record in self.records.values():
             self.by_service.setdefault(record.service, []).append(record)
+            for name in record.spec.after:
+                self.dependents.setdefault(name, []).append(record)
 
     def instances_of(self, service):
         return self.by_service.get(service, [])

@@ -152,8 +152,8 @@ class Step:
                 self.stop_record(record)
 
     def dependents_alive(self, record):
-        return any(record.service in other.spec.after and other.state in HAS_PROCESS
-                   and other.goal is Goal.DOWN for other in self.sup.records.values())
+        return any(other.state in HAS_PROCESS and other.goal is Goal.DOWN
+                   for other in self.sup.dependents.get(record.service, ()))
 
     def finish_stop(self, record):
         self.disarm(record, KILL)

@@ -50,7 +50,7 @@ class Master:
         self._settle_scheduled = False
         self._depth = 0  # feed() calls under way (effects feed their answers)
         self._children = {}  # pid -> spawn.Child, while its record may still need it
-        self._timers = {}  # (name or None, kind) -> (when, asyncio.TimerHandle)
+        self._timers = {}  # name (None: the master) -> {kind: (when, asyncio.TimerHandle)}
         self._probes = {}  # (name, pid) -> set of probe tasks
         self.loop = None
         self.loghub = None
@@ -212,24 +212,29 @@ class Master:
         else:
             record = self.records.get(name)
             deadlines = record.deadlines if record is not None else {}
-        for key in [k for k in self._timers if k[0] == name and k[1] not in deadlines]:
-            self._timers.pop(key)[1].cancel()
+        timers = self._timers.setdefault(name, {})
+        for kind in [k for k in timers if k not in deadlines]:
+            timers.pop(kind)[1].cancel()
         for kind, when in deadlines.items():
-            armed = self._timers.get((name, kind))
+            armed = timers.get(kind)
             if armed is not None and armed[0] == when:
                 continue
             if armed is not None:
                 armed[1].cancel()
             delay = max(0.0, when - self.clock.now())
-            handle = self.loop.call_later(delay, self._due, name, kind, when)
-            self._timers[(name, kind)] = (when, handle)
+            timers[kind] = (when, self.loop.call_later(delay, self._due, name, kind, when))
+        if not timers:
+            del self._timers[name]
 
     def _due(self, name, kind, when):
-        self._timers.pop((name, kind), None)
+        timers = self._timers.get(name, {})
+        timers.pop(kind, None)
         if self.clock.now() < when:  # the loop woke a hair early: not yet
             handle = self.loop.call_later(when - self.clock.now(), self._due, name, kind, when)
-            self._timers[(name, kind)] = (when, handle)
+            self._timers.setdefault(name, {})[kind] = (when, handle)
             return
+        if not timers:
+            self._timers.pop(name, None)
         self.feed(m.Due(name, kind))
 
     def _moved(self, effect):
@@ -363,12 +368,14 @@ class Master:
         """A reload's new config (services not in keep are at rest)."""
         self.feed(m.Replace(config.services, tuple(keep)))
         self.config = config
-        for key in [k for k in self._timers if k[0] is not None and k[0] not in self.records]:
-            self._timers.pop(key)[1].cancel()
+        for name in [n for n in self._timers if n is not None and n not in self.records]:
+            for _when, handle in self._timers.pop(name).values():
+                handle.cancel()
 
     def close(self):
-        for _when, handle in self._timers.values():
-            handle.cancel()
+        for timers in self._timers.values():
+            for _when, handle in timers.values():
+                handle.cancel()
         self._timers.clear()
         self.notify.close()
 

@@ -761,13 +761,14 @@ def test_a_new_argument_in_the_table_reaches_the_wire(fake, monkeypatch, capsys)
     from corral import protocol
 
     signal_command = protocol.REGISTRY["signal"]
-    extra = protocol.Arg("group", bool, False, "the whole process group", ("--group",))
+    extra = protocol.Arg("dry_run", bool, False, "say what would be signalled", ("--dry-run",))
     monkeypatch.setitem(protocol.REGISTRY, "signal", signal_command._replace(args=(*signal_command.args, extra)))
     master = fake(canned({"signal": []}))
+    assert main(["signal", "HUP", "web", "--dry-run"]) == 0
     assert main(["signal", "HUP", "web", "--group"]) == 0
-    assert main(["signal", "HUP", "web"]) == 0
     assert [r["args"] for r in master.requests] == [
-        {"signal": "HUP", "names": ["web"], "group": True}, {"signal": "HUP", "names": ["web"]}]
+        {"signal": "HUP", "names": ["web"], "dry_run": True},
+        {"signal": "HUP", "names": ["web"], "group": True}]
 
 
 def test_events_are_text_on_a_terminal(fake, monkeypatch, capsys):
@@ -808,7 +809,7 @@ def test_the_table_keeps_the_wire_format():
     assert protocol.COMMANDS == {
         "status": {"names": many}, "start": {"names": names}, "stop": {"names": names},
         "restart": {"names": names, "rolling": (bool, False)},
-        "signal": {"names": names, "signal": ((str, int), None)},
+        "signal": {"names": names, "signal": ((str, int), None), "group": (bool, False)},
         "logs": {"name": ((str, type(None)), None), **history}, "events": history,
         "tree": {}, "reload": {}, "reopen": {}, "shutdown": {}, "version": {},
     }
