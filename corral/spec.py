@@ -91,6 +91,7 @@ class ServiceSpec:
     source: str = None  # the config file it came from, for messages
     restart: str = SERVICE_DEFAULTS["restart"]
     after: tuple = ()
+    requires: tuple = ()  # of `after`: cannot run without these (step.py: propagation)
     numprocs: int = 1
     sockets: tuple = ()  # "tcp://host:port", "udp://...", "unix://path", each "#name" maybe
     stop_signal: int = SERVICE_DEFAULTS["stop_signal"]
@@ -136,6 +137,7 @@ class MasterSpec:
     logfile: str = None
     log_dir: str = None
     pidfile: str = None
+    on_fatal: str = "stay"  # "shutdown": a FATAL service stops the master, exit 1
     log_max_bytes: int = MASTER_DEFAULTS["log_max_bytes"]
     log_backups: int = MASTER_DEFAULTS["log_backups"]
 

@@ -108,6 +108,8 @@ class Supervision:
 
     records: dict = field(default_factory=dict)  # instance name -> Record
     mode: Mode = Mode.RUNNING
+    on_fatal: str = "stay"  # "shutdown": a FATAL instance shuts the master down
+    exit_code: int = 0  # what the master exits with once DONE
     deadlines: dict = field(default_factory=dict)  # MEMORY -> monotonic time
     by_service: dict = field(default_factory=dict)  # service name -> [Record]
     dependents: dict = field(default_factory=dict)  # service name -> [Record after it]
@@ -122,7 +124,7 @@ class Supervision:
         self.by_service, self.dependents = {}, {}
         for record in self.records.values():
             self.by_service.setdefault(record.service, []).append(record)
-            for name in record.spec.after:
+            for name in dict.fromkeys((*record.spec.after, *record.spec.requires)):
                 self.dependents.setdefault(name, []).append(record)
 
     def instances_of(self, service):

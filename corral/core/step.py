@@ -87,20 +87,23 @@ class Step:
 
     # -- starting ------------------------------------------------------------
 
-    def request_start(self, record, fresh=False):
-        """Ask for record to run, its `after` services first."""
+    def request_start(self, record, fresh=False, pull=True, cause=None):
+        """Ask for record to run, its `after` services first (pull: ask for
+        them too; without, it waits for them). cause: why it stopped, kept
+        in the reason while it waits ("stopped: db is FATAL")."""
         if fresh:  # an operator's start forgets the restart history
             record.history = policy.History()
         record.goal = Goal.UP
-        for dep in self.dependencies(record):
+        for dep in self.dependencies(record) if pull else ():
             if dep.state not in ACTIVE:
                 self.request_start(dep, fresh)
         if record.pending is not None:
             return
         if record.state in AT_REST:
-            waiting = [n for n in record.spec.after if not self.running(n)]
+            waiting = self.waiting_for(record)
             if waiting:
-                self.move(record, Event.WAIT, "waiting for " + ", ".join(waiting))
+                reason = "waiting for " + ", ".join(waiting)
+                self.move(record, Event.WAIT, f"{cause}; {reason}" if cause else reason)
             else:
                 self.spawn(record, Event.START)
         elif record.state is State.BACKOFF:  # an operator wants it now, not later
@@ -119,6 +122,13 @@ class Step:
 
     def running(self, service):
         return all(dep.state is State.RUNNING for dep in self.sup.instances_of(service))
+
+    def waiting_for(self, record):
+        """The `after` services record must wait for: not RUNNING, or, for one
+        it requires, RUNNING but on its way down."""
+        return [name for name in record.spec.after if not self.running(name)
+                or name in record.spec.requires
+                and any(dep.goal is Goal.DOWN for dep in self.sup.instances_of(name))]
 
     # -- stopping ------------------------------------------------------------
 
@@ -152,14 +162,33 @@ class Step:
                 self.stop_record(record)
 
     def dependents_alive(self, record):
-        return any(other.state in HAS_PROCESS and other.goal is Goal.DOWN
+        """A dependent going down with it, or one that requires it, still runs."""
+        return any(other.state in HAS_PROCESS and (other.goal is Goal.DOWN
+                                                   or record.service in other.spec.requires)
                    for other in self.sup.dependents.get(record.service, ()))
+
+    def requires_pass(self):
+        """Stop what requires a service that is going down or down for good;
+        it waits (WAITING, goal still UP) and runs again once that is back."""
+        for record in self.sup.records.values():
+            if not record.spec.requires or record.goal is not Goal.UP \
+                    or record.state not in (State.STARTING, State.RUNNING):
+                continue
+            gone = next((dep for name in record.spec.requires
+                         for dep in self.sup.instances_of(name)
+                         if dep.goal is Goal.DOWN or dep.state in AT_REST), None)
+            if gone is not None:
+                why = f"{gone.name} is {gone.state}" if gone.state in AT_REST \
+                    else f"{gone.name} is stopping"
+                self.log(f"stopping: it requires {gone.name}, and {why}", record)
+                self.stop_process(record, Event.STOP, f"stopped: {why}")
 
     def finish_stop(self, record):
         self.disarm(record, KILL)
         self.disarm(record, LEFTOVERS)
         record.pid = None
         exit = record.last_exit
+        cause = record.reason if record.reason.startswith("stopped: ") else None
         if record.state is State.FAILING and record.goal is Goal.UP \
                 and not self.sup.shutting_down:
             self.decide(record, exit, failed=True)
@@ -167,7 +196,17 @@ class Step:
         self.move(record, Event.GONE, f"stopped ({exit})")
         self.log(f"stopped ({exit})", record)
         if record.goal is Goal.UP and not self.sup.shutting_down:
-            self.request_start(record)  # asked to start while it was stopping
+            # asked to start while it was stopping, or stopped for a dependency
+            # it requires: it runs again once its `after` services do
+            self.request_start(record, pull=False, cause=cause)
+
+    def give_up(self, record, reason):
+        self.move(record, Event.GAVE_UP, reason)
+        self.log(f"FATAL: {reason}", record)
+        if self.sup.on_fatal == "shutdown" and not self.sup.shutting_down:
+            self.log(f"on_fatal = \"shutdown\": {record.name} is FATAL: stopping everything")
+            self.sup.exit_code = 1
+            _shutdown(self, None)
 
     # -- exits -----------------------------------------------------------------
 
@@ -182,8 +221,7 @@ class Step:
             self.log(decision.reason, record)
             self.arm(record, RETRY, decision.delay)
         elif isinstance(decision, policy.GiveUp):
-            self.move(record, Event.GAVE_UP, decision.reason)
-            self.log(f"FATAL: {decision.reason}", record)
+            self.give_up(record, decision.reason)
         else:
             self.move(record, Event.FINISHED, decision.reason)
             self.log(f"exited: {decision.reason}", record)
@@ -201,6 +239,7 @@ def _start(step, item):
 def _stop(step, item):
     for name in item.names:
         step.sup.records[name].goal = Goal.DOWN
+    step.requires_pass()
     step.stop_pass()
 
 
@@ -236,12 +275,14 @@ def _settle(step, item):
         for record in sup.records.values():
             if record.state is State.WAITING:
                 blocker = next((f"{dep.name} is {dep.state}" for dep in step.dependencies(record)
-                                if dep.state in AT_REST), None)
+                                if dep.state in AT_REST
+                                and dep.service not in record.spec.requires), None)
                 if blocker is not None:
                     step.move(record, Event.BLOCKED, f"not started: {blocker}")
                     step.log(f"not started: {blocker}", record)
-                elif all(step.running(name) for name in record.spec.after):
+                elif not step.waiting_for(record):
                     step.spawn(record, Event.START)
+        step.requires_pass()
     step.stop_pass()
     if sup.mode is Mode.SHUTTING_DOWN and all(r.state in AT_REST for r in sup.records.values()):
         sup.mode = Mode.DONE
@@ -249,7 +290,7 @@ def _settle(step, item):
         step.disarm(None, NOTICE)
         step.log("all services stopped")
         step.effects.append(m.CloseSockets(tuple(sup.by_service)))
-        step.effects.append(m.Done(0))
+        step.effects.append(m.Done(sup.exit_code))
 
 
 def _spawned(step, item):
@@ -271,9 +312,7 @@ def _spawn_failed(step, item):
     record.pending = None
     record.started_at = step.now
     if item.fatal:  # a port in use or a bad address does not get better by itself
-        reason = f"cannot bind its sockets: {item.error}"
-        step.move(record, Event.GAVE_UP, reason)
-        step.log(f"FATAL: {reason}", record)
+        step.give_up(record, f"cannot bind its sockets: {item.error}")
         return
     step.log(item.error, record)
     record.last_exit = policy.Exit(error=item.error)

@@ -40,7 +40,7 @@ class Master:
         self.loader = loader
         self.console = console
         self.color = color
-        self.sup = Supervision()
+        self.sup = Supervision(on_fatal=config.master.on_fatal)
         for spec in config.services:
             self.sup.add(spec)
         self.events = collections.deque(maxlen=EVENT_RING)

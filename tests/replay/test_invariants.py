@@ -22,7 +22,7 @@ def specs():
         python_tree("db", start_timeout=2.0, backoff_initial=0.1),
         command("cache", ready=("tcp", parse_tcp(6379)), start_timeout=1.0,
                 backoff_initial=0.2, stop_timeout=0.5),
-        command("web", after=("db", "cache"), numprocs=2, watchdog=1.0,
+        command("web", after=("db", "cache"), requires=("db",), numprocs=2, watchdog=1.0,
                 health=parse_health({"tcp": 8000, "interval": 0.5, "failures": 2}),
                 restart="on-failure", max_restarts=3),
         python_tree("job", after=("web",), ready=("seconds", 0.3), restart="never"),
@@ -88,6 +88,7 @@ def settle_everything(w):
 def test_random_history_keeps_records_consistent_and_shutdown_ends(seed):
     rng = random.Random(seed)
     w = World(*specs())
+    w.sup.on_fatal = "shutdown" if seed % 3 == 0 else "stay"
     w.feed(m.Start(("db", "cache", "web:0", "web:1", "job")))
     check(w)
     for _ in range(80):
@@ -97,7 +98,9 @@ def test_random_history_keeps_records_consistent_and_shutdown_ends(seed):
     settle_everything(w)
     check(w)
     assert all(r.state in AT_REST for r in w.sup.records.values()), w.states()
-    assert not w.sup.deadlines and w.done == 0
+    fatal = any(new == "FATAL" for _n, _o, new, _r in w.moves)
+    assert not w.sup.deadlines
+    assert w.done == (1 if fatal and w.sup.on_fatal == "shutdown" else 0)
     before = len(w.pids)
     w.feed(m.Start(("db",)))
     w.advance(10)
