@@ -22,6 +22,7 @@ class Goal(enum.Enum):
 
     DOWN = "down"
     UP = "up"
+    RESTART = "restart"  # down, in the stop order, then up again (a group's restart)
 
     def __str__(self):
         return self.value
@@ -102,6 +103,27 @@ class Record:
         return f"<Record {self.name} {self.state} goal={self.goal} pid={self.pid}>"
 
 
+STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")  # Erlang/OTP's
+
+
+@dataclass
+class Group:
+    """Services restarted together (OTP's strategies), with their own intensity."""
+
+    name: str
+    services: tuple  # in the group's order: started in it, stopped in reverse
+    strategy: str = "one_for_one"
+    max_restarts: int = 5
+    restart_window: float = 10.0
+    restarts: tuple = ()  # monotonic times of the group's restarts within the window
+    fatal: str = None  # why the group gave up
+
+    @property
+    def ordered(self):
+        """Members start in the group's order (and stop in reverse)."""
+        return self.strategy != "one_for_one"
+
+
 @dataclass
 class Supervision:
     """All records (in config order) and the master's phase: the step's world."""
@@ -113,6 +135,8 @@ class Supervision:
     deadlines: dict = field(default_factory=dict)  # MEMORY -> monotonic time
     by_service: dict = field(default_factory=dict)  # service name -> [Record]
     dependents: dict = field(default_factory=dict)  # service name -> [Record after it]
+    groups: dict = field(default_factory=dict)  # group name -> Group
+    group_of: dict = field(default_factory=dict)  # service name -> Group
 
     def add(self, spec):
         for index in range(spec.numprocs):
@@ -122,10 +146,19 @@ class Supervision:
 
     def index(self):
         self.by_service, self.dependents = {}, {}
+        self.group_of = {s: g for g in self.groups.values() for s in g.services}
         for record in self.records.values():
             self.by_service.setdefault(record.service, []).append(record)
-            for name in dict.fromkeys((*record.spec.after, *record.spec.requires)):
+            for name in dict.fromkeys((*self.after_of(record.spec), *record.spec.requires)):
                 self.dependents.setdefault(name, []).append(record)
+
+    def after_of(self, spec):
+        """spec.after, and in an ordered group the members before it."""
+        group = self.group_of.get(spec.name)
+        if group is None or not group.ordered:
+            return spec.after
+        earlier = group.services[:group.services.index(spec.name)]
+        return tuple(dict.fromkeys((*spec.after, *earlier)))
 
     def instances_of(self, service):
         return self.by_service.get(service, [])

@@ -6,7 +6,8 @@ step (step.py) calls apply() through Record.move() and never assigns a
 state by hand.
 
     STOPPED/EXITED/FATAL --wait--> WAITING    (wanted up; its `after` services
-                                               are not RUNNING yet)
+    BACKOFF --wait--> WAITING                  are not RUNNING yet, also when
+                                               its backoff ends)
     WAITING --blocked--> STOPPED              (one of them is at rest, unwanted)
     (at rest)/WAITING/BACKOFF --start--> STARTING --ready--> RUNNING
     STARTING/RUNNING --crashed--> BACKOFF --retry--> STARTING
@@ -60,7 +61,7 @@ _AT_REST = (S.STOPPED, S.EXITED, S.FATAL)
 _NO_PROCESS = (*_AT_REST, S.WAITING, S.BACKOFF)  # where a spawn can be tried
 
 TRANSITIONS = {
-    **{(s, E.WAIT): S.WAITING for s in _AT_REST},
+    **{(s, E.WAIT): S.WAITING for s in (*_AT_REST, S.BACKOFF)},
     (S.WAITING, E.BLOCKED): S.STOPPED,
     **{(s, E.START): S.STARTING for s in _NO_PROCESS},
     **{(s, E.CRASHED): S.BACKOFF for s in _NO_PROCESS},  # a failed spawn

@@ -118,7 +118,8 @@ class Step:
         self.effects.append(m.Spawn(record.name))
 
     def dependencies(self, record):
-        return [dep for name in record.spec.after for dep in self.sup.instances_of(name)]
+        return [dep for name in self.sup.after_of(record.spec)
+                for dep in self.sup.instances_of(name)]
 
     def running(self, service):
         return all(dep.state is State.RUNNING for dep in self.sup.instances_of(service))
@@ -126,7 +127,7 @@ class Step:
     def waiting_for(self, record):
         """The `after` services record must wait for: not RUNNING, or, for one
         it requires, RUNNING but on its way down."""
-        return [name for name in record.spec.after if not self.running(name)
+        return [name for name in self.sup.after_of(record.spec) if not self.running(name)
                 or name in record.spec.requires
                 and any(dep.goal is Goal.DOWN for dep in self.sup.instances_of(name))]
 
@@ -155,15 +156,16 @@ class Step:
         self.arm(record, KILL, spec.stop_timeout)
 
     def stop_pass(self):
-        """Stop every instance whose goal is DOWN and whose dependents are down."""
+        """Stop every instance whose goal is DOWN (or RESTART) and whose
+        dependents are down."""
         for record in self.sup.records.values():
-            if record.goal is Goal.DOWN and record.state in ACTIVE \
+            if record.goal is not Goal.UP and record.state in ACTIVE \
                     and not self.dependents_alive(record):
                 self.stop_record(record)
 
     def dependents_alive(self, record):
         """A dependent going down with it, or one that requires it, still runs."""
-        return any(other.state in HAS_PROCESS and (other.goal is Goal.DOWN
+        return any(other.state in HAS_PROCESS and (other.goal is not Goal.UP
                                                    or record.service in other.spec.requires)
                    for other in self.sup.dependents.get(record.service, ()))
 
@@ -189,6 +191,8 @@ class Step:
         record.pid = None
         exit = record.last_exit
         cause = record.reason if record.reason.startswith("stopped: ") else None
+        if record.goal is Goal.RESTART:  # down with its group: up again, in order
+            record.goal = Goal.UP
         if record.state is State.FAILING and record.goal is Goal.UP \
                 and not self.sup.shutting_down:
             self.decide(record, exit, failed=True)
@@ -200,9 +204,56 @@ class Step:
             # it requires: it runs again once its `after` services do
             self.request_start(record, pull=False, cause=cause)
 
+    def group_restart(self, record):
+        """record crashed and its policy restarts it: its group's strategy
+        restarts the others too (one_for_all), or those after it (rest_for_one),
+        stopped in reverse order and started in order; past the group's
+        intensity, the group gives up."""
+        group = self.sup.group_of.get(record.service)
+        if group is None or group.strategy == "one_for_one" or group.fatal:
+            return
+        recent = tuple(t for t in group.restarts if self.now - t < group.restart_window)
+        if len(recent) >= group.max_restarts:
+            group.restarts = recent
+            self.group_gives_up(group, f"group {group.name}: {len(recent) + 1} restarts in "
+                                       f"{group.restart_window:g} s ({record.name} "
+                                       f"{record.last_exit}): giving up")
+            return
+        group.restarts = recent + (self.now,)
+        members = group.services
+        if group.strategy == "rest_for_one":
+            members = members[members.index(record.service) + 1:]
+        self.log(f"group {group.name} ({group.strategy}): {record.name} exited: "
+                 f"restarting {', '.join(members) or 'only it'}")
+        for name in members:
+            for other in self.sup.instances_of(name):
+                if other is not record and other.state in (State.STARTING, State.RUNNING) \
+                        and other.goal is Goal.UP:
+                    other.goal = Goal.RESTART
+        self.stop_pass()
+
+    def group_gives_up(self, group, reason):
+        group.fatal = reason
+        self.log(f"FATAL: {reason}")
+        failed = None
+        for name in group.services:
+            for record in self.sup.instances_of(name):
+                if record.state is State.BACKOFF:
+                    self.disarm(record, RETRY)
+                    self.move(record, Event.GAVE_UP, reason)
+                    failed = failed or record
+                elif record.state in ACTIVE:
+                    record.goal = Goal.DOWN
+        self.stop_pass()
+        if failed is not None:
+            self.on_fatal(failed)
+
     def give_up(self, record, reason):
         self.move(record, Event.GAVE_UP, reason)
         self.log(f"FATAL: {reason}", record)
+        self.on_fatal(record)
+
+    def on_fatal(self, record):
         if self.sup.on_fatal == "shutdown" and not self.sup.shutting_down:
             self.log(f"on_fatal = \"shutdown\": {record.name} is FATAL: stopping everything")
             self.sup.exit_code = 1
@@ -220,6 +271,7 @@ class Step:
             self.move(record, Event.CRASHED, f"restarting in {decision.delay:.2f} s")
             self.log(decision.reason, record)
             self.arm(record, RETRY, decision.delay)
+            self.group_restart(record)
         elif isinstance(decision, policy.GiveUp):
             self.give_up(record, decision.reason)
         else:
@@ -397,7 +449,11 @@ def _due(step, item):
     del record.deadlines[item.kind]
     if item.kind == RETRY:
         if record.state is State.BACKOFF:
-            step.spawn(record, Event.RETRY)
+            waiting = step.waiting_for(record)
+            if waiting:  # a dependency (or an earlier group member) is not back yet
+                step.move(record, Event.WAIT, "waiting for " + ", ".join(waiting))
+            else:
+                step.spawn(record, Event.RETRY)
     elif item.kind == KILL:
         if record.state in BEING_STOPPED and record.pid is not None:
             step.log(f"still running {record.spec.stop_timeout:g} s after "

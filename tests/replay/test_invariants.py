@@ -2,8 +2,9 @@
 consistent, no move is illegal, and a shutdown always ends.
 
 300 seeded histories of 80 happenings each (starts, stops, crashes, READY=1
-lines, probe answers, time passing) over a small tree with dependencies,
-readiness checks, health and watchdogs; then a shutdown.
+lines, probe answers, time passing) over a small tree with dependencies
+(`after` and `requires`), a restart group of each strategy, readiness
+checks, health and watchdogs, with both `on_fatal` choices; then a shutdown.
 """
 
 import random
@@ -11,6 +12,7 @@ import random
 import pytest
 
 from corral.core import messages as m
+from corral.core.record import Group
 from corral.core.states import AT_REST, HAS_PROCESS
 from corral.healthspec import parse_health
 from corral.probes import parse_tcp
@@ -89,6 +91,9 @@ def test_random_history_keeps_records_consistent_and_shutdown_ends(seed):
     rng = random.Random(seed)
     w = World(*specs())
     w.sup.on_fatal = "shutdown" if seed % 3 == 0 else "stay"
+    strategy = ("one_for_one", "one_for_all", "rest_for_one")[seed % 3]
+    w.sup.groups = {"g": Group("g", ("db", "cache"), strategy, max_restarts=3)}
+    w.sup.index()
     w.feed(m.Start(("db", "cache", "web:0", "web:1", "job")))
     check(w)
     for _ in range(80):
