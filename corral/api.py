@@ -168,7 +168,7 @@ class Operations:
     def tree(self):
         master = self.master
         return report.tree(os.path.basename(master.config.path), master.config.services,
-                           master.instances_of)
+                           master.instances_of, master.sup.groups)
 
     def logs(self, name=None, lines=100, max_bytes=None):
         """The last lines of one service or instance (None: the merged log)."""

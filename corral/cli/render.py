@@ -256,6 +256,13 @@ def tree(result, colour=False, unicode=True):
         instances = node.get("instances") or []
         if len(instances) <= 1 and node.get("pid") is not None:
             label += f"  pid {node['pid']}"
+        links = [f"after {', '.join(node['after'])}"] if node.get("after") else []
+        if node.get("requires"):
+            links.append(f"requires {', '.join(node['requires'])}")
+        if node.get("group"):
+            links.append(f"group {node['group']}")
+        if links:
+            label += "  (" + "; ".join(links) + ")"
         children = []
         if len(instances) > 1:
             children += [(instance_label(inst), []) for inst in instances]

@@ -163,9 +163,11 @@ def _subtree(service):
     }
 
 
-def tree(app_name, specs, instances_of):
-    """The service tree: top-level services with their instances and subtree."""
+def tree(app_name, specs, instances_of, groups=None):
+    """The service tree: top-level services with their instances, subtree,
+    and links (`after`, `requires`, the restart group)."""
     children = []
+    group_of = {s: g.name for g in (groups or {}).values() for s in g.services}
     for spec in specs:
         instances = instances_of(spec.name)
         states = {r.state for r in instances}
@@ -178,6 +180,8 @@ def tree(app_name, specs, instances_of):
             "children": _subtree(spec.tree)["children"] if spec.tree is not None else [],
             "instances": [{"name": r.name, "state": r.state.value, "pid": r.pid}
                           for r in instances],
+            "after": list(spec.after), "requires": list(spec.requires),
+            "group": group_of.get(spec.name),
         }
         children.append(node)
     return {"name": _app_name(app_name, specs), "children": children, "time": time.time()}

@@ -590,6 +590,7 @@ TREE = {
             "class": "myapp.Web",
             "children": [{"name": "http", "class": "TCPServer", "children": [{"name": "h", "class": "H", "children": []}]}],
             "instances": [{"name": "web:0", "state": "RUNNING", "pid": 11}, {"name": "web:1", "state": "FATAL", "pid": None}],
+            "after": ["db"], "requires": ["db"], "group": "shop",
         },
     ],
 }
@@ -603,7 +604,7 @@ def test_tree(fake, capsys):
         """\
         shop
         |- db [command]  RUNNING  pid 10
-        `- web [python myapp.Web]  RUNNING
+        `- web [python myapp.Web]  RUNNING  (after db; requires db; group shop)
            |- web:0  RUNNING  pid 11
            |- web:1  FATAL
            `- http (TCPServer)
