@@ -327,12 +327,13 @@ def test_signal(master):
 FAMILY = """
 import os, signal, sys, time
 who = "main"
-def said(sig, frame):
-    print(who, "got", signal.Signals(sig).name, flush=True)
+def said(sig, frame):  # one write each: the two processes share the pipe
+    os.write(1, f"{who} got {signal.Signals(sig).name}\n".encode())
 signal.signal(signal.SIGUSR1, said)
 if os.fork() == 0:
     who = "child"
-print(who, "up", flush=True) if who == "child" else None
+if who == "child":
+    os.write(1, b"child up\n")
 while True:
     time.sleep(1)
 """
