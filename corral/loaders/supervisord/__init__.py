@@ -101,10 +101,11 @@ def parse(path):
                               "must differ between programs)", service=spec.name)
         seen[spec.name] = spec
     specs = _layered(processes)
-    group_rows = tuple((group, min(p[0][0] for p in processes if p[1].name in members),
-                        tuple(members)) for group, members in group_of.items())
+    group_rows = sorted(((group, min(key[0] for key, spec in processes if spec.name in members),
+                          tuple(members)) for group, members in group_of.items()),
+                        key=lambda row: row[1])  # start order
     xmlrpc = http.XmlRpc(unix=unix[0] if unix else None, inet=inet[0] if inet else None,
-                         ctl=ctl[0] if ctl else None, groups=group_rows, **xmlrpc)
+                         ctl=ctl[0] if ctl else None, groups=tuple(group_rows), **xmlrpc)
     return MasterSpec(**settings, xmlrpc=xmlrpc), specs, notes
 
 
