@@ -1,5 +1,6 @@
 """supervisord.conf: every section, key and expansion, and each error with its file:line."""
 
+import dataclasses
 import os
 import signal
 import socket
@@ -339,3 +340,63 @@ def test_two_programs_with_one_process_name(tmp_path):
     path = conf(tmp_path, "[program:a]\ncommand = true\nprocess_name = x\n"
                           "[program:b]\ncommand = true\nprocess_name = x\n")
     assert "two processes are named 'x'" in str(error(path))
+
+
+# -- corral convert -----------------------------------------------------------------------
+
+CONVERTIBLE = """
+    [supervisord]
+    logfile = %(here)s/main.log
+    logfile_backups = 2
+    [unix_http_server]
+    file = %(here)s/s.sock
+    [program:db]
+    command = /bin/sleep 100
+    priority = 1
+    stopsignal = INT
+    umask = 027
+    [program:web]
+    command = /bin/echo "a b" c
+    autorestart = true
+    exitcodes = 0,3
+    startsecs = 0
+    environment = MODE="fast"
+    stdout_logfile = NONE
+    stderr_logfile = %(here)s/web.err
+    """
+
+
+def test_convert_writes_toml_that_loads_to_the_same_services(tmp_path):
+    from corral.loaders.supervisord.convert import convert
+
+    path = conf(tmp_path, CONVERTIBLE)
+    text, notes = convert(str(path))
+    converted = tmp_path / "corral.toml"
+    converted.write_text(text)
+    original, again = load(path), load(converted)
+    assert [s.name for s in again.services] == ["db", "web"]
+    for before, after in zip(original.services, again.services):
+        # every compared setting but where it came from
+        assert dataclasses.replace(before, source=None) == dataclasses.replace(after, source=None)
+    assert (again.master.logfile, again.master.log_backups) == (str(tmp_path / "main.log"), 2)
+    assert any("web.err" in note for note in notes)           # raw stream files: a note
+    assert any("XML-RPC" in note for note in notes)
+
+
+def test_corral_convert_prints_toml_and_notes(tmp_path, capsys):
+    from corral.cli.main import main
+
+    path = conf(tmp_path, CONVERTIBLE)
+    assert main(["convert", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert "[services.web]" in captured.out and 'exit_codes = [0, 3]' in captured.out
+    assert "corral: note: web: raw per-stream log files" in captured.err
+
+
+def test_corral_convert_of_a_bad_file_is_one_error_line(tmp_path, capsys):
+    from corral.cli.main import main
+
+    path = conf(tmp_path, "[program:a]\ncommand = true\nstartsecs = x\n")
+    assert main(["convert", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"corral: error: {path}:3: [program:a] key 'startsecs': must be an integer >= 0, not 'x'\n"
