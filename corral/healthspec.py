@@ -7,12 +7,12 @@ are probes.py's (IP addresses or `localhost` only), as for `ready`.
 """
 
 import math
-import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from corral import probes
+from corral.sizes import format_bytes, parse_size  # noqa: F401 - health.py's format_bytes
 
 DEFAULT_INTERVAL = 10.0  # s between the starts of two probes
 DEFAULT_FAILURES = 3  # failed probes in a row that restart the service
@@ -99,34 +99,6 @@ def _exec(value):
 
 # -- memory sizes -------------------------------------------------------------
 
-_POWERS = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4}
-
-
 def parse_memory(value):
-    """Bytes (an int > 0) from an int or "512MB", "1.5G", "100K", "2GiB", "4096".
-
-    Units are powers of 1024, with or without a trailing B or iB, any case.
-    """
-    if isinstance(value, bool):
-        pass
-    elif isinstance(value, int):
-        if value > 0:
-            return value
-    elif isinstance(value, str):
-        match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([KMGT]?)(I?B)?\s*", value.upper())
-        if match and not (match[3] == "IB" and not match[2]):
-            size = int(float(match[1]) * 1024 ** _POWERS[match[2]])
-            if size > 0:
-                return size
-    raise ValueError('must be a size > 0: bytes, or a string like "512M", "1.5G", "100K" '
-                     f"(powers of 1024; B or iB may follow), not {value!r}")
-
-
-def format_bytes(size):
-    """600.2M, 512M, 1.5G, 900K, 12B: at most one decimal, powers of 1024."""
-    for unit in ("T", "G", "M", "K"):
-        scale = 1024 ** _POWERS[unit]
-        if size >= scale:
-            text = f"{size / scale:.1f}"
-            return (text[:-2] if text.endswith(".0") else text) + unit
-    return f"{size}B"
+    """Bytes (an int > 0) from an int or "512MB", "1.5G", "100K", "2GiB" (sizes.py)."""
+    return parse_size(value, minimum=1)

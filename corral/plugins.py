@@ -227,7 +227,7 @@ def make_config(plugin, options, folder=None):
     Raises ConfigError (source "plugin NAME") when make_service raises or
     returns something that is not a corral Service.
     """
-    from corral import config  # the master side only: corral.service and co.
+    from corral.loaders.python import config_from_service  # corral.service and co.
     from corral.errors import ConfigError
     from corral.service import Service
 
@@ -243,7 +243,7 @@ def make_config(plugin, options, folder=None):
                           service=name)
     if service.name is None and service.parent is None:
         service.setName(name)
-    return config.config_from_service(name, service, source, folder)
+    return config_from_service(name, service, source, folder)
 
 
 def loader(plugin, options, folder=None):

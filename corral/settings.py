@@ -9,14 +9,13 @@ turns into a ConfigError naming the file, the service and the key.
 import difflib
 import math
 import os
-import re
 import signal
 from collections.abc import Mapping
 
-from corral import healthspec, privileges
+from corral import healthspec, privileges, readyspec, socketspec
 from corral.errors import ConfigError
+from corral.sizes import parse_size
 from corral.spec import RESTART_POLICIES, SERVICE_DEFAULTS
-from corral.supervisor import readiness
 
 
 class Bad(Exception):
@@ -100,6 +99,13 @@ def _choice(*allowed):
     return check
 
 
+def _exit_codes(value, folder):
+    if not isinstance(value, (list, tuple)) or not value or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in value):
+        raise Bad(f"must be a list of exit codes from 0 to 255, e.g. [0, 2], not {value!r}")
+    return tuple(sorted(set(value)))
+
+
 def _after(value, folder):
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
         raise Bad(f'must be a list of service names, e.g. ["db"], not {value!r}')
@@ -138,16 +144,15 @@ def _cwd(value, folder):
 
 
 def _sockets(value, folder):
-    from corral.supervisor.sockets import check_list  # the URL rules live there
-
     try:
-        return check_list(value, folder)
+        return socketspec.check_list(value, folder)
     except ValueError as exc:
         raise Bad(str(exc)) from None
 
 
 _CHECKS = {
     "restart": _choice(*RESTART_POLICIES),
+    "exit_codes": _exit_codes,
     "after": _after,
     "numprocs": _number(1, integer=True),
     "sockets": _sockets,
@@ -166,30 +171,17 @@ _CHECKS = {
     "backoff_reset": _number(0, low_ok=False),
     "max_restarts": _number(0, integer=True),
     "restart_window": _number(0, low_ok=False),
-    "log_max_bytes": lambda value, folder: byte_size(value),
+    "log_max_bytes": _via(parse_size),
     "log_backups": _number(0, integer=True),
     "health": _via(healthspec.parse_health),
     "max_memory": _via(healthspec.parse_memory),
-    "ready": _via(readiness.parse_ready),
+    "ready": _via(readyspec.parse_ready),
     "start_timeout": _number(0),
     "watchdog": lambda value, folder: _number(0)(value, folder) or None,  # 0: off
 }
 assert set(_CHECKS) == set(SERVICE_DEFAULTS), "every supervision key needs a check"
 # The [corral] keys that are not paths (config.py checks those).
 MASTER_CHECKS = {"log_max_bytes": _CHECKS["log_max_bytes"], "log_backups": _CHECKS["log_backups"]}
-
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-
-
-def byte_size(value):
-    """Bytes from an integer >= 0 or a string "512K", "50M", "1G" (powers of 1024)."""
-    if isinstance(value, str):
-        match = re.fullmatch(r"\s*(\d+)\s*([KMG]?)B?\s*", value.upper())
-        if match:
-            return int(match[1]) * _UNITS[match[2]]
-        raise Bad(f'must be a number of bytes or a size like "50M", "512K", "1G", not {value!r}')
-    return _number(0, integer=True)(value, None)
-
 
 def unknown(key, known, what):
     close = difflib.get_close_matches(str(key), [str(k) for k in known], n=1)

@@ -15,6 +15,9 @@ RESTART_POLICIES = ("always", "on-failure", "never")
 # defaults. `command`/`service`/`args` say what runs; the rest how.
 SERVICE_DEFAULTS = {
     "restart": "always",
+    # The exit codes that count as a success: restart = "on-failure" leaves an
+    # instance that exits with one of them EXITED (supervisord's exitcodes).
+    "exit_codes": (0,),
     "after": (),
     "numprocs": 1,
     # Commands only: listening sockets the master binds and passes with
@@ -90,6 +93,7 @@ class ServiceSpec:
     fingerprint: object = None
     source: str = None  # the config file it came from, for messages
     restart: str = SERVICE_DEFAULTS["restart"]
+    exit_codes: tuple = SERVICE_DEFAULTS["exit_codes"]
     after: tuple = ()
     requires: tuple = ()  # of `after`: cannot run without these (step.py: propagation)
     numprocs: int = 1
@@ -117,6 +121,11 @@ class ServiceSpec:
     ready: tuple = None  # see SERVICE_DEFAULTS
     start_timeout: float = SERVICE_DEFAULTS["start_timeout"]
     watchdog: float = None  # seconds
+    # Raw per-stream files, as supervisord writes stdout_logfile and
+    # stderr_logfile (supervisord.conf only): logspec.StreamFile values, each
+    # for "out" or "err"; both streams may name the same file
+    # (redirect_stderr). Not compared: a reload applies them as log limits.
+    stream_files: tuple = field(default=(), compare=False)
 
     @property
     def is_command(self):
@@ -140,6 +149,9 @@ class MasterSpec:
     on_fatal: str = "stay"  # "shutdown": a FATAL service stops the master, exit 1
     log_max_bytes: int = MASTER_DEFAULTS["log_max_bytes"]
     log_backups: int = MASTER_DEFAULTS["log_backups"]
+    # supervisord.conf's [unix_http_server], [inet_http_server], [supervisorctl]
+    # and groups, for an XML-RPC frontend (loaders/supervisord/http.py), or None.
+    xmlrpc: object = None
 
 
 @dataclass(frozen=True)
@@ -147,12 +159,6 @@ class Config:
     path: str
     master: MasterSpec
     services: tuple  # ServiceSpec, in the file's order
-
-    def service(self, name):
-        for spec in self.services:
-            if spec.name == name:
-                return spec
-        raise KeyError(name)
 
 
 def diff(old, new):

@@ -84,7 +84,8 @@ class Finish:
 def decide(spec, history, exit, started_at, now, random=_random.random, *, failed=False):
     """Return (Restart | GiveUp | Finish, new History) for an unasked exit.
 
-    spec: the ServiceSpec (restart, backoff_*, max_restarts, restart_window).
+    spec: the ServiceSpec (restart, exit_codes, backoff_*, max_restarts,
+    restart_window); an exit code in exit_codes is a success (a signal never is).
     started_at: monotonic time the instance was spawned; now: the exit time.
     failed: a failure whatever its exit code: it exited before it was ready
     (readiness.py), or the master stopped it for failing its health checks
@@ -94,7 +95,7 @@ def decide(spec, history, exit, started_at, now, random=_random.random, *, faile
         return GiveUp(f"could not load or start its service tree ({exit})"), history
     if spec.restart == "never":
         return Finish(f"{exit}; restart = never"), history
-    if spec.restart == "on-failure" and not exit.failed and not failed:
+    if spec.restart == "on-failure" and exit.code in spec.exit_codes and not failed:
         return Finish(f"{exit}; restart = on-failure"), history
 
     attempt = history.attempt

@@ -147,3 +147,39 @@ class FileSink:
             self.error = msg
             self.hub._errors[self.label] = f"{self.label}: {msg}"
             self.hub._notice(f"cannot write {self.label} {self.path}: {msg}; will keep trying")
+
+
+class StreamFiles:
+    """Raw per-stream files of services (supervisord's stdout_logfile and
+    stderr_logfile): which FileSink gets the bytes of (service, stream).
+
+    Files are shared by path, so stdout and stderr redirected into one file
+    (redirect_stderr) are one fd and keep their order of arrival. A file
+    opens at its first write; configure() again (a reload) keeps the files
+    still named, applies new limits and closes the rest.
+    """
+
+    def __init__(self, hub):
+        self.hub, self.routes, self.sinks = hub, {}, {}   # (service, stream) -> sink; path -> sink
+
+    def configure(self, specs):
+        routes, sinks = {}, {}
+        for spec in specs:
+            for file in getattr(spec, "stream_files", ()):
+                sink = sinks.get(file.path) or self.sinks.get(file.path)
+                if sink is None:
+                    which = "stdout" if file.stream == "out" else "stderr"
+                    sink = FileSink(self.hub, f"{spec.name}/{which}_logfile", file.path)
+                sink.max_bytes, sink.backups = file.max_bytes, file.backups
+                sinks[file.path] = routes[(spec.name, file.stream)] = sink
+        for path, sink in self.sinks.items():
+            if path not in sinks:
+                sink.close()
+                self.hub._errors.pop(sink.label, None)
+        self.routes, self.sinks = routes, sinks
+
+    def get(self, service, stream):
+        return self.routes.get((service, stream))
+
+    def of(self, service):
+        return {sink for (name, _), sink in self.routes.items() if name == service}

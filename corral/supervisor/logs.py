@@ -18,15 +18,16 @@ built only by tail() and when someone follows, and then a line's dict only
 once a follower takes it (Batch).
 """
 
-import collections.abc
 import contextlib
 import errno
 import itertools
 import os
 import time
-import zlib
 
-from corral.supervisor.logfiles import FileSink
+from corral.supervisor.logfiles import FileSink, StreamFiles
+from corral.supervisor.loglines import (  # noqa: F401 - Batch, color_of: the hub's API
+    Batch, _as_dict, _framed, _Meta, _may_hold_long_line, _split_long, color_of,
+)
 from corral.supervisor.logring import Ring
 
 # A pipe holds 64 KiB: a read never gets more. Asking for more costs: each
@@ -36,87 +37,6 @@ READ_SIZE = 64 * 1024
 DRAIN_MAX_READS = 64            # drain() reads at most this many chunks per fd
 READS_PER_WAKEUP = 8            # a readable pipe: this many reads (< 1 ms) before the
                                 # loop turns; a flood costs one loop turn per 8 chunks
-COLORS = (31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96)
-
-
-def color_of(name):
-    """A stable ANSI colour code for a name."""
-    return COLORS[zlib.crc32(name.encode("utf-8", "replace")) % len(COLORS)]
-
-
-class _Meta:
-    """Who a line belongs to, its pre-rendered prefix (after the time), and for a
-    pipe its fd and the partial line read so far."""
-
-    __slots__ = ("instance", "service", "pid", "stream", "tag", "ctag", "fd", "buf")
-
-    def __init__(self, instance, service, pid, stream, fd=None):
-        self.instance, self.service, self.pid, self.stream = instance, service, pid, stream
-        self.fd, self.buf = fd, b""
-        who = instance if pid is None else f"{instance}[{pid}]"
-        self.tag = f" {who} {stream}: ".encode("utf-8", "replace")
-        self.ctag = f" \x1b[{color_of(instance)}m{who}\x1b[0m {stream}: ".encode("utf-8", "replace")
-
-    def matches(self, name):
-        return name is None or name == self.service or name == self.instance
-
-
-def _as_dict(t, m, line):
-    return {"time": t, "name": m.instance, "service": m.service, "pid": m.pid,
-            "stream": m.stream, "line": line.decode("utf-8", "replace")}
-
-
-class Batch(collections.abc.Sequence):
-    """One chunk's lines for followers, each made a dict only when a follower
-    first takes it, once for all of them: a follower that has room for a few
-    (control.py) costs a few dicts, not one per line of a flood."""
-
-    __slots__ = ("_t", "_m", "_lines", "_dicts")
-
-    def __init__(self, t, m, lines):
-        self._t, self._m, self._lines, self._dicts = t, m, lines, []
-
-    def __len__(self):
-        return len(self._lines)
-
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        if index < 0:
-            index += len(self._lines)
-        while len(self._dicts) <= index < len(self._lines):
-            self._dicts.append(_as_dict(self._t, self._m, self._lines[len(self._dicts)]))
-        return self._dicts[index]
-
-
-def _split_long(lines, ml):
-    return [line[i:i + ml] for line in lines for i in range(0, len(line) or 1, ml)]
-
-
-def _framed(prefix, block, end):
-    """(framed, count): each of the count lines in block with prefix before it
-    and b"\\n" after it, as a memoryview: one replace, no object per line.
-
-    block is b"\\n", then the lines joined by b"\\n", then b"\\n" at block[end]
-    (a partial line without b"\\n" may follow)."""
-    rep = block.replace(b"\n", b"\n" + prefix)
-    count = (len(rep) - len(block)) // len(prefix) - 1  # every b"\n" grew by prefix
-    return memoryview(rep)[1:end + count * len(prefix) + 1], count
-
-
-def _may_hold_long_line(block, ml, start, end):
-    """False when no line of block[start:end] is longer than ml (a few finds).
-
-    Every window [start + k*w, start + k*w + w) with w = ml // 2 inside it
-    must hold a b"\\n": a line longer than ml covers a whole one. True means
-    "look closer" (a line of w bytes or more)."""
-    w = max(1, ml // 2)
-    for i in range(start, end - w + 1, w):
-        if block.find(b"\n", i, i + w) < 0:
-            return True
-    return False
-
-
 class LogHub:
     def __init__(self, loop, *, console=None, color=False, logfile=None, log_dir=None,
                  ring_lines=1000, wallclock=time.time, max_line=65536,
@@ -150,6 +70,7 @@ class LogHub:
             if logfile else None
         self._log_dir = os.fspath(log_dir) if log_dir else None
         self._svc_files = {}                          # service -> FileSink
+        self._streams = StreamFiles(self)             # raw stdout/stderr files (supervisord's)
         if self._logfile:
             self._logfile.open()
         if self._log_dir:
@@ -163,18 +84,23 @@ class LogHub:
         return [self._errors[k] for k in sorted(self._errors)]
 
     def service_errors(self):
-        """{service: text} for each service whose own log file is failing."""
+        """{service: text} for each service whose own log files are failing."""
         found = {}
-        for service, sink in self._svc_files.items():
-            problems = [f"log: {sink.error}"] if sink.error else []
+        sinks = [*self._svc_files.items(),
+                 *((service, sink) for (service, _), sink in self._streams.routes.items())]
+        for service, sink in dict.fromkeys(sinks):     # redirect_stderr: one sink, twice
+            what = "log" if sink in self._svc_files.values() else sink.label.partition("/")[2]
+            problems = [f"{what}: {sink.error}"] if sink.error else []
             if sink.rotate_error:
-                problems.append(f"log: cannot rotate: {sink.rotate_error}")
+                problems.append(f"{what}: cannot rotate: {sink.rotate_error}")
             if problems:
-                found[service] = "; ".join(problems)
+                found[service] = "; ".join(filter(None, [found.get(service), *problems]))
         return found
 
     def set_rotation(self, specs):
-        """Per-service log_max_bytes/log_backups (None: the hub's) from ServiceSpecs."""
+        """Per-service log files from ServiceSpecs: log_max_bytes/log_backups
+        (None: the hub's), and the raw stream_files (StreamFiles)."""
+        self._streams.configure(specs)
         mb, b = self._rotation
         self._svc_rotation = {
             spec.name: (mb if spec.log_max_bytes is None else spec.log_max_bytes,
@@ -326,7 +252,7 @@ class LogHub:
         return b"%s.%03d" % (self._sec_text, int((t - sec) * 1000))
 
     def _files(self):
-        sinks = list(self._svc_files.values())
+        sinks = list(self._svc_files.values()) + list(self._streams.sinks.values())
         return [self._logfile] + sinks if self._logfile else sinks
 
     def _svc_sink(self, service):
@@ -355,6 +281,9 @@ class LogHub:
                     self._logfile.write(data, notice)
                 if self._log_dir:
                     self._svc_sink(m.service).write(data, notice)
+                raw = self._streams.get(m.service, m.stream) if self._streams.routes else None
+                if raw is not None:                    # as the program wrote it: no prefix
+                    raw.write(memoryview(block)[1:end + 1], notice)
                 if self._con is not None:
                     if self._color:
                         data, _ = _framed(stamp + m.ctag, block, end)

@@ -317,7 +317,7 @@ def test_good_sockets_are_normalised(tmp_path):
     path.write_text('[services.web]\ncommand = ["/bin/true"]\nsockets = '
                     '["tcp://*:80", "tcp://[::1]:81#v6", "udp://:53", "unix://run/a.sock",'
                     ' "unix://@abstract"]\n')
-    spec = load(str(path)).service("web")
+    spec = {s.name: s for s in load(str(path)).services}["web"]
     assert spec.sockets == ("tcp://:80", "tcp://[::1]:81#v6", "udp://:53",
                             f"unix://{tmp_path}/run/a.sock", "unix://@abstract")
 

@@ -33,6 +33,10 @@ def isolate_imports(tmp_path):
             del sys.modules[name]
 
 
+def service_of(config, name):
+    return {spec.name: spec for spec in config.services}[name]
+
+
 def write(tmp_path, name, text):
     path = tmp_path / name
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,12 +137,13 @@ class TestTomlHappy:
 
     def test_every_supervision_key(self, tmp_path):
         (tmp_path / "work").mkdir()
-        spec = load(toml(tmp_path, """
+        spec = service_of(load(toml(tmp_path, """
             [services.db]
             command = "true"
             [services.a]
             command = "true"
             restart = "on-failure"
+            exit_codes = [2, 0, 2]
             after = ["db", "db"]
             numprocs = 3
             stop_signal = "INT"
@@ -153,8 +158,9 @@ class TestTomlHappy:
             backoff_reset = 0.5
             max_restarts = 0
             restart_window = 60
-        """)).service("a")
+        """)), "a")
         assert spec.restart == "on-failure"
+        assert spec.exit_codes == (0, 2)
         assert spec.after == ("db",)
         assert spec.numprocs == 3
         assert spec.instance_names() == ["a:0", "a:1", "a:2"]
@@ -362,6 +368,9 @@ class TestTomlErrors:
 
     @pytest.mark.parametrize("key, value", [
         ("restart", "'sometimes'"), ("restart", "1"),
+        ("exit_codes", "[]"), ("exit_codes", "0"), ("exit_codes", "[256]"),
+        ("exit_codes", "[-1]"), ("exit_codes", "[true]"), ("exit_codes", "['0']"),
+        ("log_max_bytes", "'10X'"), ("log_max_bytes", "-1"), ("log_max_bytes", "true"),
         ("after", "'db'"), ("after", "[1]"),
         ("numprocs", "0"), ("numprocs", "1.5"), ("numprocs", "true"),
         ("stop_signal", "'NOPE'"), ("stop_signal", "9999"), ("stop_signal", "true"),
@@ -460,7 +469,7 @@ class TestFactoryErrors:
         assert err.message == "importing 'raises' raised ValueError: at import"
         assert err.detail.startswith("Traceback")
         assert "raises.py\", line 2" in err.detail
-        assert "corral/config.py" not in err.detail and "importlib" not in err.detail
+        assert "corral/loaders" not in err.detail and "importlib" not in err.detail
 
     def test_missing_attribute(self, tmp_path):
         err = self.factory_error(tmp_path, "facts:nope")
@@ -472,7 +481,7 @@ class TestFactoryErrors:
     def test_factory_raises(self, tmp_path):
         err = self.factory_error(tmp_path, "facts:boom")
         assert err.message == "facts:boom(...) raised RuntimeError: factory exploded"
-        assert "facts.py" in err.detail and "corral/config.py" not in err.detail
+        assert "facts.py" in err.detail and "corral/loaders" not in err.detail
 
     def test_factory_bad_args(self, tmp_path):
         err = self.factory_error(tmp_path, "facts:boom", "args = { x = 1 }\n")
@@ -573,11 +582,11 @@ class TestPython:
 
     def test_fingerprint_changes_with_attributes(self, tmp_path):
         path = write(tmp_path, "app.py", APP)
-        before = load(path).service("web")
+        before = service_of(load(path), "web")
         write(tmp_path, "app.py", APP.replace("8080", "8081"))
-        after = load(path).service("web")
+        after = service_of(load(path), "web")
         assert before != after
-        assert load(path).service("db") == load(path).service("db")
+        assert service_of(load(path), "db") == service_of(load(path), "db")
 
     def test_missing_application(self, tmp_path):
         err = error(write(tmp_path, "app.py", "x = 1\n"))
@@ -607,7 +616,7 @@ class TestPython:
         assert f"{path}:5:" in str(err)
         assert err.detail.startswith("Traceback")
         assert f'File "{path}", line 7' in err.detail
-        assert "corral/config.py" not in err.detail
+        assert "corral/loaders" not in err.detail
 
     def test_raises_inside_imported_module(self, tmp_path):
         write(tmp_path, "bad_helper_corral.py", "def f():\n    raise OSError('disk')\n")

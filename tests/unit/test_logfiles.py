@@ -147,3 +147,58 @@ def test_a_fifo_never_blocks_the_hub(hubs, tmp_path):
     assert lines[-2] == "after"
     lost = (2000 - len(kept)) * len(f"2027-01-15 08:00:00.250 corral log: {kept[0]}\n")
     assert lines[-1] == f"logfile: writing resumed ({lost} bytes lost)"
+
+
+def _stream_spec(name, *files):
+    from corral.logspec import StreamFile
+
+    return types.SimpleNamespace(name=name, log_max_bytes=None, log_backups=None,
+                                 stream_files=tuple(StreamFile(*f) for f in files))
+
+
+def _pipe_lines(hub, loop, service, stream, data):
+    r, w = os.pipe()
+    hub.attach(r, service, service, 9, stream)
+    os.write(w, data)
+    os.close(w)
+    hub.drain(9)
+
+
+def test_stream_files_are_raw_per_stream_and_rotate_alone(hubs, loop, tmp_path):
+    """supervisord's stdout_logfile/stderr_logfile: the bytes as written, no
+    prefix, stdout and stderr apart, each with its own limits; master lines
+    about the service stay out of them."""
+    out, err = tmp_path / "web.out", tmp_path / "web.err"
+    hub = hubs(log_dir=tmp_path / "logs")
+    hub.set_rotation([_stream_spec("web", ("out", str(out), 30, 1), ("err", str(err), 0, 0))])
+    _pipe_lines(hub, loop, "web", "out", b"one\ntwo\n")
+    _pipe_lines(hub, loop, "web", "err", b"oops\n")
+    hub.emit("web: started", service="web")
+    _pipe_lines(hub, loop, "web", "out", b"three three three three\n")
+    assert (tmp_path / "web.out.1").read_bytes() == b"one\ntwo\n"
+    assert out.read_bytes() == b"three three three three\n"
+    assert err.read_bytes() == b"oops\n"
+    assert "started" in (tmp_path / "logs" / "web.log").read_text()  # corral's own file too
+    assert hub.service_errors() == {}
+
+
+def test_redirected_stderr_shares_the_file_and_a_reload_closes_what_went(hubs, loop, tmp_path):
+    both = tmp_path / "both.log"
+    hub = hubs()
+    hub.set_rotation([_stream_spec("job", ("out", str(both)), ("err", str(both)))])
+    _pipe_lines(hub, loop, "job", "out", b"to out\n")
+    _pipe_lines(hub, loop, "job", "err", b"to err\n")
+    assert both.read_bytes() == b"to out\nto err\n"
+    assert len(hub._streams.sinks) == 1
+    hub.set_rotation([_stream_spec("job")])           # a reload that drops the file
+    _pipe_lines(hub, loop, "job", "out", b"nowhere\n")
+    assert both.read_bytes() == b"to out\nto err\n" and hub._streams.sinks == {}
+
+
+def test_a_failing_stream_file_names_the_service_and_the_key(hubs, loop, tmp_path):
+    (tmp_path / "dir.log").mkdir()
+    hub = hubs()
+    hub.set_rotation([_stream_spec("web", ("err", str(tmp_path / "dir.log")))])
+    _pipe_lines(hub, loop, "web", "err", b"lost\n")
+    assert hub.service_errors() == {"web": "stderr_logfile: Is a directory"}
+    assert hub.errors == ["web/stderr_logfile: Is a directory"]

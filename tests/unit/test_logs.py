@@ -253,7 +253,7 @@ def test_follow_and_unfollow(loop, hubs):
 
 
 def test_followers_that_take_a_few_lines_build_a_few_dicts(loop, hubs, monkeypatch):
-    import corral.supervisor.logs as logs
+    import corral.supervisor.loglines as logs
     real, made = logs._as_dict, []
     monkeypatch.setattr(logs, "_as_dict", lambda *a: made.append(a) or real(*a))
     hub = hubs()
@@ -271,7 +271,7 @@ def test_followers_that_take_a_few_lines_build_a_few_dicts(loop, hubs, monkeypat
 
 
 def test_no_followers_builds_no_dicts(loop, hubs, monkeypatch):
-    import corral.supervisor.logs as logs
+    import corral.supervisor.loglines as logs
     hub = hubs()
     calls = []
     monkeypatch.setattr(logs, "_as_dict", lambda *a: calls.append(a) or {})

@@ -99,6 +99,23 @@ def test_restart_policies():
     assert isinstance(decide(command(restart="on-failure"), History(), killed, 0, 1)[0], Restart)
 
 
+def test_exit_codes_say_which_exits_on_failure_leaves_alone():
+    spec = command(restart="on-failure", exit_codes=(0, 2))
+    for code in (0, 2):
+        decision, _ = decide(spec, History(), Exit(code=code), 0, 1)
+        assert isinstance(decision, Finish) and f"exit {code}" in decision.reason
+    for exit in (Exit(code=1), Exit(code=3), Exit(signal=signal.SIGTERM), Exit(error="ENOENT")):
+        assert isinstance(decide(spec, History(), exit, 0, 1)[0], Restart), exit
+    # 0 is a failure when exit_codes leaves it out (supervisord's exitcodes=2).
+    assert isinstance(decide(command(restart="on-failure", exit_codes=(2,)), History(),
+                             Exit(code=0), 0, 1)[0], Restart)
+    # An expected code before ready is still a failed start.
+    assert isinstance(decide(spec, History(), Exit(code=2), 0, 1, failed=True)[0], Restart)
+    # restart = always restarts whatever exit_codes says.
+    assert isinstance(decide(command(exit_codes=(0, 2)), History(), Exit(code=2), 0, 1)[0],
+                      Restart)
+
+
 def test_a_python_worker_that_cannot_boot_goes_fatal_at_once():
     spec = ServiceSpec(name="py", factory="m:f")
     decision, _ = decide(spec, History(), Exit(code=EXIT_WORKER_BOOT), 0, 0.1)

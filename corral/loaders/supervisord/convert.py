@@ -1,0 +1,85 @@
+"""`corral convert supervisord.conf`: the equivalent corral TOML, and what is lost.
+
+The TOML is written from the same specs the loader gives `corral run`, so
+running the output means what running the supervisord.conf means, except
+for the notes: settings that corral's TOML cannot say (raw per-stream log
+files, the XML-RPC sections) or that mean something else under corral.
+Only values that differ from corral's defaults are written.
+"""
+
+import signal
+
+from corral.loaders.supervisord import parse
+from corral.spec import MASTER_DEFAULTS, SERVICE_DEFAULTS
+
+# Set by the loader for supervisord's sake; a TOML file states them itself.
+_KEYS = [key for key in SERVICE_DEFAULTS if key not in ("sockets", "health", "max_memory",
+                                                         "watchdog", "group")]
+
+
+def convert(path):
+    """(toml text, notes) for the supervisord.conf at path."""
+    master, specs, notes = parse(path)
+    notes = list(notes)
+    lines = [f"# Converted from {path} by `corral convert`.", ""]
+    corral = [(key, getattr(master, key)) for key in ("logfile", "pidfile", "log_max_bytes",
+                                                      "log_backups")
+              if getattr(master, key) != MASTER_DEFAULTS[key]]
+    if corral:
+        lines.append("[corral]")
+        lines.extend(f"{key} = {_toml(value)}" for key, value in corral)
+        lines.append("")
+    rpc = master.xmlrpc
+    if rpc is not None and (rpc.unix or rpc.inet or rpc.ctl):
+        notes.append("[unix_http_server]/[inet_http_server]/[supervisorctl]: corral's TOML "
+                     "has no XML-RPC server; use `corral status/start/stop/logs` on the "
+                     "control socket")
+    for spec in specs:
+        lines.append(f"[services.{_key(spec.name)}]")
+        lines.append(f"command = {_toml(list(spec.command))}")
+        for key in _KEYS:
+            value = getattr(spec, key)
+            if value == SERVICE_DEFAULTS[key] or (key == "env" and not value):
+                continue
+            lines.append(f"{key} = {_toml(_plain(key, value))}")
+        if spec.stream_files:
+            where = ", ".join(f"{f.stream}: {f.path}" for f in spec.stream_files)
+            notes.append(f"{spec.name}: raw per-stream log files ({where}) are not TOML "
+                         "settings; set [corral] log_dir for one timestamped file per service")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n", notes
+
+
+def _plain(key, value):
+    if key == "stop_signal":
+        return signal.Signals(value).name.removeprefix("SIG")
+    if key == "umask":
+        return f"{value:03o}"
+    if key == "env":
+        return dict(value)
+    if key == "ready" and value[0] == "seconds":
+        return {"seconds": value[1]}
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _key(name):
+    return name if name.replace("-", "").replace("_", "").isalnum() else _toml(name)
+
+
+def _toml(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}" if value != int(value) else str(int(value))
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return f'"{escaped}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_key(k)} = {_toml(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {value!r} as TOML")

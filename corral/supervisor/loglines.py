@@ -1,0 +1,90 @@
+"""How the LogHub frames lines: prefixes, followers' batches, long lines (pure).
+
+Split out of logs.py: these work on bytes only, with no fd, loop or sink,
+so the framing can be read and tested apart from the plumbing. The trick
+that keeps a flood cheap is _framed: one bytes.replace puts the prefix
+before every line of a chunk, with no object per line.
+"""
+
+import collections.abc
+import zlib
+
+COLORS = (31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96)
+
+
+def color_of(name):
+    """A stable ANSI colour code for a name."""
+    return COLORS[zlib.crc32(name.encode("utf-8", "replace")) % len(COLORS)]
+
+
+class _Meta:
+    """Who a line belongs to, its pre-rendered prefix (after the time), and for a
+    pipe its fd and the partial line read so far."""
+
+    __slots__ = ("instance", "service", "pid", "stream", "tag", "ctag", "fd", "buf")
+
+    def __init__(self, instance, service, pid, stream, fd=None):
+        self.instance, self.service, self.pid, self.stream = instance, service, pid, stream
+        self.fd, self.buf = fd, b""
+        who = instance if pid is None else f"{instance}[{pid}]"
+        self.tag = f" {who} {stream}: ".encode("utf-8", "replace")
+        self.ctag = f" \x1b[{color_of(instance)}m{who}\x1b[0m {stream}: ".encode("utf-8", "replace")
+
+    def matches(self, name):
+        return name is None or name == self.service or name == self.instance
+
+
+def _as_dict(t, m, line):
+    return {"time": t, "name": m.instance, "service": m.service, "pid": m.pid,
+            "stream": m.stream, "line": line.decode("utf-8", "replace")}
+
+
+class Batch(collections.abc.Sequence):
+    """One chunk's lines for followers, each made a dict only when a follower
+    first takes it, once for all of them: a follower that has room for a few
+    (control.py) costs a few dicts, not one per line of a flood."""
+
+    __slots__ = ("_t", "_m", "_lines", "_dicts")
+
+    def __init__(self, t, m, lines):
+        self._t, self._m, self._lines, self._dicts = t, m, lines, []
+
+    def __len__(self):
+        return len(self._lines)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self._lines)
+        while len(self._dicts) <= index < len(self._lines):
+            self._dicts.append(_as_dict(self._t, self._m, self._lines[len(self._dicts)]))
+        return self._dicts[index]
+
+
+def _split_long(lines, ml):
+    return [line[i:i + ml] for line in lines for i in range(0, len(line) or 1, ml)]
+
+
+def _framed(prefix, block, end):
+    """(framed, count): each of the count lines in block with prefix before it
+    and b"\\n" after it, as a memoryview: one replace, no object per line.
+
+    block is b"\\n", then the lines joined by b"\\n", then b"\\n" at block[end]
+    (a partial line without b"\\n" may follow)."""
+    rep = block.replace(b"\n", b"\n" + prefix)
+    count = (len(rep) - len(block)) // len(prefix) - 1  # every b"\n" grew by prefix
+    return memoryview(rep)[1:end + count * len(prefix) + 1], count
+
+
+def _may_hold_long_line(block, ml, start, end):
+    """False when no line of block[start:end] is longer than ml (a few finds).
+
+    Every window [start + k*w, start + k*w + w) with w = ml // 2 inside it
+    must hold a b"\\n": a line longer than ml covers a whole one. True means
+    "look closer" (a line of w bytes or more)."""
+    w = max(1, ml // 2)
+    for i in range(start, end - w + 1, w):
+        if block.find(b"\n", i, i + w) < 0:
+            return True
+    return False
