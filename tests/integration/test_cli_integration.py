@@ -328,12 +328,12 @@ FAMILY = """
 import os, signal, sys, time
 who = "main"
 def said(sig, frame):  # one write each: the two processes share the pipe
-    os.write(1, f"{who} got {signal.Signals(sig).name}\n".encode())
+    os.write(1, f"{who} got {signal.Signals(sig).name}\\n".encode())
 signal.signal(signal.SIGUSR1, said)
 if os.fork() == 0:
     who = "child"
 if who == "child":
-    os.write(1, b"child up\n")
+    os.write(1, b"child up\\n")
 while True:
     time.sleep(1)
 """
