@@ -85,15 +85,6 @@ def parse_http(url):
     return Target("http", _host("http", parts.hostname, url), port or 80, path, url)
 
 
-def describe_ready(ready):
-    """How a parsed `ready` setting reads in logs and status."""
-    if ready is None or ready[0] == "notify":
-        return "READY=1"
-    if ready[0] in ("tcp", "http"):
-        return ready[1].describe()
-    return f"{ready[1]:g} s up"
-
-
 def _bad_url(url, why=None):
     return ValueError(f"http must be {HTTP_FORM}" + (f" ({why})" if why else "")
                       + f", not {url!r}")

@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from corral import healthspec, privileges, readyspec, socketspec
 from corral.errors import ConfigError
 from corral.sizes import parse_size
-from corral.spec import RESTART_POLICIES, SERVICE_DEFAULTS
+from corral.spec import (GROUP_DEFAULTS, RESTART_POLICIES, SERVICE_DEFAULTS, STRATEGIES,
+                         GroupSpec)
 
 
 class Bad(Exception):
@@ -43,6 +44,10 @@ def supervision(name, table, folder, extra=()):
             raise Bad(bad.message, key) from None
     if name in settings["after"]:
         raise Bad("a service cannot start after itself", "after")
+    if name in settings["requires"]:
+        raise Bad("a service cannot require itself", "requires")
+    # What it requires, it also starts after.
+    settings["after"] = tuple(dict.fromkeys((*settings["after"], *settings["requires"])))
     low, high = settings["backoff_initial"], settings["backoff_max"]
     if high < low:  # blame the key the user wrote
         if "backoff_max" in table:
@@ -154,6 +159,7 @@ _CHECKS = {
     "restart": _choice(*RESTART_POLICIES),
     "exit_codes": _exit_codes,
     "after": _after,
+    "requires": _after,
     "numprocs": _number(1, integer=True),
     "sockets": _sockets,
     "stop_signal": _stop_signal,
@@ -181,7 +187,38 @@ _CHECKS = {
 }
 assert set(_CHECKS) == set(SERVICE_DEFAULTS), "every supervision key needs a check"
 # The [corral] keys that are not paths (config.py checks those).
-MASTER_CHECKS = {"log_max_bytes": _CHECKS["log_max_bytes"], "log_backups": _CHECKS["log_backups"]}
+MASTER_CHECKS = {"log_max_bytes": _CHECKS["log_max_bytes"], "log_backups": _CHECKS["log_backups"],
+                 "on_fatal": _choice("stay", "shutdown")}
+
+_GROUP_CHECKS = {
+    "services": _after,
+    "strategy": _choice(*STRATEGIES),
+    "max_restarts": _number(0, integer=True),
+    "restart_window": _number(0, low_ok=False),
+}
+
+
+def group(name, table, known, taken):
+    """A GroupSpec from [groups.NAME]; Bad names the key. known: the config's
+    service names; taken: {service: the group it is in already}."""
+    if not isinstance(table, Mapping):
+        raise Bad("must be a table ([groups.NAME])")
+    if "services" not in table:
+        raise Bad('needs services = ["a", "b", ...], in the order they start', "services")
+    settings = dict(GROUP_DEFAULTS)
+    for key, value in table.items():
+        if key not in _GROUP_CHECKS:
+            raise Bad(unknown(key, _GROUP_CHECKS, "key"), key)
+        try:
+            settings[key] = _GROUP_CHECKS[key](value, None)
+        except Bad as bad:
+            raise Bad(bad.message, key) from None
+    for service in settings["services"]:
+        if service not in known:
+            raise Bad(unknown(service, known, "service"), "services")
+        if service in taken:
+            raise Bad(f"{service!r} is in group {taken[service]!r} already", "services")
+    return GroupSpec(name=name, **settings)
 
 def unknown(key, known, what):
     close = difflib.get_close_matches(str(key), [str(k) for k in known], n=1)

@@ -19,6 +19,10 @@ SERVICE_DEFAULTS = {
     # instance that exits with one of them EXITED (supervisord's exitcodes).
     "exit_codes": (0,),
     "after": (),
+    # Services this one cannot run without (also started `after`): when one of
+    # them stops or ends FATAL/EXITED, this one stops and waits for it
+    # (core/step.py); systemd's Requires=+After=, BindsTo= in spirit.
+    "requires": (),
     "numprocs": 1,
     # Commands only: listening sockets the master binds and passes with
     # systemd's socket activation (supervisor/sockets.py), normalised URLs.
@@ -76,7 +80,13 @@ MASTER_DEFAULTS = {
     # Log files rotate past log_max_bytes (0: never), keeping log_backups old ones.
     "log_max_bytes": 50 * 1024 * 1024,
     "log_backups": 5,
+    # What a FATAL service (or restart group) does to the master: "stay" (the
+    # others go on) or "shutdown" (stop everything, exit 1: for containers).
+    "on_fatal": "stay",
 }
+
+STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")  # Erlang/OTP's
+GROUP_DEFAULTS = {"strategy": "one_for_one", "max_restarts": 5, "restart_window": 10.0}
 
 
 @dataclass(frozen=True)
@@ -95,7 +105,7 @@ class ServiceSpec:
     restart: str = SERVICE_DEFAULTS["restart"]
     exit_codes: tuple = SERVICE_DEFAULTS["exit_codes"]
     after: tuple = ()
-    requires: tuple = ()  # of `after`: cannot run without these (step.py: propagation)
+    requires: tuple = SERVICE_DEFAULTS["requires"]
     numprocs: int = 1
     sockets: tuple = ()  # "tcp://host:port", "udp://...", "unix://path", each "#name" maybe
     stop_signal: int = SERVICE_DEFAULTS["stop_signal"]
@@ -146,7 +156,7 @@ class MasterSpec:
     logfile: str = None
     log_dir: str = None
     pidfile: str = None
-    on_fatal: str = "stay"  # "shutdown": a FATAL service stops the master, exit 1
+    on_fatal: str = MASTER_DEFAULTS["on_fatal"]
     log_max_bytes: int = MASTER_DEFAULTS["log_max_bytes"]
     log_backups: int = MASTER_DEFAULTS["log_backups"]
     # supervisord.conf's [unix_http_server], [inet_http_server], [supervisorctl]
@@ -155,10 +165,22 @@ class MasterSpec:
 
 
 @dataclass(frozen=True)
+class GroupSpec:
+    """[groups.NAME]: services restarted together by an OTP strategy."""
+
+    name: str
+    services: tuple
+    strategy: str = GROUP_DEFAULTS["strategy"]
+    max_restarts: int = GROUP_DEFAULTS["max_restarts"]
+    restart_window: float = GROUP_DEFAULTS["restart_window"]
+
+
+@dataclass(frozen=True)
 class Config:
     path: str
     master: MasterSpec
     services: tuple  # ServiceSpec, in the file's order
+    groups: tuple = ()  # GroupSpec
 
 
 def diff(old, new):

@@ -71,7 +71,7 @@ def list_plugins(args, out):
 
 
 def looks_like_path(target):
-    return os.sep in target or target.endswith((".toml", ".py", ".tac"))
+    return os.sep in target or target.endswith((".toml", ".py", ".tac", ".conf", ".ini"))
 
 
 def _run_target(args):

@@ -107,6 +107,7 @@ class Replace:
 
     specs: tuple
     keep: tuple  # names of services whose records (and history) stay
+    groups: tuple = ()  # spec.GroupSpec: a group that stays keeps its restart count
 
 
 # -- effects -------------------------------------------------------------------

@@ -118,6 +118,12 @@ class Group:
     restarts: tuple = ()  # monotonic times of the group's restarts within the window
     fatal: str = None  # why the group gave up
 
+    @classmethod
+    def of(cls, spec):
+        """From a spec.GroupSpec."""
+        return cls(spec.name, tuple(spec.services), spec.strategy, spec.max_restarts,
+                   spec.restart_window)
+
     @property
     def ordered(self):
         """Members start in the group's order (and stop in reverse)."""

@@ -24,7 +24,8 @@ import signal
 
 from corral.core import messages as m
 from corral.core import policy, watch
-from corral.core.record import KILL, LEFTOVERS, MEMORY, NOTICE, RETRY, Goal, Mode, Record
+from corral.core.record import (KILL, LEFTOVERS, MEMORY, NOTICE, RETRY, Goal, Group, Mode,
+                                Record)
 from corral.core.states import ACTIVE, AT_REST, BEING_STOPPED, HAS_PROCESS, Event, State
 
 LEFTOVER_POLL = 0.02  # s between checks for a stopped worker's leftover processes
@@ -470,7 +471,15 @@ def _due(step, item):
 def _replace(step, item):
     """A reload: records of kept services stay as they are, the rest are new."""
     sup = step.sup
-    old = sup.records
+    old, old_groups = sup.records, sup.groups
+    sup.groups = {}
+    for spec in item.groups:
+        group = Group.of(spec)
+        before = old_groups.get(spec.name)
+        if before is not None and (before.services, before.strategy) == (group.services,
+                                                                         group.strategy):
+            group.restarts, group.fatal = before.restarts, before.fatal
+        sup.groups[spec.name] = group
     sup.records = {}
     for spec in item.specs:
         if spec.name in item.keep:

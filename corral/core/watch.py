@@ -26,7 +26,7 @@ from corral.core.record import (HEALTH, MEMORY, PROBE, READY_BY, UP_FOR, WATCHDO
                                 Starting)
 from corral.core.states import Event, State
 from corral.healthspec import format_bytes
-from corral.probes import describe_ready
+from corral.readyspec import describe as describe_ready
 
 PROBE_INTERVAL = 0.05  # s between two probes of a starting instance
 MEMORY_PERIOD = 1.0  # s between two RSS passes, while any instance needs one

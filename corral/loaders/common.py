@@ -33,12 +33,13 @@ def read(path):
         raise ConfigError(path, f"cannot read config: {exc.strerror or exc}") from None
 
 
-def finish(path, master, specs):
+def finish(path, master, specs, groups=()):
     """The checked Config: at least one service, every `after` known, no cycle."""
     if not specs:
         raise ConfigError(path, "defines no services")
     check_after(path, specs)
-    return Config(path=path, master=master or MasterSpec(), services=tuple(specs))
+    return Config(path=path, master=master or MasterSpec(), services=tuple(specs),
+                  groups=tuple(groups))
 
 
 def check_after(path, specs):

@@ -15,7 +15,7 @@ from corral import usercode
 from corral.errors import ConfigError
 from corral.loaders import common
 from corral.service import Service
-from corral.settings import MASTER_CHECKS, Bad, resolve, supervision, unknown
+from corral.settings import MASTER_CHECKS, Bad, group, resolve, supervision, unknown
 from corral.spec import MASTER_DEFAULTS, MasterSpec, ServiceSpec
 
 name = "toml"
@@ -30,12 +30,12 @@ def load(path, argv=()):
     data = common.read(path)
     # The user's code imported again: a reload runs changed code (usercode.py).
     with usercode.imported_afresh(os.path.dirname(path)):
-        master, specs = parse(path, data)
-        return common.finish(path, master, specs)
+        master, specs, groups = parse(path, data)
+        return common.finish(path, master, specs, groups)
 
 
 def parse(path, data):
-    """(MasterSpec, [ServiceSpec]) from the file's bytes."""
+    """(MasterSpec, [ServiceSpec], [GroupSpec]) from the file's bytes."""
     try:
         doc = tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -47,10 +47,11 @@ def parse(path, data):
             text, line = text[:where.start()] + f" (column {where[2]})", int(where[1])
         raise ConfigError(path, f"invalid TOML: {text}", line=line) from None
     for key in doc:
-        if key not in ("corral", "services"):
-            raise ConfigError(path, unknown(key, ("corral", "services"), "top-level key")
-                              + "; a config has a [corral] table and [services.NAME] "
-                              "tables", key=key)
+        if key not in ("corral", "services", "groups"):
+            raise ConfigError(path, unknown(key, ("corral", "services", "groups"),
+                                            "top-level key")
+                              + "; a config has a [corral] table, [services.NAME] "
+                              "and [groups.NAME] tables", key=key)
     folder = os.path.dirname(path)
     master = _master(path, doc.get("corral", {}), folder)
     services = doc.get("services", {})
@@ -63,7 +64,22 @@ def parse(path, data):
             specs.append(_service(path, folder, service_name, table))
         except Bad as bad:
             raise bad.error(path, service_name) from None
-    return master, specs
+    return master, specs, _groups(path, doc.get("groups", {}), specs)
+
+
+def _groups(path, tables, specs):
+    if not isinstance(tables, dict):
+        raise ConfigError(path, "must be a table of [groups.NAME] tables", key="groups")
+    known, taken, groups = [spec.name for spec in specs], {}, []
+    for group_name, table in tables.items():
+        try:
+            found = group(group_name, table, known, taken)
+        except Bad as bad:
+            raise ConfigError(path, bad.message,
+                              key=f"groups.{group_name}" + (f".{bad.key}" if bad.key else ""))
+        taken.update((service, group_name) for service in found.services)
+        groups.append(found)
+    return groups
 
 
 def _master(path, table, folder):

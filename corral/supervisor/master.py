@@ -19,7 +19,7 @@ import traceback
 from corral import config as config_module
 from corral.clock import Clock
 from corral.core import messages as m
-from corral.core.record import Supervision
+from corral.core.record import Group, Supervision
 from corral.core.states import BEING_STOPPED
 from corral.core.step import step as decide
 from corral.supervisor import health, readiness, report, sdnotify
@@ -40,7 +40,8 @@ class Master:
         self.loader = loader
         self.console = console
         self.color = color
-        self.sup = Supervision(on_fatal=config.master.on_fatal)
+        self.sup = Supervision(on_fatal=config.master.on_fatal,
+                               groups={g.name: Group.of(g) for g in config.groups})
         for spec in config.services:
             self.sup.add(spec)
         self.events = collections.deque(maxlen=EVENT_RING)
@@ -366,7 +367,7 @@ class Master:
 
     def replace(self, config, keep):
         """A reload's new config (services not in keep are at rest)."""
-        self.feed(m.Replace(config.services, tuple(keep)))
+        self.feed(m.Replace(config.services, tuple(keep), config.groups))
         self.config = config
         for name in [n for n in self._timers if n is not None and n not in self.records]:
             for _when, handle in self._timers.pop(name).values():

@@ -1,5 +1,5 @@
-"""Readiness, the master's side of it: the `ready` setting, the environment
-that lets a command report (NOTIFY_SOCKET, WATCHDOG_USEC), and the notify
+"""Readiness, the master's side of it (the setting is readyspec.py's): the
+environment that lets a command report (NOTIFY_SOCKET, WATCHDOG_USEC), and the notify
 socket that commands report to.
 
 What `ready`, `start_timeout` and `watchdog` mean, and when STARTING
@@ -8,39 +8,12 @@ probes.py's, run by the shell (master.py). Nothing here blocks the loop:
 the notify socket is read non-blocking, senders are known by SO_PASSCRED.
 """
 
-import math
 import os
-from collections.abc import Mapping
 
-from corral import probes
 from corral.core import messages as m
 from corral.supervisor.notify_socket import NotifySocket
 
 PROBE_TIMEOUT = 1.0  # s one probe may take
-READY_FORMS = ('"notify", {tcp = PORT}, {tcp = "HOST:PORT"}, '
-               '{http = "http://HOST:PORT/PATH"} or {seconds = N}')
-
-
-# -- the `ready` setting (settings.py checks it with this) --------------------
-
-def parse_ready(value):
-    """("notify",), ("tcp", Target), ("http", Target) or ("seconds", n); ValueError.
-
-    Targets are probes.Target: probes.py parses and probes them, as for `health`."""
-    if value == "notify":
-        return ("notify",)
-    if isinstance(value, Mapping) and len(value) == 1:
-        ((kind, arg),) = value.items()
-        if kind == "tcp":
-            return ("tcp", probes.parse_tcp(arg))
-        if kind == "http":
-            return ("http", probes.parse_http(arg))
-        if kind == "seconds":
-            if isinstance(arg, bool) or not isinstance(arg, (int, float)) \
-                    or not math.isfinite(arg) or arg <= 0:
-                raise ValueError(f"seconds must be a number > 0, not {arg!r}")
-            return ("seconds", float(arg))
-    raise ValueError(f"must be {READY_FORMS}, not {value!r}")
 
 
 # -- the environment of a command ---------------------------------------------

@@ -92,7 +92,8 @@ def test_the_api_is_not_imported_by_what_it_serves():
 
 def test_the_spec_side_does_not_import_the_master():
     for module in ("corral.spec", "corral.healthspec", "corral.probes", "corral.errors",
-                   "corral.privileges"):
+                   "corral.privileges", "corral.readyspec", "corral.socketspec", "corral.sizes",
+                   "corral.logspec", "corral.settings", "corral.loaders"):
         assert offenders(module, ["corral.supervisor", "corral.api", "corral.frontends"]) == []
 
 

@@ -15,8 +15,7 @@ from corral.probes import Target
 from corral.spec import ServiceSpec
 from corral.supervisor import readiness
 from corral.supervisor.notify_socket import NotifySocket
-from corral.probes import describe_ready as describe
-from corral.supervisor.readiness import parse_ready
+from corral.readyspec import describe, parse_ready
 
 
 @pytest.mark.parametrize("value, parsed", [

@@ -1,0 +1,89 @@
+"""Dependencies that propagate, restart groups and on_fatal, with real
+processes: one case of each (every decision: tests/replay/)."""
+
+import os
+import signal
+
+import pytest
+
+from tests.integration.harness import argv, pid_alive, running_pid, wait_until
+
+
+def sleeper(word):
+    return argv("/bin/sh", "-c", f"echo {word} up; exec sleep 1000")
+
+
+@pytest.mark.timeout(30)
+def test_stop_redis_stops_what_requires_it_and_start_brings_it_back(master):
+    m = master(f"""
+[services.redis]
+command = {sleeper("redis")}
+
+[services.web]
+command = {sleeper("web")}
+requires = ["redis"]
+
+[services.cron]
+command = {sleeper("cron")}
+after = ["redis"]
+""")
+    web = running_pid(m, "web")
+    cron = running_pid(m, "cron")
+    result = m.call("stop", names=["redis"])
+    assert result[0]["state"] == "STOPPED"
+    row = m.status("web")
+    assert row["state"] == "WAITING" and not pid_alive(web)
+    assert row["reason"] == "stopped: redis is stopping; waiting for redis"
+    assert m.status("cron")["pid"] == cron  # after only: left alone
+    text = m.log_text()
+    assert text.index("web: stopped (") < text.index("redis: stopped (")  # web first
+    m.call("start", names=["redis"])
+    new = wait_until(lambda: (r := m.status("web"))["state"] == "RUNNING" and r["pid"],
+                     dump=m.output, message="web back")
+    assert new != web
+
+
+@pytest.mark.timeout(30)
+def test_one_for_all_restarts_the_whole_group(master):
+    m = master(f"""
+[services.a]
+command = {sleeper("a")}
+
+[services.b]
+command = {sleeper("b")}
+
+[services.other]
+command = {sleeper("other")}
+
+[groups.pair]
+services = ["a", "b"]
+strategy = "one_for_all"
+""")
+    a, b, other = (running_pid(m, n) for n in ("a", "b", "other"))
+    os.kill(a, signal.SIGKILL)
+    m.wait_log(r"group pair \(one_for_all\): a exited: restarting a, b")
+    wait_until(lambda: all(m.status(n)["state"] == "RUNNING" and m.status(n)["pid"] not in (a, b)
+                           for n in ("a", "b")), dump=m.output, message="a and b back")
+    assert m.status("other")["pid"] == other
+    assert "(group pair)" in m.cli("tree").stdout
+
+
+@pytest.mark.timeout(30)
+def test_on_fatal_shutdown_exits_non_zero(master):
+    m = master(f"""
+[corral]
+on_fatal = "shutdown"
+
+[services.dies]
+command = {argv("/bin/sh", "-c", "exit 3")}
+max_restarts = 0
+
+[services.bystander]
+command = {sleeper("bystander")}
+""", start=False)
+    m.start(wait=False)  # it may be gone before it would answer
+    assert m.wait_exit() == 1
+    text = m.log_text()
+    assert "dies: FATAL: exited 1 times in 10 s (exit 3): giving up" in text
+    assert 'on_fatal = "shutdown": dies is FATAL: stopping everything' in text
+    assert "bystander: stopped (" in text

@@ -1,0 +1,75 @@
+"""`requires`, `on_fatal` and [groups.NAME] in TOML: what they load to, and
+the errors that name the place."""
+
+import textwrap
+
+import pytest
+
+from corral.config import load
+from corral.errors import ConfigError
+from corral.spec import GroupSpec
+
+
+def toml(tmp_path, text):
+    path = tmp_path / "c.toml"
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+SHOP = """
+[corral]
+on_fatal = "shutdown"
+
+[services.redis]
+command = ["sleep", "1"]
+
+[services.web]
+command = ["sleep", "1"]
+requires = ["redis"]
+
+[services.a]
+command = ["sleep", "1"]
+
+[services.b]
+command = ["sleep", "1"]
+
+[groups.pair]
+services = ["a", "b"]
+strategy = "one_for_all"
+max_restarts = 3
+restart_window = 30
+"""
+
+
+def test_requires_is_also_after_and_groups_and_on_fatal_load(tmp_path):
+    config = load(toml(tmp_path, SHOP))
+    web = next(s for s in config.services if s.name == "web")
+    assert web.requires == ("redis",) and web.after == ("redis",)
+    assert config.master.on_fatal == "shutdown"
+    assert config.groups == (GroupSpec("pair", ("a", "b"), "one_for_all", 3, 30),)
+
+
+@pytest.mark.parametrize("body, words", [
+    ('[services.x]\ncommand = ["sleep"]\nrequires = ["nope"]\n',
+     "service 'x': key 'after': unknown service 'nope'"),
+    ('[services.x]\ncommand = ["sleep"]\nrequires = ["x"]\n',
+     "service 'x': key 'requires': a service cannot require itself"),
+    ('[corral]\non_fatal = "explode"\n[services.x]\ncommand = ["sleep"]\n',
+     "key 'on_fatal': must be"),
+    ('[services.x]\ncommand = ["sleep"]\n[groups.g]\nservices = ["x", "y"]\n',
+     "key 'groups.g.services': unknown service 'y'"),
+    ('[services.x]\ncommand = ["sleep"]\n[groups.g]\nservices = ["x"]\nstrategy = "all"\n',
+     "key 'groups.g.strategy': must be"),
+    ('[services.x]\ncommand = ["sleep"]\n[groups.g]\nstrategy = "one_for_all"\n',
+     "key 'groups.g.services': needs services"),
+    ('[services.x]\ncommand = ["sleep"]\n[groups.g]\nservices = ["x"]\n'
+     '[groups.h]\nservices = ["x"]\n', "'x' is in group 'g' already"),
+    ('[services.x]\ncommand = ["sleep"]\n[groups.g]\nservices = ["x"]\nmax = 1\n',
+     "key 'groups.g.max': unknown key 'max'"),
+])
+def test_errors_name_the_place(tmp_path, body, words):
+    path = toml(tmp_path, body)
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert str(info.value).startswith(path + ": ")
+    assert words in str(info.value), str(info.value)
