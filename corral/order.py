@@ -1,6 +1,6 @@
 """Start order from `after`, and dependency cycles named (pure, no I/O).
 
-Invariant: start_order() lists every service after all the services it
+Invariant: start_order() (and waves(), for `corral check`) lists every service after all the services it
 names in `after`, and otherwise keeps the order the services were declared
 in, so the same config always starts the same way. Stopping uses the
 reverse of that order.
@@ -62,7 +62,11 @@ def start_order(deps):
         raise ValueError(f"dependency cycle: {format_cycle(cycle)}")
     index = {name: i for i, name in enumerate(deps)}
     waiting = {name: {d for d in deps[name] if d in deps} for name in deps}
-    reverse = dependents(deps)
+    reverse = {name: set() for name in deps}  # name -> those that start after it
+    for name, after in deps.items():
+        for dep in after:
+            if dep in reverse:
+                reverse[dep].add(name)
     ready = [index[name] for name, pending in waiting.items() if not pending]
     heapq.heapify(ready)
     order = []
@@ -77,14 +81,13 @@ def start_order(deps):
     return order
 
 
-def dependents(deps):
-    """Reverse edges: name -> set of the names that start after it.
-
-    Every key of deps is present (possibly with an empty set); names only
-    mentioned as dependencies are present too, so lookups never fail.
-    """
-    result = {name: set() for name in deps}
-    for name, after in deps.items():
-        for dep in after:
-            result.setdefault(dep, set()).add(name)
+def waves(deps):
+    """The start order in waves: each name in the first wave after all of its
+    dependencies; within a wave, the declaration order (`corral check`)."""
+    level = {}
+    for name in start_order(deps):
+        level[name] = 1 + max((level[d] for d in deps[name] if d in level), default=-1)
+    result = [[] for _ in range(max(level.values(), default=-1) + 1)]
+    for name in deps:
+        result[level[name]].append(name)
     return result

@@ -9,7 +9,7 @@ only this command pays for that.
 
 import os
 
-from corral import socketpath
+from corral import order, socketpath
 from corral.cli import render
 from corral.errors import EXIT_OK
 
@@ -32,33 +32,8 @@ def run_check(args, out):
 
 
 def waves(specs):
-    """The start order as waves: each service in the first wave after all of its `after`."""
-    level = {}
-    for spec in _ordered(specs):
-        level[spec.name] = 1 + max((level[dep] for dep in spec.after if dep in level), default=-1)
-    result = [[] for _ in range(max(level.values(), default=-1) + 1)]
-    for spec in specs:  # declaration order within a wave
-        result[level[spec.name]].append(spec.name)
-    return result
-
-
-def _ordered(specs):
-    """Dependencies first (the loader has refused cycles and unknown names)."""
-    by_name = {spec.name: spec for spec in specs}
-    done, order = set(), []
-
-    def visit(spec):
-        if spec.name in done:
-            return
-        done.add(spec.name)
-        for dep in spec.after:
-            if dep in by_name:
-                visit(by_name[dep])
-        order.append(spec)
-
-    for spec in specs:
-        visit(spec)
-    return order
+    """The start order as waves (order.py's, the one start-order rule)."""
+    return order.waves({spec.name: spec.after for spec in specs})
 
 
 def describe(config):

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from corral.order import dependents, find_cycle, start_order
+from corral.order import find_cycle, start_order, waves
 
 
 def assert_valid(deps, order):
@@ -108,18 +108,13 @@ class TestStartOrder:
             assert_valid(deps, start_order(deps))
 
 
-class TestDependents:
-    def test_reverse_edges(self):
-        deps = {"web": ("db", "cache"), "worker": ("db",), "db": (), "cache": ()}
-        assert dependents(deps) == {
-            "web": set(),
-            "worker": set(),
-            "db": {"web", "worker"},
-            "cache": {"web"},
-        }
+class TestWaves:
+    def test_waves_follow_after_and_keep_the_file_order(self):
+        deps = {"web": ("db", "cache"), "worker": ("db",), "db": (), "cache": (), "cron": ()}
+        assert waves(deps) == [["db", "cache", "cron"], ["web", "worker"]]
 
-    def test_unknown_targets_present(self):
-        assert dependents({"a": ("ghost",)}) == {"a": set(), "ghost": {"a"}}
+    def test_a_chain_is_one_service_a_wave(self):
+        assert waves({"c": ("b",), "b": ("a",), "a": ()}) == [["a"], ["b"], ["c"]]
 
     def test_empty(self):
-        assert dependents({}) == {}
+        assert waves({}) == []
