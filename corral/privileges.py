@@ -31,6 +31,8 @@ import pwd
 import re
 from dataclasses import dataclass
 
+from corral.steps import step as run_step
+
 MAX_ID = 2**32 - 2  # (uid_t)-1 means "unchanged" to the kernel
 
 
@@ -187,10 +189,7 @@ class PrivilegeError(Exception):
 
 def run_steps(plan):
     for description, action, *args in plan:
-        try:
-            action(*args)
-        except OSError as exc:
-            raise PrivilegeError(f"Unable to {description}: {exc.strerror or exc}") from exc
+        run_step(PrivilegeError, description, action, *args)
 
 
 class CommandDrop:

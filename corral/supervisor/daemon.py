@@ -35,7 +35,7 @@ import pwd
 import select
 import time
 
-from corral import privileges
+from corral import privileges, steps
 from corral.errors import CorralError
 
 START_TIMEOUT = 30.0  # s the launcher waits for the daemon to say how it went
@@ -48,10 +48,7 @@ class DaemonError(CorralError):
 
 
 def _step(description, action, *args):
-    try:
-        return action(*args)
-    except OSError as exc:
-        raise DaemonError(f"Unable to {description}: {exc.strerror or exc}") from exc
+    return steps.step(DaemonError, description, action, *args)
 
 
 # -- owner and umask ------------------------------------------------------------
