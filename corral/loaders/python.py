@@ -18,7 +18,8 @@ from corral import usercode
 from corral.errors import ConfigError
 from corral.loaders import common
 from corral.service import MultiService, Service
-from corral.settings import Bad, supervision
+from corral.restartgroup import RestartGroup
+from corral.settings import Bad, group, supervision
 from corral.spec import Config, MasterSpec, ServiceSpec
 
 name = "python"
@@ -37,11 +38,12 @@ def load(path, argv=()):
     path = os.path.abspath(path)
     data = common.read(path)
     with usercode.imported_afresh(os.path.dirname(path)):
-        return common.finish(path, MasterSpec(), parse(path, data))
+        specs, groups = parse(path, data)
+        return common.finish(path, MasterSpec(), specs, groups)
 
 
 def parse(path, data):
-    """The ServiceSpecs of the file's `application`."""
+    """([ServiceSpec], [GroupSpec]) of the file's `application`."""
     folder = os.path.dirname(path)
     try:
         code = compile(data, path, "exec")
@@ -68,15 +70,32 @@ def parse(path, data):
     if not isinstance(app, MultiService):
         raise ConfigError(path, f"'application' is {app!r}, not a corral Application; "
                           'write `application = corral.Application("myapp")`')
-    children = list(app)
+    children, members = [], {}  # members: RestartGroup -> its children
+    for child in app:
+        if isinstance(child, RestartGroup):
+            members[child] = list(child)
+            children += members[child]
+        else:
+            children.append(child)
     if not children:
         raise ConfigError(path, "defines no services; add one to 'application' with "
                           "`svc.setServiceParent(application)`")
     # Registered before the specs: their code digests read the classes'
     # source through it (a load that fails puts the old one back: usercode.py).
     sys.modules[usercode.CONFIG_MODULE] = module
-    return [service_spec(path, folder, child_name, child)
-            for child, child_name in zip(children, _child_names(children))]
+    names = dict(zip(map(id, children), _child_names(children)))
+    specs = [service_spec(path, folder, names[id(child)], child) for child in children]
+    groups, taken = [], {}
+    for group_service, its in members.items():
+        table = {"services": [names[id(c)] for c in its], **group_service.group_settings}
+        try:
+            found = group(group_service.name, table, list(names.values()), taken)
+        except Bad as bad:
+            raise ConfigError(path, bad.message, key=f"RestartGroup {group_service.name!r}"
+                              + (f" {bad.key}" if bad.key else "")) from None
+        taken.update((s, found.name) for s in found.services)
+        groups.append(found)
+    return specs, groups
 
 
 def service_spec(path, folder, service_name, tree, user_code=True):

@@ -73,3 +73,38 @@ def test_errors_name_the_place(tmp_path, body, words):
         load(path)
     assert str(info.value).startswith(path + ": ")
     assert words in str(info.value), str(info.value)
+
+
+def py(tmp_path, text):
+    path = tmp_path / "app.py"
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+def test_a_restart_group_in_a_python_config(tmp_path):
+    config = load(py(tmp_path, """
+        import corral
+        application = corral.Application("shop")
+        pair = corral.RestartGroup("pair", strategy="rest_for_one", max_restarts=2)
+        pair.setServiceParent(application)
+        db = corral.Service(); db.setName("db"); db.setServiceParent(pair)
+        web = corral.Service(); web.setName("web")
+        web.supervise(requires=["db"]).setServiceParent(pair)
+        tool = corral.Service(); tool.setName("tool"); tool.setServiceParent(application)
+        """))
+    assert [s.name for s in config.services] == ["db", "web", "tool"]
+    assert config.groups == (GroupSpec("pair", ("db", "web"), "rest_for_one", 2, 10.0),)
+    assert config.services[1].requires == ("db",) and config.services[1].after == ("db",)
+
+
+def test_a_bad_python_group_names_the_group(tmp_path):
+    path = py(tmp_path, """
+        import corral
+        application = corral.Application("shop")
+        g = corral.RestartGroup("g", strategy="all_for_one")
+        g.setServiceParent(application)
+        corral.Service().setServiceParent(g)
+        """)
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert "RestartGroup 'g' strategy" in str(info.value) and "must be" in str(info.value)
