@@ -95,6 +95,17 @@ def encode(message):
         return json.dumps(message, separators=(",", ":")).encode() + b"\n"
 
 
+def encode_value(value):
+    """A JSON value as bytes, as encode() writes it inside a message."""
+    return encode(value)[:-1]
+
+
+def stream_item(request_id_json, item_json):
+    """{"id": ID, "stream": ITEM} + newline from parts already encoded: a
+    line followed by many clients is encoded once (loglines.Batch.encoded)."""
+    return b'{"id":' + request_id_json + b',"stream":' + item_json + b"}\n"
+
+
 def request(request_id, cmd, **args):
     return encode({"id": request_id, "cmd": cmd, "args": args})
 

@@ -236,6 +236,7 @@ class ControlServer:
             dropped = 0
 
         subscription = None
+        id_json = protocol.encode_value(request_id)
 
         def send(items):
             """Queue what fits in FOLLOW_BUFFER (one item at least, when any
@@ -250,8 +251,12 @@ class ControlServer:
                     notice_timer.cancel()
                 tell_dropped()
             queued = []
-            for item in items if room > 0 else ():
-                queued.append(protocol.encode({"id": request_id, "stream": item}))
+            encoded = getattr(items, "encoded", None)  # a LogHub batch: shared JSON
+            for index in range(len(items)) if room > 0 else ():
+                if encoded is not None:
+                    queued.append(protocol.stream_item(id_json, encoded(index)))
+                else:
+                    queued.append(protocol.encode({"id": request_id, "stream": items[index]}))
                 room -= len(queued[-1])
                 if room <= 0:
                     break

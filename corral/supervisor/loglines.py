@@ -9,6 +9,8 @@ before every line of a chunk, with no object per line.
 import collections.abc
 import zlib
 
+from corral import protocol
+
 COLORS = (31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96)
 
 
@@ -44,10 +46,10 @@ class Batch(collections.abc.Sequence):
     first takes it, once for all of them: a follower that has room for a few
     (control.py) costs a few dicts, not one per line of a flood."""
 
-    __slots__ = ("_t", "_m", "_lines", "_dicts")
+    __slots__ = ("_t", "_m", "_lines", "_dicts", "_json")
 
     def __init__(self, t, m, lines):
-        self._t, self._m, self._lines, self._dicts = t, m, lines, []
+        self._t, self._m, self._lines, self._dicts, self._json = t, m, lines, [], []
 
     def __len__(self):
         return len(self._lines)
@@ -60,6 +62,12 @@ class Batch(collections.abc.Sequence):
         while len(self._dicts) <= index < len(self._lines):
             self._dicts.append(_as_dict(self._t, self._m, self._lines[len(self._dicts)]))
         return self._dicts[index]
+
+    def encoded(self, index):
+        """Line index as JSON bytes, encoded once for every follower."""
+        while len(self._json) <= index:
+            self._json.append(protocol.encode_value(self[len(self._json)]))
+        return self._json[index]
 
 
 def _split_long(lines, ml):
