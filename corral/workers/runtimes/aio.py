@@ -1,4 +1,5 @@
-"""Run one service subtree inside a worker process, after the bootstrap.
+"""The asyncio runtime: run one corral service subtree inside a worker
+process, after the bootstrap (workers/bootstrap.py), on a fresh event loop.
 
 The invariant: start in order, report ready once, stop in reverse awaiting
 each, and the exit code tells the master what happened.
@@ -64,6 +65,14 @@ def setup_logging(name="corral.worker"):
         root.addHandler(handler)
         root.setLevel(logging.INFO)
     return logging.getLogger(name)
+
+
+def run(start, *, stop_signals, notify):
+    """The runtime's entry (bootstrap.worker_main): spec.tree, as the master
+    made it; the master ran its privilegedStartService (supervisor/binding.py)
+    and holds the sockets, and a pidfd of the master backs up PDEATHSIG."""
+    return run_tree(start.spec.tree, stop_signals=stop_signals, notify=notify,
+                    master_pid=start.master_pid, privileged=False)
 
 
 def run_tree(service, *, stop_signals=(signal.SIGTERM, signal.SIGINT), notify=None,
