@@ -117,8 +117,23 @@ class PythonTree(Kind):
     name = "python"
 
 
+class TwistedTree(Kind):
+    """A top-level service of a Twisted application (.tac): the master knows
+    it only from a throwaway child's report (corral/twisted/loader.py); the
+    forked worker loads the file itself and runs it on Twisted's asyncio
+    reactor (workers/runtimes/tx.py)."""
+
+    name = "twisted"
+
+    def describe(self, spec):
+        tree = spec.tree
+        return {"kind": self.name, "class": tree.cls,
+                "children": tree.subtree.get("children", [])}
+
+
 COMMAND = Command()
 PYTHON_TREE = PythonTree()
+TWISTED_TREE = TwistedTree()
 
 
 def _usec(seconds):

@@ -42,7 +42,23 @@ class PythonTreeKind:
         return spawner.fork_worker(spec, instance, index, self.runtime, keep)
 
 
-BY_NAME = {"command": CommandKind(), "python": PythonTreeKind()}
+class TwistedTreeKind:
+    """A service of a Twisted application: the master binds the addresses
+    the probe found (corral/twisted/servers.py) and passes them by number;
+    the worker loads the file and adopts them (workers/runtimes/tx.py)."""
+
+    runtime = "corral.workers.runtimes.tx"
+
+    def bind(self, spec):
+        if not spec.tree.addresses:
+            return None
+        return binding.bind_endpoints(spec, spec.tree.addresses)
+
+    def spawn(self, spawner, spec, instance, index, fds):
+        return spawner.fork_worker(spec, instance, index, self.runtime, sockets=fds)
+
+
+BY_NAME = {"command": CommandKind(), "python": PythonTreeKind(), "twisted": TwistedTreeKind()}
 
 
 def of(spec):
