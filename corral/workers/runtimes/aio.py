@@ -45,7 +45,7 @@ import signal
 import sys
 
 from corral.errors import EXIT_WORKER_BOOT
-from corral.service import StopErrors
+from corral.service import StopErrors, pending_starts
 
 log = logging.getLogger("corral.worker")
 
@@ -258,6 +258,10 @@ async def _start(service, privileged=True, host=ASYNCIO):
     pending = host.awaitable(service.startService())
     if pending is not None:
         await pending
+    # A start the tree's own code dropped (a MultiService subclass that
+    # ignores the base's result) still has to finish before READY=1.
+    while pending := pending_starts(service):
+        await asyncio.gather(*pending)
 
 
 async def _stop(service, host=ASYNCIO, only_if_running=False):
