@@ -31,6 +31,19 @@ class StopErrors(RuntimeError):
         super().__init__("stopService failed for: " + ", ".join(names))
 
 
+def as_awaitable(result):
+    """What to await for a start or stop result, or None for a plain one.
+
+    A Twisted Deferred (with Twisted installed) is awaited as an asyncio
+    future on the running loop: awaited as it is, asyncio refuses it."""
+    if type(result).__name__ == "Deferred" and hasattr(result, "asFuture"):
+        try:
+            return result.asFuture(asyncio.get_running_loop())
+        except RuntimeError:
+            return result  # no loop: whoever awaits it (ensureDeferred, say)
+    return result if inspect.isawaitable(result) else None
+
+
 def _in_order(steps, on_error=None):
     """Call each step in turn; await any awaitable before the next step.
 
@@ -50,7 +63,8 @@ def _in_order(steps, on_error=None):
                 raise
             on_error(step, exc)
             continue
-        if inspect.isawaitable(result):
+        result = as_awaitable(result)
+        if result is not None:
             rest = _finish_in_order(result, step, steps[index + 1:], on_error)
             try:
                 asyncio.get_running_loop()
@@ -69,8 +83,8 @@ async def _finish_in_order(pending, pending_step, rest, on_error):
         on_error(pending_step, exc)
     for step in rest:
         try:
-            result = step()
-            if inspect.isawaitable(result):
+            result = as_awaitable(step())
+            if result is not None:
                 await result
         except Exception as exc:
             if on_error is None:

@@ -490,3 +490,34 @@ def test_a_copy_is_not_running_and_application_takes_uid_gid():
 def test_remove_service_of_a_stranger_raises_value_error_as_twisted():
     with pytest.raises(ValueError, match="not a child"):
         MultiService().removeService(Service())
+
+
+def test_a_corral_service_may_return_a_deferred():
+    import asyncio
+
+    from twisted.internet import defer
+
+    from corral.workers.runtimes import aio
+
+    journal = []
+
+    class Deferring(Service):
+        def startService(self):
+            super().startService()
+            d = defer.Deferred()
+            asyncio.get_running_loop().call_later(0.02, d.callback, None)
+            return d.addCallback(lambda _: journal.append("deferred"))
+
+    class After(Service):
+        def startService(self):
+            journal.append("after")
+
+    tree = MultiService()
+    Deferring().setServiceParent(tree)
+    After().setServiceParent(tree)
+
+    async def start():
+        await aio._start(tree, privileged=False)
+
+    asyncio.run(start())
+    assert journal == ["deferred", "after"]

@@ -38,14 +38,13 @@ Design notes:
 """
 
 import asyncio
-import inspect
 import logging
 import os
 import signal
 import sys
 
 from corral.errors import EXIT_WORKER_BOOT
-from corral.service import StopErrors, pending_starts
+from corral.service import StopErrors, as_awaitable, pending_starts
 
 log = logging.getLogger("corral.worker")
 
@@ -85,7 +84,7 @@ class Host:
 
     def awaitable(self, result):
         """What to await for startService's or stopService's result, or None."""
-        return result if inspect.isawaitable(result) else None
+        return as_awaitable(result)  # a Deferred too, with Twisted installed
 
     def before_close(self, loop):
         pass
