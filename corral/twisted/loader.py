@@ -65,7 +65,6 @@ class TacService:
 
 def load(path, data):
     """(MasterSpec, [ServiceSpec]) of the Twisted application at path."""
-    from corral.config import _check_name  # (the master side only, as this whole module)
     from corral.settings import Bad, supervision
     from corral.spec import MasterSpec, ServiceSpec
 
@@ -103,6 +102,18 @@ def load(path, data):
         specs.append(ServiceSpec(name=name, tree=tree, kind=kinds.TWISTED_TREE, source=path,
                                  fingerprint=(tree, code), **checked))
     return MasterSpec(), specs
+
+
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,200}")  # config.NAME_RE: <service>.log is a file name
+
+
+def _check_name(path, name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ConfigError(path, "bad service name: use 1 to 200 letters, digits, '_', '.' "
+                          "and '-' (setName)", service=name)
+    if name in ("all", "corral"):
+        raise ConfigError(path, f"{name!r} is reserved; choose another name (setName)",
+                          service=name)
 
 
 def probe(path):

@@ -9,7 +9,7 @@ from corral.probes import parse_tcp
 from corral.service import MultiService, Service
 from corral.spec import ServiceSpec
 from corral.supervisor import kinds as runners
-from corral.supervisor.policy import Exit
+from corral.core.policy import Exit
 
 CMD = ServiceSpec(name="c", command=("/bin/true",))
 TREE = ServiceSpec(name="p", tree=Service())
