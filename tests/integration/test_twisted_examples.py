@@ -72,8 +72,22 @@ def dns_query(name, transport, port):
     return socket.inet_ntoa(reply[-4:])
 
 
+def free_tcp_and_udp_port():
+    """A port free for TCP and UDP on all interfaces (dns.tac binds both there)."""
+    for _ in range(50):
+        port = free_port(socket.SOCK_DGRAM)
+        try:
+            with socket.socket() as tcp, socket.socket(type=socket.SOCK_DGRAM) as udp:
+                tcp.bind(("", port))
+                udp.bind(("", port))
+        except OSError:
+            continue
+        return port
+    raise AssertionError("no port free for both TCP and UDP")
+
+
 def test_dns_tac_answers_over_udp_and_tcp_from_one_worker():
-    port = free_port(socket.SOCK_DGRAM)
+    port = free_tcp_and_udp_port()
     m = example("dns.tac", DNS_PORT=port)
     try:
         m.wait_state("multiservice", "RUNNING")
