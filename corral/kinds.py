@@ -69,6 +69,27 @@ class Kind:
 
     # -- views ------------------------------------------------------------
 
+    def what_runs(self, spec):
+        """What `corral check` shows it runs: a factory, else the tree's class."""
+        return spec.factory or (class_name(spec.tree) if spec.tree is not None else None)
+
+    def sockets(self, spec):
+        """Its listening sockets as `corral check` lists them: a tree's servers,
+        as their repr names them (TCPServer *:8000)."""
+        from corral.services.listening import ListeningService
+
+        found = []
+
+        def walk(node):
+            if isinstance(node, ListeningService):
+                found.append(repr(node).strip("<>"))
+            for child in getattr(node, "services", ()):
+                walk(child)
+
+        if spec.tree is not None:
+            walk(spec.tree)
+        return found
+
     def describe(self, spec):
         """How it reads in `corral tree`: kind, class, children."""
         tree = spec.tree
@@ -106,6 +127,12 @@ class Command(Kind):
     def cannot_boot(self, exit):
         return False
 
+    def what_runs(self, spec):
+        return list(spec.command)
+
+    def sockets(self, spec):
+        return list(spec.sockets)
+
     def describe(self, spec):
         return {"kind": self.name, "class": None, "children": []}
 
@@ -124,6 +151,12 @@ class TwistedTree(Kind):
     reactor (workers/runtimes/tx.py)."""
 
     name = "twisted"
+
+    def what_runs(self, spec):
+        return spec.tree.cls
+
+    def sockets(self, spec):
+        return [endpoint.url for endpoint in spec.tree.addresses]
 
     def describe(self, spec):
         tree = spec.tree

@@ -142,7 +142,10 @@ def probe(path):
 def _endpoint(found):
     kind = found["kind"]
     if kind in ("unix", "unixgram"):
-        return Endpoint(kind, path=found["path"], url=f"{kind}://{found['path']}")
+        # Relative to the cwd, as under twistd: the master's (the probe's too).
+        path = found["path"] if found["path"].startswith("\0") else os.path.abspath(found["path"])
+        shown = "@" + path[1:] if path.startswith("\0") else path
+        return Endpoint(kind, path=path, url=f"{kind}://{shown}")
     host = found.get("host") or ""
     shown = f"[{host}]" if ":" in host else host
     return Endpoint(kind, host=host, port=found["port"], url=f"{kind}://{shown}:{found['port']}")

@@ -221,3 +221,20 @@ def test_bad_twisted_configs_get_one_clear_line(tmp_path):
                     "s.setServiceParent(application)\n")
     with pytest.raises(ConfigError, match=r"service 'service': key 'restart'"):
         load(path)
+
+
+def test_twisted_application_uid_gid_are_the_services_user_and_group(tmp_path):
+    path = tmp_path / "app.tac"
+    uid, gid = os.getuid(), os.getgid()
+    path.write_text("from twisted.application import internet, service\n"
+                    f"application = service.Application('x', uid={uid}, gid={gid})\n"
+                    "service.Service().setServiceParent(application)\n"
+                    "internet.UNIXServer('s.sock', None).setServiceParent(application)\n")
+    config = load(path)
+    assert [(s.name, s.user, s.group, s.kind.name) for s in config.services] == \
+        [("service", uid, gid, "twisted"), ("unixserver", uid, gid, "twisted")]
+    unix = config.services[1]
+    # Relative to the cwd, as under twistd (the master's, where the probe ran)
+    assert unix.kind.sockets(unix) == [f"unix://{os.path.abspath('s.sock')}"]
+    assert config.services[0].kind.describe(config.services[0])["class"] == \
+        "twisted.application.service.Service"

@@ -76,3 +76,16 @@ def test_each_kind_has_its_masters_half():
     assert isinstance(runners.of(TREE), runners.PythonTreeKind)
     assert runners.of(CMD).bind(CMD) is None  # no sockets listed: nothing to hold
     assert runners.of(TREE).bind(ServiceSpec(name="p")) is None
+
+
+def test_what_runs_and_its_sockets_as_check_shows_them():
+    from corral.services.internet import TCPServer
+
+    root = MultiService()
+    TCPServer(8000, lambda: None).setServiceParent(root)
+    tree = ServiceSpec(name="p", tree=root)
+    command = ServiceSpec(name="c", command=("/bin/true", "-x"), sockets=("tcp://:80",))
+    assert command.kind.what_runs(command) == ["/bin/true", "-x"]
+    assert command.kind.sockets(command) == ["tcp://:80"]
+    assert tree.kind.what_runs(tree) == "corral.service.MultiService"
+    assert tree.kind.sockets(tree) == ["TCPServer *:8000"]
