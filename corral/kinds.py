@@ -146,7 +146,7 @@ class PythonTree(Kind):
 
 class TwistedTree(Kind):
     """A top-level service of a Twisted application (.tac): the master knows
-    it only from a throwaway child's report (corral/twisted/loader.py); the
+    it only from a throwaway child's report (corral/loaders/tac.py); the
     forked worker loads the file itself and runs it on Twisted's asyncio
     reactor (workers/runtimes/tx.py)."""
 

@@ -1,9 +1,9 @@
 """Twisted applications in corral workers: .tac files whose `application`
 is Twisted's (docs/twisted.md).
 
-    loader.py   the master's side: is this file a Twisted application; learn
-                its tree from a throwaway child (probe.py), never loading
-                Twisted's reactor in the master
+    (corral/loaders/tac.py, the master's side: is this file a Twisted
+    application; learn its tree from a throwaway child, never loading
+    Twisted's reactor in the master)
     probe.py    the throwaway child: load the file, report names, kinds,
                 listening addresses and supervision settings as JSON
     tacfile.py  load a .tac the way twistd -y does (probe and worker)
@@ -12,8 +12,7 @@ is Twisted's (docs/twisted.md).
     logs.py     Twisted's log events into corral's log stream
 
 The runtime that runs the tree in a worker is workers/runtimes/tx.py.
-Nothing here is imported by the master but loader.py, which imports no
-Twisted at all.
+Nothing here is imported by the master (the loader imports no Twisted).
 """
 
 __all__ = ["supervise"]

@@ -1,4 +1,4 @@
-"""corral/twisted/loader.py without processes: which files it claims, the
+"""corral/loaders/tac.py without processes: which files it claims, the
 one line without Twisted installed, and the endpoints the master binds."""
 
 import importlib.util
@@ -6,7 +6,8 @@ import importlib.util
 import pytest
 
 from corral.errors import ConfigError
-from corral.twisted import loader, supervise
+from corral.loaders import tac as loader
+from corral.twisted import supervise
 
 
 @pytest.mark.parametrize("path, text, claimed", [
@@ -30,7 +31,7 @@ def test_without_twisted_one_line_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "twisted" else real(name, *a))
     with pytest.raises(ConfigError) as err:
-        loader.load(str(path), path.read_bytes())
+        loader.load(str(path))
     assert str(err.value) == (f"{path}: is a Twisted application and Twisted is not "
                               "installed: pip install 'corral[twisted]'")
 

@@ -1,11 +1,12 @@
-"""The master's side of a Twisted application config: is this file one, and
-what is in it. Imports no Twisted: the file is loaded by a throwaway child
+"""The Twisted loader: a .tac (or .py) whose `application` is Twisted's.
+
+The master's side of a Twisted application: is this file one, and what is
+in it. Imports no Twisted: the file is loaded by a throwaway child
 (probe.py), whose report becomes one ServiceSpec per top-level service, of
 the TwistedTree kind (corral/kinds.py). Its workers load the file again.
 
-claims(path, head) and load(path, data) are the loader's interface
-(corral/config.py calls them before its own .py loader; the loader
-registry takes them as one entry).
+It is one entry of corral/loaders/ (before the Python loader, which
+claims every .py and .tac).
 
 A .py or .tac file is a Twisted application when it imports twisted and
 does not use corral's own Application. Without Twisted installed, such a
@@ -23,8 +24,11 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 from corral import kinds
-from corral.endpoints import Endpoint
 from corral.errors import ConfigError
+from corral.loaders import common
+from corral.socketspec import Endpoint
+
+name = "twisted"
 
 PROBE_TIMEOUT = 60.0  # s the throwaway child may take to load the file
 INSTALL = "pip install 'corral[twisted]'"
@@ -63,10 +67,13 @@ class TacService:
         return json.loads(self.shape) if self.shape else {}
 
 
-def load(path, data):
-    """(MasterSpec, [ServiceSpec]) of the Twisted application at path."""
+def load(path, argv=()):
+    """The Config of the Twisted application at path."""
     from corral.settings import Bad, supervision
     from corral.spec import MasterSpec, ServiceSpec
+
+    path = os.path.abspath(path)
+    common.read(path)  # a file that cannot be read says so, as for every loader
 
     if importlib.util.find_spec("twisted") is None:
         raise ConfigError(path, f"is a Twisted application and Twisted is not installed: "
@@ -80,7 +87,7 @@ def load(path, data):
     specs = []
     for index, found in enumerate(reply["services"]):
         name = found["name"]
-        _check_name(path, name)
+        common.check_name(path, name)
         settings = dict(found["supervision"])
         # Application(name, uid, gid): twistd runs the whole application as them.
         if reply.get("uid") is not None and "user" not in settings:
@@ -101,19 +108,7 @@ def load(path, data):
             raise bad.error(path, name) from None
         specs.append(ServiceSpec(name=name, tree=tree, kind=kinds.TWISTED_TREE, source=path,
                                  fingerprint=(tree, code), **checked))
-    return MasterSpec(), specs
-
-
-_NAME = re.compile(r"[A-Za-z0-9_.-]{1,200}")  # config.NAME_RE: <service>.log is a file name
-
-
-def _check_name(path, name):
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise ConfigError(path, "bad service name: use 1 to 200 letters, digits, '_', '.' "
-                          "and '-' (setName)", service=name)
-    if name in ("all", "corral"):
-        raise ConfigError(path, f"{name!r} is reserved; choose another name (setName)",
-                          service=name)
+    return common.finish(path, MasterSpec(), specs)
 
 
 def probe(path):
