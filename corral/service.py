@@ -8,6 +8,7 @@ Trees made only of plain methods stay plain: nothing needs an event loop
 unless some service asks for one.
 """
 
+import asyncio
 import inspect
 import logging
 
@@ -18,6 +19,10 @@ class ServiceTreeError(RuntimeError):
     """A tree built the wrong way: two parents, two children with one name."""
 
 
+class NotAChild(ServiceTreeError, ValueError):
+    """removeService of a service that is not a child (Twisted: ValueError)."""
+
+
 class StopErrors(RuntimeError):
     """Some children raised in stopService; each was logged when it happened."""
 
@@ -26,12 +31,28 @@ class StopErrors(RuntimeError):
         super().__init__("stopService failed for: " + ", ".join(names))
 
 
+def as_awaitable(result):
+    """What to await for a start or stop result, or None for a plain one.
+
+    A Twisted Deferred (with Twisted installed) is awaited as an asyncio
+    future on the running loop: awaited as it is, asyncio refuses it."""
+    if type(result).__name__ == "Deferred" and hasattr(result, "asFuture"):
+        try:
+            return result.asFuture(asyncio.get_running_loop())
+        except RuntimeError:
+            return result  # no loop: whoever awaits it (ensureDeferred, say)
+    return result if inspect.isawaitable(result) else None
+
+
 def _in_order(steps, on_error=None):
     """Call each step in turn; await any awaitable before the next step.
 
     Returns None when every step was plain, else an awaitable for the rest.
-    on_error(step, exc), if given, handles a step's exception and the
-    sequence goes on; otherwise the exception propagates.
+    On a running loop the rest is a task, so that it goes on even when the
+    caller drops the awaitable (a subclass written the Twisted way calls
+    the base startService and ignores its result). on_error(step, exc), if
+    given, handles a step's exception and the sequence goes on; otherwise
+    the exception propagates.
     """
     steps = list(steps)
     for index, step in enumerate(steps):
@@ -42,8 +63,14 @@ def _in_order(steps, on_error=None):
                 raise
             on_error(step, exc)
             continue
-        if inspect.isawaitable(result):
-            return _finish_in_order(result, step, steps[index + 1:], on_error)
+        result = as_awaitable(result)
+        if result is not None:
+            rest = _finish_in_order(result, step, steps[index + 1:], on_error)
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                return rest  # no loop: whoever awaits it drives it
+            return asyncio.ensure_future(rest)
     return None
 
 
@@ -56,8 +83,8 @@ async def _finish_in_order(pending, pending_step, rest, on_error):
         on_error(pending_step, exc)
     for step in rest:
         try:
-            result = step()
-            if inspect.isawaitable(result):
+            result = as_awaitable(step())
+            if result is not None:
                 await result
         except Exception as exc:
             if on_error is None:
@@ -81,6 +108,13 @@ class Service:
         label = f" {self.name!r}" if self.name is not None else ""
         return f"<{type(self).__name__}{label}>"
 
+    def __getstate__(self):
+        # As Twisted's: a copy (pickle, copy.copy) is not running.
+        state = self.__dict__.copy()
+        state.pop("running", None)
+        state.pop("_starting", None)
+        return state
+
     def setName(self, name):
         if self.parent is not None:
             raise ServiceTreeError(
@@ -90,11 +124,9 @@ class Service:
         self.name = name
 
     def setServiceParent(self, parent):
+        """Add self to parent; a service that has a parent moves (as in Twisted)."""
         if self.parent is not None:
-            raise ServiceTreeError(
-                f"{self!r} already has a parent {self.parent!r}; "
-                "call disownServiceParent() first"
-            )
+            self.disownServiceParent()
         return parent.addService(self)
 
     def disownServiceParent(self):
@@ -168,7 +200,7 @@ class MultiService(Service):
 
     def removeService(self, service):
         if service not in self.services:
-            raise ServiceTreeError(f"{service!r} is not a child of {self!r}")
+            raise NotAChild(f"{service!r} is not a child of {self!r}")
         if service.name is not None:
             self.namedServices.pop(service.name, None)
         self.services.remove(service)
@@ -184,7 +216,8 @@ class MultiService(Service):
 
     def startService(self):
         Service.startService(self)
-        return _in_order(service.startService for service in self)
+        self._starting = _in_order(service.startService for service in self)
+        return self._starting
 
     def stopService(self):
         Service.stopService(self)
@@ -210,6 +243,20 @@ async def _raise_if_failed(pending, failed):
         raise StopErrors(failed)
 
 
+def pending_starts(tree):
+    """The starts in tree still running as tasks: those of MultiServices
+    whose caller dropped the awaitable (the runtime awaits them before ready)."""
+    found = []
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        task = getattr(node, "_starting", None)
+        if isinstance(task, asyncio.Future) and not task.done():
+            found.append(task)
+        stack.extend(getattr(node, "services", ()))
+    return found
+
+
 def _is_ancestor(candidate, node):
     while node is not None:
         if node is candidate:
@@ -219,8 +266,20 @@ def _is_ancestor(candidate, node):
 
 
 class Application(MultiService):
-    """The root of a tree; each direct child runs in its own worker process."""
+    """The root of a tree; each direct child runs in its own worker process.
 
-    def __init__(self, name=None):
+    uid, gid: as twistd's Application(name, uid, gid), who the application
+    runs as: the `user` and `group` of each child that does not set its own
+    (in supervise(), or TOML's names for it)."""
+
+    def __init__(self, name=None, uid=None, gid=None):
         super().__init__()
         self.name = name
+        self.uid, self.gid = uid, gid
+
+    def addService(self, service):
+        result = super().addService(service)
+        for key, value in (("user", self.uid), ("group", self.gid)):
+            if value is not None:
+                service.supervise(**{key: service.supervision.get(key, value)})
+        return result

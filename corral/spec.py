@@ -5,9 +5,10 @@ the rest of corral only reads them. Two specs compare equal when a reload
 should leave the service untouched.
 """
 
-import dataclasses
 import signal
 from dataclasses import dataclass, field
+
+from corral import kinds
 
 RESTART_POLICIES = ("always", "on-failure", "never")
 
@@ -136,18 +137,25 @@ class ServiceSpec:
     # for "out" or "err"; both streams may name the same file
     # (redirect_stderr). Not compared: a reload applies them as log limits.
     stream_files: tuple = field(default=(), compare=False)
+    # What kind of service this is (corral/kinds.py): how it spawns, binds,
+    # becomes ready. None: a Command if `command` is given, else a PythonTree;
+    # a loader of another kind (a Twisted .tac) gives its own.
+    kind: object = None
+
+    def __post_init__(self):
+        if self.kind is None:
+            kind = kinds.COMMAND if self.command is not None else kinds.PYTHON_TREE
+            object.__setattr__(self, "kind", kind)
 
     @property
     def is_command(self):
-        return self.command is not None
+        # Kept for callers not moved to spec.kind yet (readiness, policy, report).
+        return self.kind is kinds.COMMAND
 
     def instance_names(self):
         if self.numprocs == 1:
             return [self.name]
         return [f"{self.name}:{i}" for i in range(self.numprocs)]
-
-    def replace(self, **changes):
-        return dataclasses.replace(self, **changes)
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,10 @@ the Service classes, never the master side (a test checks it).
 import os
 
 from corral.errors import ConfigError
-from corral.loaders import plugin, python, supervisord, toml
+from corral.loaders import plugin, python, supervisord, tac, toml
 
 HEAD_BYTES = 4096
-LOADERS = [toml, python, supervisord, plugin]
+LOADERS = [toml, tac, python, supervisord, plugin]  # tac: Twisted's .tac/.py, before python's
 
 
 def _head(path):

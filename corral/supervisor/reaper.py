@@ -62,8 +62,9 @@ import select
 import signal
 import time
 
+from corral import libc
 from corral.errors import CorralError
-from corral.supervisor import libc, procfs
+from corral.supervisor import procfs
 
 
 MARKER_VAR = "CORRAL_MASTER"

@@ -8,13 +8,14 @@ that connect meanwhile wait in the kernel's backlog and are served by the
 next worker instead of being refused. All instances of a service (numprocs)
 share the same sockets.
 
-Two kinds of service, one keeper:
+Which sockets, and how the worker gets them, is the service's kind's
+(supervisor/kinds.py, bound by binding.py); one keeper holds them all:
 
 - A Python tree: the master calls tree.privilegedStartService() on its own
   copy once (so a privileged port works even when the worker runs as
   another user). The built-in servers (corral.services.internet) bind there
   and keep the socket in `server.socket`; the forked worker inherits them
-  (bootstrap keeps their fds open, inherited_fds) and does not call
+  (its bootstrap keeps those fds open) and does not call
   privilegedStartService again, only startService, which serves on them.
 - An external command with `sockets = ["tcp://...", "unix://...", ...]`:
   the master binds each URL and passes them with systemd's socket-activation
@@ -32,53 +33,21 @@ import fcntl
 import os
 
 from corral.socketspec import Endpoint, parse  # noqa: F401 - the URL rules
-
-FIRST_FD = 3  # SD_LISTEN_FDS_START
-
-
-def _server(endpoint):
-    """A ListeningService that binds the endpoint: it does the binding, stale
-    unix socket files and the clean-up on close (corral.services.internet)."""
-    from corral.services import internet
-
-    def factory():  # never served on: the command serves
-        raise RuntimeError("not served by the master")
-
-    if endpoint.kind == "tcp":
-        return internet.TCPServer(endpoint.port, factory, interface=endpoint.host)
-    if endpoint.kind == "udp":
-        return internet.UDPServer(endpoint.port, factory, interface=endpoint.host)
-    return internet.UNIXServer(endpoint.path, factory)
+from corral.supervisor import kinds
+from corral.supervisor.binding import FIRST_FD
 
 
 # -- the keeper: one per master -------------------------------------------------
-
-
-class Held:
-    """The sockets of one service: for a tree, its servers; for a command, ours."""
-
-    def __init__(self, spec, servers, names=()):
-        self.spec = spec
-        self.servers = servers  # ListeningService nodes holding the sockets
-        self.names = list(names)  # LISTEN_FDNAMES entries (commands)
-
-    def fds(self):
-        """(fd, name) pairs to pass to a command; none for a tree (inherited)."""
-        return [(server.socket.fileno(), name) for server, name in zip(self.servers, self.names)]
-
-    def close(self):
-        for server in self.servers:
-            server.closeSocket()
 
 
 class SocketKeeper:
     """The master's listening sockets, by service name."""
 
     def __init__(self):
-        self.held = {}  # service name -> Held
+        self.held = {}  # service name -> binding.Held
 
     def prepare(self, spec):
-        """Make sure spec's service holds its sockets: [(fd, name)] for a command.
+        """Make sure spec's service holds its sockets: [(fd, name)] to pass.
 
         Raises whatever binding raised (a port in use, a bad address, the
         tree's own privilegedStartService): the caller makes that FATAL.
@@ -88,40 +57,11 @@ class SocketKeeper:
             held.close()
             held = None
         if held is None:
-            held = self._bind(spec)
+            held = kinds.of(spec).bind(spec)
             if held is None:
                 return []
             self.held[spec.name] = held
         return held.fds()
-
-    def _bind(self, spec):
-        if spec.is_command:
-            if not spec.sockets:
-                return None
-            held = Held(spec, [], [])
-            try:
-                for url in spec.sockets:
-                    endpoint = parse(url)
-                    server = _server(endpoint)
-                    server.bind()
-                    held.servers.append(server)
-                    held.names.append(endpoint.fd_name(spec.name))
-            except BaseException:
-                held.close()
-                raise
-            return held
-        if spec.tree is None:
-            return None
-        try:
-            spec.tree.privilegedStartService()  # once, here; never in the worker
-        except BaseException:
-            for server in servers_of(spec.tree):
-                server.closeSocket()
-            raise
-        servers = servers_of(spec.tree)
-        for server in servers:
-            _lift(server)
-        return Held(spec, servers)
 
     def close(self, names):
         """Close the sockets of these services (gone for good: workers stopped)."""
@@ -132,44 +72,6 @@ class SocketKeeper:
 
     def close_all(self):
         self.close(list(self.held))
-
-
-def servers_of(tree):
-    """The ListeningService nodes of a tree that hold a socket, in tree order."""
-    from corral.service import MultiService
-    from corral.services.internet import ListeningService
-
-    found = []
-
-    def walk(node):
-        if isinstance(node, ListeningService) and node.socket is not None \
-                and node.socket.fileno() != -1:
-            found.append(node)
-        if isinstance(node, MultiService):
-            for child in node:
-                walk(child)
-
-    walk(tree)
-    return found
-
-
-def _lift(server):
-    """Keep a held socket off the fds a worker's bootstrap takes (0-3)."""
-    import socket
-
-    sock = server.socket
-    if sock.fileno() > FIRST_FD:
-        return
-    lifted = socket.socket(fileno=fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD_CLOEXEC, 10))
-    sock.close()
-    server.socket = lifted
-
-
-def inherited_fds(tree):
-    """In a forked worker: the fds of the sockets the master holds for its tree."""
-    from corral.services.internet import listening_sockets
-
-    return [sock.fileno() for sock in listening_sockets(tree)]
 
 
 # -- socket activation of a command (spawn.py) --------------------------------

@@ -8,29 +8,30 @@ it started, and asks the kernel to kill it if the master dies. What leaves
 the group, and what outlives a killed master, is found by the marker in its
 environment (reaper.py: signal_family, family_alive, the undertaker).
 
-A Child hands three pipe read ends to the master: stdout and stderr for the
-LogHub, and for Python workers a notify pipe (READY=1, sd_notify style).
+Two ways to start one, and the service's kind chooses (supervisor/kinds.py):
+exec_command (Popen, socket activation) and fork_worker (multiprocess's
+fork, into workers/bootstrap.py and then a runtime). A Child hands three
+pipe read ends to the master: stdout and stderr for the LogHub, and for
+forked workers a notify pipe (READY=1, sd_notify style).
 """
 
 import _signal
 import contextlib
+import importlib
 import os
 import signal
 import subprocess
 import sys
 
+from corral import kinds as kind_facts
 from corral import privileges
-from corral.supervisor import libc, procfs, reaper, readiness
+from corral.procsetup import RESET_SIGNALS, die_with_parent, reset_signals
+from corral.supervisor import kinds, procfs, reaper
 from corral.core.policy import Exit
 from corral.supervisor.sockets import Activation
 
-
-# Signals a child must find at their default disposition, whatever the
-# master had (it may itself have been started with SIGINT ignored).
-RESET_SIGNALS = (
-    signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
-    signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD, signal.SIGPIPE,
-)
+__all__ = ["RESET_SIGNALS", "Child", "SpawnError", "Spawner", "child_env",
+           "die_with_parent", "reset_signals", "signals_blocked"]
 
 
 @contextlib.contextmanager
@@ -54,27 +55,6 @@ def signals_blocked():
 
 class SpawnError(Exception):
     """The process could not be started (fork failed, exec failed)."""
-
-
-def die_with_parent(parent_pid):
-    """In a child: be killed when the master dies; die now if it already has.
-
-    Armed first, checked second: a master that dies after the prctl sends the
-    signal; one that died before it has left us reparented, so getppid() is
-    no longer its pid. The signal follows the parent *thread* that forked us;
-    the master forks only from its one thread. It survives exec (but not of
-    a set-user-ID program) and a change of ids clears it: arm it again after.
-    """
-    libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent_pid:  # the master died before prctl took effect
-        os._exit(1)
-
-
-def reset_signals():
-    signal.set_wakeup_fd(-1)
-    for sig in RESET_SIGNALS:
-        signal.signal(sig, signal.SIG_DFL)
-    _signal.pthread_sigmask(signal.SIG_SETMASK, ())  # (see signals_blocked)
 
 
 def _exec_resets_signals():
@@ -114,7 +94,7 @@ class Child:
     """A running worker process, reaped only through poll()."""
 
     def __init__(self, kind, pid, handle, out_fd, err_fd, notify_fd=None):
-        self.kind = kind
+        self.kind = kind  # its spec's kind's name ("command", "python", ...)
         self.pid = pid
         self._handle = handle  # subprocess.Popen or multiprocess.Process
         self.out_fd = out_fd
@@ -128,23 +108,13 @@ class Child:
 
     def poll(self):
         """Reap this pid if it has exited: return its Exit, else None."""
-        if self.exit is not None:
-            return self.exit
-        if self.kind == "python":
-            code = self._handle.exitcode  # reaps through multiprocess
-            if code is None:
-                return None
-            self.exit = Exit.from_returncode(code)
-        else:
-            try:
-                pid, status = os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:
-                return None
-            if pid == 0:
-                return None
-            self.exit = Exit.from_status(status)
-            self._handle.returncode = os.waitstatus_to_exitcode(status)
+        if self.exit is None:
+            self.exit = self._reap()
         return self.exit
+
+    def _reap(self):
+        """Its Exit if it has exited, reaped the way its handle knows; else None."""
+        raise NotImplementedError
 
     def signal_group(self, sig):
         """Send sig to the worker's process group (or to it, if not yet a leader)."""
@@ -206,6 +176,29 @@ class Child:
             self.pidfd = None
 
 
+class ExecChild(Child):
+    """An exec'd command (a subprocess.Popen): waitpid for its pid only."""
+
+    def _reap(self):
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            return None
+        if pid == 0:
+            return None
+        self._handle.returncode = os.waitstatus_to_exitcode(status)
+        return Exit.from_status(status)
+
+
+class ForkedChild(Child):
+    """A forked worker (a multiprocess.Process): reaped through its exitcode,
+    so that multiprocess's bookkeeping and ours agree."""
+
+    def _reap(self):
+        code = self._handle.exitcode  # waitpid(pid, WNOHANG), in multiprocess
+        return None if code is None else Exit.from_returncode(code)
+
+
 def group_has_live_member(pgid):
     """True if /proc shows a process of group pgid that is not a zombie."""
     for pid in procfs.pids():
@@ -223,8 +216,14 @@ def _pipe():
 
 
 def child_env(spec, instance, index, notify_socket=None):
-    """notify_socket: the master's (readiness.py), for the commands that need it."""
-    env = readiness.adjust_env(dict(os.environ), spec, notify_socket)
+    """The environment of one process of spec: the master's, without its
+    readiness variables (systemd's, not the worker's to use), plus those of
+    spec's kind (notify_socket: the master's, for the commands that need
+    it), the user's HOME/USER/LOGNAME, the service's env and CORRAL_*."""
+    env = dict(os.environ)
+    for name in kind_facts.READINESS_VARS:
+        env.pop(name, None)
+    env.update(spec.kind.environment(spec, notify_socket))
     env.update(privileges.user_env(spec))  # HOME, USER, LOGNAME; env wins
     env.update(spec.env)
     env["CORRAL_SERVICE"] = spec.name
@@ -245,12 +244,9 @@ class Spawner:
         self.notify_socket = None  # the master's NOTIFY_SOCKET path, once readiness.py made it
 
     def spawn(self, spec, instance, index, fds=()):
-        """fds: [(fd, name)] a command gets by socket activation (sockets.py)."""
+        """fds: [(fd, name)] of the sockets the master holds for it (sockets.py)."""
         since = reaper.ticks_now()  # at or before its start time
-        if spec.is_command:
-            child = self._exec(spec, instance, index, fds)
-        else:
-            child = self._fork(spec, instance, index)
+        child = kinds.of(spec).spawn(self, spec, instance, index, fds)
         child.instance, child.marker = instance, self.marker
         child.since = since
         self.children = {p: c for p, c in self.children.items() if c.exit is None}
@@ -265,7 +261,8 @@ class Spawner:
         child = self.children.get(pid)
         return child is not None and child.exit is None
 
-    def _exec(self, spec, instance, index, fds=()):
+    def exec_command(self, spec, instance, index, fds=()):
+        """Exec spec.command; fds are passed by socket activation (sockets.py)."""
         out_r, out_w = _pipe()
         err_r, err_w = _pipe()
         master_pid = self.master_pid
@@ -306,22 +303,28 @@ class Spawner:
             os.close(out_w)
             os.close(err_w)
             drop.close()
-        return Child("command", popen.pid, popen, out_r, err_r)
+        return ExecChild(spec.kind.name, popen.pid, popen, out_r, err_r)
 
-    def _fork(self, spec, instance, index):
+    def fork_worker(self, spec, instance, index, runtime, keep=(), sockets=()):
+        """Fork a worker that runs spec's tree in `runtime` (a module under
+        workers/runtimes/). keep: fds of the sockets the master holds that
+        the tree's servers name (they stay open in the child); sockets:
+        [(fd, name)] the runtime adopts by number."""
         import multiprocess
 
         from corral.workers import bootstrap
 
+        importlib.import_module(runtime)  # here, once, not in every worker
         out_r, out_w = _pipe()
         err_r, err_w = _pipe()
         notify_r, notify_w = _pipe()
-        fds = (out_w, err_w, notify_w)
+        start = bootstrap.WorkerStart(
+            spec=spec, instance=instance, fds=(out_w, err_w, notify_w),
+            keep=tuple(keep) + tuple(fd for fd, _ in sockets), sockets=tuple(sockets),
+            env=child_env(spec, instance, index), master_pid=self.master_pid,
+            runtime=runtime)
         process = multiprocess.get_context("fork").Process(
-            target=bootstrap.worker_main,
-            args=(spec, instance, index, fds, self.master_pid),
-            name=f"corral:{instance}",
-        )
+            target=bootstrap.worker_main, args=(start,), name=f"corral:{instance}")
         # Anything buffered here would be written a second time by the child.
         for stream in (sys.stdout, sys.stderr):
             try:
@@ -336,6 +339,6 @@ class Spawner:
                 os.close(fd)
             raise SpawnError(f"cannot fork: {exc}") from exc
         finally:
-            for fd in fds:
+            for fd in start.fds:
                 os.close(fd)
-        return Child("python", process.pid, process, out_r, err_r, notify_r)
+        return ForkedChild(spec.kind.name, process.pid, process, out_r, err_r, notify_r)

@@ -12,31 +12,57 @@ step at a time, each step named in the error if it fails:
     redirect_fds        stdout/stderr to the master's pipes, notify pipe on fd 3
     close_other_fds     nothing of the master's (sockets, pipes, pidfds, epoll)
                         but the listening sockets it holds for this tree
+                        (WorkerStart.keep: the master says which)
     set_user            the service's user and group (supplementary groups, gid,
                         then uid) and umask (corral/privileges.py); then
                         die_with_master again, as changing ids cleared it
     change_directory    the service's cwd, entered as the service's user
-    set_environment     the service's env and CORRAL_*
+    set_environment     the one the master made for it (supervisor/spawn.child_env)
     reopen_streams      fresh sys.stdout/sys.stderr, line buffered
+
+Then it hands the tree to its runtime (workers/runtimes/): the module named
+by WorkerStart.runtime, which the master imported before the fork. A
+runtime has two functions:
+
+    setup_logging(name)     the worker's log records to stderr (the master
+                            stamps time and name on each line)
+    run(start, *, stop_signals, notify) -> exit code
+                            start the tree, notify("READY=1") once started,
+                            stop it on a stop signal or when the master dies
 
 The child never returns into the master's code: worker_main raises
 SystemExit with the exit code, and multiprocess's fork launcher turns that
-into os._exit.
+into os._exit. Nothing here imports the master's side (corral.supervisor):
+what both sides need is in corral/procsetup.py.
 """
 
+import importlib
 import os
 import signal
 import sys
 import traceback
+from dataclasses import dataclass
 
 from corral import privileges
 from corral.errors import EXIT_WORKER_BOOT
-from corral.supervisor import spawn
-from corral.supervisor.sockets import inherited_fds
-from corral.workers import runner  # noqa: F401 -- in the master, once, not in every worker
+from corral.procsetup import die_with_parent, reset_signals
 
 NOTIFY_FD = 3
 UNCATCHABLE = frozenset({signal.SIGKILL, signal.SIGSTOP})
+
+
+@dataclass(frozen=True)
+class WorkerStart:
+    """What the master tells a worker it forks (carried by the fork as is)."""
+
+    spec: object  # the ServiceSpec
+    instance: str  # "web", "web:1"
+    fds: tuple  # (stdout, stderr, notify) write ends of the master's pipes
+    keep: tuple  # fds the master holds for this worker: left open
+    sockets: tuple  # [(fd, name)] among keep that the runtime adopts by number
+    env: dict  # its whole environment
+    master_pid: int
+    runtime: str  # the module that runs the tree (workers/runtimes/)
 
 
 class BootstrapError(Exception):
@@ -72,8 +98,7 @@ def close_other_fds(keep=()):
     os.closerange(low, os.sysconf("SC_OPEN_MAX"))
 
 
-def set_environment(spec, instance, index):
-    env = spawn.child_env(spec, instance, index)
+def set_environment(env):
     os.environ.clear()
     os.environ.update(env)
 
@@ -93,39 +118,37 @@ def notify(message):
         pass  # the master is gone: PDEATHSIG will end us
 
 
-def worker_main(spec, instance, index, fds, master_pid):
-    out_w, err_w, notify_w = fds
-    # Imported before set_user: the service's user may not be able to read
-    # the files of corral or of the Python it runs on.
-    from corral.workers import runner
+def worker_main(start):
+    spec, master_pid = start.spec, start.master_pid
+    # Imported by the master already; here before set_user all the same: the
+    # service's user may not be able to read the files of corral or Python.
+    runtime = importlib.import_module(start.runtime)
 
     try:
-        _step("reset signals", spawn.reset_signals)
+        _step("reset signals", reset_signals)
         _step("start a new session", os.setsid)
-        _step("watch the master", spawn.die_with_parent, master_pid)
-        _step("redirect output to the master", redirect_fds, out_w, err_w, notify_w)
-        _step("close the master's files", close_other_fds, inherited_fds(spec.tree))
+        _step("watch the master", die_with_parent, master_pid)
+        _step("redirect output to the master", redirect_fds, *start.fds)
+        _step("close the master's files", close_other_fds, start.keep)
         reopen_streams()
         plan = privileges.steps(spec)
         for description, action, *args in plan:
             _step(description, action, *args)
         if plan:  # Linux cleared PR_SET_PDEATHSIG when the ids changed
-            _step("watch the master", spawn.die_with_parent, master_pid)
+            _step("watch the master", die_with_parent, master_pid)
         if spec.cwd:
             _step(f"change directory to {spec.cwd}", os.chdir, spec.cwd)
-        _step("set the environment", set_environment, spec, instance, index)
+        _step("set the environment", set_environment, start.env)
     except BaseException:
         traceback.print_exc()
         sys.stderr.flush()
         sys.exit(EXIT_WORKER_BOOT)
 
-    runner.setup_logging(instance)
+    runtime.setup_logging(start.instance)
     # SIGKILL and SIGSTOP cannot be caught: as a stop_signal they act by themselves.
     stop_signals = {spec.stop_signal, signal.SIGTERM, signal.SIGINT} - UNCATCHABLE
     try:
-        code = runner.run_tree(spec.tree, stop_signals=tuple(stop_signals), notify=notify,
-                               master_pid=master_pid,  # a pidfd backs up PDEATHSIG
-                               privileged=False)  # the master ran it (sockets.py)
+        code = runtime.run(start, stop_signals=tuple(stop_signals), notify=notify)
     except BaseException:
         traceback.print_exc()
         code = 1

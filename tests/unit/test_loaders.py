@@ -30,8 +30,8 @@ def test_each_format_has_its_loader(tmp_path):
 
 
 def test_registry_is_a_plain_ordered_list():
-    assert [loader.name for loader in loaders.LOADERS] == ["toml", "python", "supervisord",
-                                                           "plugin"]
+    assert [loader.name for loader in loaders.LOADERS] == ["toml", "twisted", "python",
+                                                           "supervisord", "plugin"]
     for loader in loaders.LOADERS:
         assert callable(loader.claims) and callable(loader.load)
 

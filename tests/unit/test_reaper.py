@@ -14,7 +14,7 @@ import pytest
 
 from corral.service import Service
 from corral.supervisor import reaper
-from corral.workers.runner import run_tree
+from corral.workers.runtimes.aio import run_tree
 from tests.helpers import pid_alive, wait_until
 
 DEADLINE = 5.0

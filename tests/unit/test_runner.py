@@ -18,8 +18,8 @@ import pytest
 
 from corral.errors import EXIT_WORKER_BOOT
 from corral.service import MultiService, Service
-from corral.workers import runner
-from corral.workers.runner import run_tree, setup_logging
+from corral.workers.runtimes import aio as runner
+from corral.workers.runtimes.aio import run_tree, setup_logging
 from tests.helpers import Boom, Recorder
 
 DEADLINE = 10.0

@@ -94,12 +94,21 @@ def test_set_and_disown_parent():
     assert child.parent is other
 
 
-def test_a_second_parent_is_refused():
+def test_set_service_parent_moves_a_service_as_twisted_does():
+    first, second = MultiService(), MultiService()
+    child = Service()
+    child.setName("c")
+    child.setServiceParent(first)
+    assert child.setServiceParent(second) is None
+    assert child.parent is second and list(first) == [] and list(second) == [child]
+    assert "c" not in first.namedServices and second.getServiceNamed("c") is child
+
+
+def test_add_service_of_a_service_with_a_parent_is_refused():
+    # On purpose unlike Twisted's, which would leave it in two trees.
     first, second = MultiService(), MultiService()
     child = Service()
     child.setServiceParent(first)
-    with pytest.raises(ServiceTreeError, match="already has a parent"):
-        child.setServiceParent(second)
     with pytest.raises(ServiceTreeError, match="already has a parent"):
         second.addService(child)
     assert child.parent is first
@@ -421,3 +430,94 @@ def test_supervise_on_a_subclass_that_skipped_init():
     bare.supervise(stop_timeout=5)
     assert bare.supervision == {"stop_timeout": 5}
     assert Service().supervision == {}  # not shared between instances
+
+
+def test_a_subclass_that_ignores_the_base_start_still_starts_every_child():
+    # Written the usual Twisted way: call the base, ignore its result.
+    import asyncio
+
+    from corral.workers.runtimes import aio
+
+    journal = []
+
+    class Slow(Service):
+        async def startService(self):
+            super().startService()
+            await asyncio.sleep(0.05)
+            journal.append("slow")
+
+    class After(Service):
+        def startService(self):
+            super().startService()
+            journal.append("after")
+
+    class Mine(MultiService):
+        def startService(self):
+            MultiService.startService(self)
+            journal.append("mine")
+
+    tree = Mine()
+    Slow().setServiceParent(tree)
+    After().setServiceParent(tree)
+
+    async def start():
+        await aio._start(tree, privileged=False)
+        return list(journal)
+
+    assert asyncio.run(start()) == ["mine", "slow", "after"]
+
+
+def test_a_copy_is_not_running_and_application_takes_uid_gid():
+    import copy
+    import pickle
+
+    from corral.service import Application
+
+    service = Service()
+    service.startService()
+    assert copy.copy(service).running is False
+    assert pickle.loads(pickle.dumps(service)).running is False and service.running
+    app = Application("app", uid=1000, gid=1001)
+    mine = Service().supervise(user=0)
+    mine.setServiceParent(app)
+    other = Service()
+    other.setServiceParent(app)
+    assert mine.supervision == {"user": 0, "group": 1001}
+    assert other.supervision == {"user": 1000, "group": 1001}
+    assert Application("plain").uid is None
+
+
+def test_remove_service_of_a_stranger_raises_value_error_as_twisted():
+    with pytest.raises(ValueError, match="not a child"):
+        MultiService().removeService(Service())
+
+
+def test_a_corral_service_may_return_a_deferred():
+    import asyncio
+
+    from twisted.internet import defer
+
+    from corral.workers.runtimes import aio
+
+    journal = []
+
+    class Deferring(Service):
+        def startService(self):
+            super().startService()
+            d = defer.Deferred()
+            asyncio.get_running_loop().call_later(0.02, d.callback, None)
+            return d.addCallback(lambda _: journal.append("deferred"))
+
+    class After(Service):
+        def startService(self):
+            journal.append("after")
+
+    tree = MultiService()
+    Deferring().setServiceParent(tree)
+    After().setServiceParent(tree)
+
+    async def start():
+        await aio._start(tree, privileged=False)
+
+    asyncio.run(start())
+    assert journal == ["deferred", "after"]

@@ -1,4 +1,5 @@
-"""Run one service subtree inside a worker process, after the bootstrap.
+"""The asyncio runtime: run one corral service subtree inside a worker
+process, after the bootstrap (workers/bootstrap.py), on a fresh event loop.
 
 The invariant: start in order, report ready once, stop in reverse awaiting
 each, and the exit code tells the master what happened.
@@ -37,14 +38,13 @@ Design notes:
 """
 
 import asyncio
-import inspect
 import logging
 import os
 import signal
 import sys
 
 from corral.errors import EXIT_WORKER_BOOT
-from corral.service import StopErrors
+from corral.service import StopErrors, as_awaitable, pending_starts
 
 log = logging.getLogger("corral.worker")
 
@@ -66,8 +66,35 @@ def setup_logging(name="corral.worker"):
     return logging.getLogger(name)
 
 
+def run(start, *, stop_signals, notify):
+    """The runtime's entry (bootstrap.worker_main): spec.tree, as the master
+    made it; the master ran its privilegedStartService (supervisor/binding.py)
+    and holds the sockets, and a pidfd of the master backs up PDEATHSIG."""
+    return run_tree(start.spec.tree, stop_signals=stop_signals, notify=notify,
+                    master_pid=start.master_pid, privileged=False)
+
+
+class Host:
+    """What another runtime may change of this lifecycle (runtimes/tx.py):
+    the loop it runs on, what a start or stop result is waited on as, and a
+    last step on the loop before it closes. This one: plain asyncio."""
+
+    def new_loop(self):
+        return asyncio.new_event_loop()
+
+    def awaitable(self, result):
+        """What to await for startService's or stopService's result, or None."""
+        return as_awaitable(result)  # a Deferred too, with Twisted installed
+
+    def before_close(self, loop):
+        pass
+
+
+ASYNCIO = Host()
+
+
 def run_tree(service, *, stop_signals=(signal.SIGTERM, signal.SIGINT), notify=None,
-             master_pid=None, privileged=True):
+             master_pid=None, privileged=True, host=ASYNCIO):
     """Start `service`, report ready, stop it on a stop signal; return an exit code.
 
     notify, if given, is called with "READY=1" once the start has finished.
@@ -77,14 +104,17 @@ def run_tree(service, *, stop_signals=(signal.SIGTERM, signal.SIGINT), notify=No
     """
     if not logging.getLogger().handlers:
         setup_logging()
-    loop = asyncio.new_event_loop()
+    loop = host.new_loop()
     asyncio.set_event_loop(loop)
     loop.set_task_factory(_reporting_task)
     try:
         return loop.run_until_complete(
-            _run(service, stop_signals, notify, master_pid, privileged))
+            _run(service, stop_signals, notify, master_pid, privileged, host))
     finally:
-        _close(loop)
+        try:
+            host.before_close(loop)
+        finally:
+            _close(loop)
 
 
 def _reporting_task(loop, coro, **kwargs):
@@ -111,7 +141,7 @@ def _report_if_untaken(task, turns):
                   getattr(task.get_coro(), "__qualname__", "?"), exc_info=exc)
 
 
-async def _run(service, stop_signals, notify, master_pid=None, privileged=True):
+async def _run(service, stop_signals, notify, master_pid=None, privileged=True, host=ASYNCIO):
     loop = asyncio.get_running_loop()
     stop_asked = asyncio.Event()
     for signum in stop_signals:
@@ -119,7 +149,7 @@ async def _run(service, stop_signals, notify, master_pid=None, privileged=True):
     pidfd = _watch_master(loop, master_pid, stop_asked.set)
     heartbeat = _Heartbeat.start(loop, notify)  # watchdog: WATCHDOG=1 from this loop
     try:
-        return await _supervise(service, stop_asked, notify, privileged)
+        return await _supervise(service, stop_asked, notify, privileged, host)
     finally:
         if heartbeat is not None:
             heartbeat.cancel()
@@ -183,8 +213,8 @@ def _watch_master(loop, master_pid, stop):
     return pidfd
 
 
-async def _supervise(service, stop_asked, notify, privileged=True):
-    starting = asyncio.create_task(_start(service, privileged), name="corral-start")
+async def _supervise(service, stop_asked, notify, privileged=True, host=ASYNCIO):
+    starting = asyncio.create_task(_start(service, privileged, host), name="corral-start")
     waiting = asyncio.create_task(stop_asked.wait(), name="corral-stop-wait")
     await asyncio.wait({starting, waiting}, return_when=asyncio.FIRST_COMPLETED)
 
@@ -197,14 +227,14 @@ async def _supervise(service, stop_asked, notify, privileged=True):
             pass
         except Exception:
             log.exception("startService of %r raised while being cancelled", service)
-        return EXIT_OK if await _stop(service, only_if_running=True) else EXIT_STOP_FAILED
+        return EXIT_OK if await _stop(service, host, only_if_running=True) else EXIT_STOP_FAILED
 
     try:
         starting.result()
     except (Exception, asyncio.CancelledError):  # cancelled by itself, not by us
         log.exception("startService of %r failed", service)
         waiting.cancel()
-        await _stop(service, only_if_running=True)
+        await _stop(service, host, only_if_running=True)
         return EXIT_WORKER_BOOT
 
     if not stop_asked.is_set() and notify is not None:
@@ -213,30 +243,34 @@ async def _supervise(service, stop_asked, notify, privileged=True):
         except Exception:
             log.exception("could not report ready to the master; stopping")
             waiting.cancel()
-            await _stop(service)
+            await _stop(service, host)
             return EXIT_STOP_FAILED
 
     await waiting
     log.info("stop signal: stopping %r", service)
-    return EXIT_OK if await _stop(service) else EXIT_STOP_FAILED
+    return EXIT_OK if await _stop(service, host) else EXIT_STOP_FAILED
 
 
-async def _start(service, privileged=True):
+async def _start(service, privileged=True, host=ASYNCIO):
     if privileged:
         service.privilegedStartService()
-    result = service.startService()
-    if inspect.isawaitable(result):
-        await result
+    pending = host.awaitable(service.startService())
+    if pending is not None:
+        await pending
+    # A start the tree's own code dropped (a MultiService subclass that
+    # ignores the base's result) still has to finish before READY=1.
+    while pending := pending_starts(service):
+        await asyncio.gather(*pending)
 
 
-async def _stop(service, only_if_running=False):
+async def _stop(service, host=ASYNCIO, only_if_running=False):
     """Stop the tree; log any error. Returns True if the stop went cleanly."""
     if only_if_running and not service.running:
         return True
     try:
-        result = service.stopService()
-        if inspect.isawaitable(result):
-            await result
+        pending = host.awaitable(service.stopService())
+        if pending is not None:
+            await pending
     except StopErrors as exc:
         # Each child's traceback was logged when it failed.
         log.error("%s", exc)

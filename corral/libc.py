@@ -1,7 +1,9 @@
 """prctl, which the standard library lacks, through ctypes.
 
 libc is loaded once, at import, in the master: a forked child calls these
-between fork and exec, where loading a library could deadlock.
+between fork and exec, where loading a library could deadlock. Neither
+side's: the master (reaper.py, a command's preexec) and a worker's
+bootstrap (through procsetup.py) both use it.
 """
 
 import ctypes

@@ -1,0 +1,232 @@
+"""Twisted applications in corral workers, with real processes and clients:
+a .tac whose `application` is Twisted's, loaded in the workers on Twisted's
+asyncio reactor, its listening sockets held by the master and adopted.
+
+One master serves the checks that do not change it; each check talks to its
+own service. Clients are real: TCP connections, UDP datagrams, a Twisted
+client, the DNS and HTTP examples answered over the network.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from corral.config import load
+from corral.errors import ConfigError
+from tests.helpers import free_port
+from tests.integration.harness import Master, ask, running_pid
+
+pytestmark = pytest.mark.timeout(60)
+
+EXAMPLES = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir,
+                                        "examples", "twisted"))
+
+APP = """
+import os
+
+from twisted.application import internet, service, strports
+from twisted.internet import defer, protocol, reactor, task
+from twisted.logger import Logger
+from twisted.python import log
+
+from corral.twisted import supervise
+
+
+class Echo(protocol.Protocol):
+    def dataReceived(self, data):
+        for line in data.splitlines():
+            self.transport.write(b"%d %s\\n" % (os.getpid(), line))
+
+
+class EchoFactory(protocol.Factory):
+    protocol = Echo
+
+
+class Answer(protocol.DatagramProtocol):
+    def datagramReceived(self, data, addr):
+        self.transport.write(b"%d %s" % (os.getpid(), data), addr)
+
+
+class Slow(service.Service):
+    \"\"\"Starts and stops with Deferreds; logs both ways Twisted can.\"\"\"
+    log = Logger()
+
+    def startService(self):
+        service.Service.startService(self)
+        self.log.info("slow starting on {{reactor}}", reactor=type(reactor).__name__)
+        return task.deferLater(reactor, 0.2, log.msg, "slow started")
+
+    def stopService(self):
+        service.Service.stopService(self)
+        self.log.warn("slow stopping")
+        return task.deferLater(reactor, 0.2, log.msg, "slow stopped")
+
+
+class Broken(service.Service):
+    def startService(self):
+        return defer.fail(ValueError("no database"))
+
+
+application = service.Application("twisted-app")
+tcp = internet.TCPServer({tcp}, EchoFactory(), interface="127.0.0.1")
+tcp.setName("echo")
+supervise(tcp, stop_timeout=5)
+tcp.setServiceParent(application)
+udp = internet.UDPServer({udp}, Answer(), interface="127.0.0.1")
+udp.setName("udp")
+udp.setServiceParent(application)
+ep = strports.service("tcp:{ep}:interface=127.0.0.1", EchoFactory())
+ep.setName("endpoint")
+ep.setServiceParent(application)
+slow = Slow()
+slow.setName("slow")
+slow.setServiceParent(application)
+broken = supervise(Broken(), restart="always")
+broken.setName("broken")
+broken.setServiceParent(application)
+"""
+
+
+@pytest.fixture(scope="module")
+def app():
+    ports = {"tcp": free_port(), "udp": free_port(socket.SOCK_DGRAM), "ep": free_port()}
+    m = Master(APP.format(**ports), suffix=".tac")
+    m.ports = ports
+    m.start()
+    try:
+        for name in ("echo", "udp", "endpoint", "slow"):
+            m.wait_state(name, "RUNNING")
+        yield m
+    finally:
+        m.close()
+
+
+def test_the_master_learns_the_tree_without_a_reactor(app):
+    tree = app.call("tree")
+    assert tree["name"] == "twisted-app"
+    assert [c["name"] for c in tree["children"]] == ["echo", "udp", "endpoint", "slow", "broken"]
+    # The names came from a throwaway child; each service has its own worker.
+    pids = {app.status(name)["pid"] for name in ("echo", "udp", "endpoint", "slow")}
+    assert len(pids) == 4 and app.proc.pid not in pids
+
+
+def test_a_tcp_server_serves_on_the_held_socket_and_refuses_nothing_across_sigkill(app):
+    # The client loops; the kill falls between two of its requests (one in
+    # flight would die with the worker, refused or not).
+    port = app.ports["tcp"]
+    before = running_pid(app, "echo")
+    assert ask(port) == f"{before} ping"
+    replies, refused, errors = [], 0, []
+    for i in range(400):
+        if i == 20:
+            os.kill(before, signal.SIGKILL)
+        try:
+            replies.append(ask(port))
+        except ConnectionRefusedError:
+            refused += 1
+        except OSError as exc:
+            errors.append(repr(exc))
+        if i > 20 and not replies[-1].startswith(f"{before} "):
+            break
+    assert refused == 0 and errors == [], (refused, errors)
+    after = running_pid(app, "echo", other_than=before)
+    assert replies[-1] == f"{after} ping"
+
+
+def test_udp_answers_through_an_adopted_datagram_socket(app):
+    pid = running_pid(app, "udp")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(5)
+        sock.sendto(b"hello", ("127.0.0.1", app.ports["udp"]))
+        data, _ = sock.recvfrom(100)
+    assert data == f"{pid} hello".encode()
+
+
+def test_an_endpoint_service_is_adopted_and_a_twisted_client_is_served(app):
+    pid = running_pid(app, "endpoint")
+    # A real Twisted client, in a process of its own.
+    client = textwrap.dedent(f"""
+        from twisted.internet import defer, endpoints, protocol, reactor, task
+
+        class Ask(protocol.Protocol):
+            def connectionMade(self):
+                self.transport.write(b"twisted\\n")
+            def dataReceived(self, data):
+                print(data.decode().strip(), flush=True)
+                self.transport.loseConnection()
+            def connectionLost(self, reason):
+                reactor.stop()
+
+        endpoint = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", {app.ports["ep"]})
+        endpoints.connectProtocol(endpoint, Ask()).addErrback(lambda f: (print(f), reactor.stop()))
+        reactor.run()
+    """)
+    out = subprocess.run([sys.executable, "-c", client], capture_output=True, text=True,
+                         timeout=30).stdout
+    assert out.strip() == f"{pid} twisted"
+
+
+def test_deferred_lifecycle_and_twisted_logs_reach_corral_logs(app):
+    app.wait_log(r"slow\[\d+\] err: INFO __corral_tac__.Slow: slow starting on "
+                 r"AsyncioSelectorReactor")
+    app.wait_log(r"slow\[\d+\] err: INFO -: slow started")
+    # RUNNING only once the Deferred of startService fired.
+    log = app.log_text()
+    assert log.index("slow started") < log.index("slow: ready")
+    out = app.cli("logs", "slow", "-n", "50").stdout
+    assert "slow starting on AsyncioSelectorReactor" in out and "slow started" in out
+
+
+def test_a_deferred_that_fails_at_start_is_a_failed_start_not_retried(app):
+    row = app.wait_state("broken", "FATAL")
+    assert row["last_exit"] == "exit 78"
+    app.wait_log(r"broken\[\d+\] err: .*ValueError: no database")
+
+
+def test_stop_awaits_stop_services_deferred(app):
+    app.cli("stop", "slow")
+    app.wait_state("slow", "STOPPED")
+    app.wait_log(r"slow\[\d+\] err: WARNING __corral_tac__.Slow: slow stopping")
+    app.wait_log(r"slow\[\d+\] err: INFO -: slow stopped")
+    assert app.status("slow")["last_exit"] == "exit 0"
+    app.cli("start", "slow")
+    app.wait_state("slow", "RUNNING")
+
+
+def test_bad_twisted_configs_get_one_clear_line(tmp_path):
+    path = tmp_path / "bad.tac"
+    path.write_text("from twisted.application import service\n\nraise KeyError('db')\n")
+    with pytest.raises(ConfigError) as err:
+        load(path)
+    assert str(err.value) == f"{path}:3: raised KeyError: 'db'"
+    path.write_text("from twisted.application import service\nx = 1\n")
+    with pytest.raises(ConfigError, match="defines no variable 'application'"):
+        load(path)
+    path.write_text("from twisted.application import service\n"
+                    "application = service.Application('x')\n"
+                    "s = service.Service()\ns.supervision = {'restart': 'sometimes'}\n"
+                    "s.setServiceParent(application)\n")
+    with pytest.raises(ConfigError, match=r"service 'service': key 'restart'"):
+        load(path)
+
+
+def test_twisted_application_uid_gid_are_the_services_user_and_group(tmp_path):
+    path = tmp_path / "app.tac"
+    uid, gid = os.getuid(), os.getgid()
+    path.write_text("from twisted.application import internet, service\n"
+                    f"application = service.Application('x', uid={uid}, gid={gid})\n"
+                    "service.Service().setServiceParent(application)\n"
+                    "internet.UNIXServer('s.sock', None).setServiceParent(application)\n")
+    config = load(path)
+    assert [(s.name, s.user, s.group, s.kind.name) for s in config.services] == \
+        [("service", uid, gid, "twisted"), ("unixserver", uid, gid, "twisted")]
+    unix = config.services[1]
+    # Relative to the cwd, as under twistd (the master's, where the probe ran)
+    assert unix.kind.sockets(unix) == [f"unix://{os.path.abspath('s.sock')}"]
+    assert config.services[0].kind.describe(config.services[0])["class"] == \
+        "twisted.application.service.Service"
