@@ -147,11 +147,6 @@ class ServiceSpec:
             kind = kinds.COMMAND if self.command is not None else kinds.PYTHON_TREE
             object.__setattr__(self, "kind", kind)
 
-    @property
-    def is_command(self):
-        # Kept for callers not moved to spec.kind yet (readiness, policy, report).
-        return self.kind is kinds.COMMAND
-
     def instance_names(self):
         if self.numprocs == 1:
             return [self.name]

@@ -41,17 +41,15 @@ def describe(config):
     socket, set_in_config = socketpath.of_config(config.master.socket, config.path, create=False)
     services = []
     for spec in config.services:
-        if spec.is_command:
-            what = {"kind": "command", "command": list(spec.command)}
-        else:
-            what = {"kind": "python", "service": spec.factory or _class_name(spec.tree)}
+        what = {"kind": spec.kind.name,
+                "command" if spec.kind.name == "command" else "service": spec.kind.what_runs(spec)}
         services.append({
             "name": spec.name, **what,
             "instances": spec.instance_names(),
             "after": list(spec.after),
             "autostart": spec.autostart,
             "restart": spec.restart,
-            "sockets": list(spec.sockets) if spec.is_command else _servers(spec.tree),
+            "sockets": spec.kind.sockets(spec),
         })
     master = config.master
     return {
@@ -64,31 +62,6 @@ def describe(config):
         "start_order": waves(config.services),
         "services": services,
     }
-
-
-def _class_name(obj):
-    cls = type(obj)
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _servers(tree):
-    """The listening servers in a Python tree, as their repr names them (TCPServer *:8000)."""
-    from corral.services.internet import ListeningService
-
-    found = []
-
-    def walk(node):
-        if isinstance(node, ListeningService):
-            found.append(repr(node).strip("<>"))
-        try:
-            children = list(node)
-        except TypeError:  # a plain Service has no children
-            return
-        for child in children:
-            walk(child)
-
-    walk(tree)
-    return found
 
 
 def _shell_words(argv):

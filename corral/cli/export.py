@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 
+from corral import kinds
 from corral.errors import EXIT_OK
 
 _RESTART = {"always": "always", "on-failure": "on-failure", "never": "no"}
@@ -56,10 +57,10 @@ def run_export(args, out):
 def units_of(config, prefix):
     """({file name: unit text}, [notes]) for the command services of config."""
     units, notes = {}, []
-    commands = {spec.name for spec in config.services if spec.is_command}
+    commands = {spec.name for spec in config.services if spec.kind is kinds.COMMAND}
     folder = os.path.dirname(config.path)
     for spec in config.services:
-        if not spec.is_command:
+        if spec.kind is not kinds.COMMAND:
             notes.append(f"{spec.name}: not exported: a Python service runs inside corral's master "
                          "(its tree is forked from it); run `corral run CONFIG` as a unit for it")
             continue

@@ -91,7 +91,7 @@ def decide(spec, history, exit, started_at, now, random=_random.random, *, faile
     (readiness.py), or the master stopped it for failing its health checks
     or max_memory (health.py).
     """
-    if exit.code == EXIT_WORKER_BOOT and not spec.is_command:
+    if spec.kind.cannot_boot(exit):
         return GiveUp(f"could not load or start its service tree ({exit})"), history
     if spec.restart == "never":
         return Finish(f"{exit}; restart = never"), history

@@ -37,7 +37,7 @@ def spawned(step, record):
     """record is STARTING: make it RUNNING now, or say what it waits for."""
     spec = record.spec
     kind = spec.ready[0] if spec.ready else None
-    starting = Starting(notified=spec.is_command and kind != "notify",
+    starting = Starting(notified=not spec.kind.awaits_ready_message(spec),
                         checked=kind in (None, "notify"))
     if starting.notified and starting.checked:
         _ready(step, record)  # a plain command: RUNNING once spawned, no line
@@ -186,7 +186,7 @@ def due(step, record, kind):
         if starting.notified:
             waited = describe_ready(spec.ready)
         else:
-            waited = "READY=1" if spec.is_command else "startService"
+            waited = spec.kind.waiting_for
         problem = f": {starting.problem}" if starting.problem and starting.notified else ""
         kill(step, record, f"not ready {spec.start_timeout:g} s after its spawn "
                            f"(start_timeout; waiting for {waited}{problem}): killing",

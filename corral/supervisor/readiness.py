@@ -1,6 +1,6 @@
-"""Readiness, the master's side of it (the setting is readyspec.py's): the
-environment that lets a command report (NOTIFY_SOCKET, WATCHDOG_USEC), and the notify
-socket that commands report to.
+"""Readiness, the master's side of it: the notify socket that commands report
+to (the setting is readyspec.py's; the environment that points a command
+at it, NOTIFY_SOCKET and WATCHDOG_USEC, is its kind's: kinds.py).
 
 What `ready`, `start_timeout` and `watchdog` mean, and when STARTING
 becomes RUNNING, is decided in the core (core/watch.py); the probes are
@@ -16,31 +16,6 @@ from corral.supervisor.notify_socket import NotifySocket
 PROBE_TIMEOUT = 1.0  # s one probe may take
 
 
-# -- the environment of a command ---------------------------------------------
-
-def adjust_env(env, spec, address):
-    """NOTIFY_SOCKET (and WATCHDOG_USEC) for a command that needs them,
-    CORRAL_WATCHDOG_USEC for a Python worker (its runner heartbeats); never
-    the master's own (systemd's), which are not the worker's to use.
-    WATCHDOG_PID is left out (sd_watchdog_enabled() then accepts any pid):
-    the environment is made before the fork that gives the pid."""
-    for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "CORRAL_WATCHDOG_USEC"):
-        env.pop(name, None)
-    usec = str(int(spec.watchdog * 1_000_000)) if spec.watchdog else None
-    if not spec.is_command:
-        if usec:
-            env["CORRAL_WATCHDOG_USEC"] = usec
-    elif address and needs_socket(spec):
-        env["NOTIFY_SOCKET"] = address
-        if usec:
-            env["WATCHDOG_USEC"] = usec
-    return env
-
-
-def needs_socket(spec):
-    return spec.is_command and (spec.ready == ("notify",) or bool(spec.watchdog))
-
-
 # -- the master side ------------------------------------------------------------
 
 class CommandNotify:
@@ -54,7 +29,7 @@ class CommandNotify:
 
     def before_spawn(self, spec):
         """Open the notify socket if spec's command needs it; tell the spawner."""
-        if not needs_socket(spec) or self._failed:
+        if not spec.kind.needs_notify_socket(spec) or self._failed:
             return
         if self.socket is None:
             sock = NotifySocket(self.master.loop, self._datagram)

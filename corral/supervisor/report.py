@@ -136,15 +136,6 @@ def status(records, usage, now, log_errors=None):
             for record in records]
 
 
-def _class_name(obj):
-    """module.qualname, as docs/protocol.md shows; a class defined in the
-    config file itself (module __corral_config__) by its own name."""
-    cls = type(obj)
-    if cls.__module__ in ("__corral_config__", "__main__", "builtins"):
-        return cls.__qualname__
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
 def _app_name(default, specs):
     """The Application's name for a .py/.tac config, else the config's file name."""
     for spec in specs:
@@ -152,15 +143,6 @@ def _app_name(default, specs):
         if parent is not None and getattr(parent, "name", None):
             return str(parent.name)
     return default
-
-
-def _subtree(service):
-    children = getattr(service, "services", None)
-    return {
-        "name": service.name,
-        "class": _class_name(service),
-        "children": [_subtree(child) for child in children] if children is not None else [],
-    }
 
 
 def tree(app_name, specs, instances_of, groups=None):
@@ -173,11 +155,9 @@ def tree(app_name, specs, instances_of, groups=None):
         states = {r.state for r in instances}
         node = {
             "name": spec.name,
-            "kind": "command" if spec.is_command else "python",
+            **spec.kind.describe(spec),  # kind, class, children
             "state": states.pop().value if len(states) == 1 else "MIXED",
             "pid": instances[0].pid if len(instances) == 1 else None,
-            "class": None if spec.is_command else _class_name(spec.tree),
-            "children": _subtree(spec.tree)["children"] if spec.tree is not None else [],
             "instances": [{"name": r.name, "state": r.state.value, "pid": r.pid}
                           for r in instances],
             "after": list(spec.after), "requires": list(spec.requires),

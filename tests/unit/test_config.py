@@ -7,6 +7,7 @@ import textwrap
 
 import pytest
 
+from corral import kinds
 from corral.config import load, tree_fingerprint
 from corral.errors import ConfigError
 from corral.service import Application, MultiService, Service
@@ -125,7 +126,7 @@ class TestTomlHappy:
         assert a.command[1:] == ("-c", "echo hi there")  # shlex, never a shell
         assert b.command[1:] == ("-c", "echo $HOME")
         assert isinstance(b.command, tuple)
-        assert a.is_command and a.source == str(path)
+        assert a.kind is kinds.COMMAND and a.source == str(path)
         assert a.factory is None and a.tree is None
 
     def test_defaults(self, tmp_path):
@@ -240,7 +241,7 @@ class TestTomlHappy:
         assert greeter.tree.greeting == "hi"
         assert greeter.tree.ports == [8080, 8081]  # the factory gets TOML's own values
         assert greeter.restart == "on-failure"
-        assert not greeter.is_command
+        assert greeter.kind is not kinds.COMMAND
         assert isinstance(pair.tree, MultiService) and len(pair.tree) == 2
         assert pair.after == ("greeter",) and pair.args == ()
         assert cfg.master.log_dir == os.path.join(FIXTURES, "logs")

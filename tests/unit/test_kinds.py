@@ -16,8 +16,8 @@ TREE = ServiceSpec(name="p", tree=Service())
 
 
 def test_spec_kind_follows_what_runs_unless_given():
-    assert CMD.kind is kinds.COMMAND and CMD.is_command
-    assert TREE.kind is kinds.PYTHON_TREE and not TREE.is_command
+    assert CMD.kind is kinds.COMMAND
+    assert TREE.kind is kinds.PYTHON_TREE
     other = ServiceSpec(name="p", kind=kinds.COMMAND)
     assert other.kind is kinds.COMMAND
     assert ServiceSpec(name="c", command=("/bin/true",)) == CMD

@@ -1,6 +1,5 @@
 """The loader registry, the one size syntax, and the layering of the spec side."""
 
-import ast
 import os
 import pathlib
 import subprocess
@@ -85,26 +84,7 @@ def test_ready_and_socket_rules_are_spec_side():
 
 # -- layering ------------------------------------------------------------------------
 
-SPEC_SIDE = [*sorted((CORRAL / "loaders").rglob("*.py")),
-             *(CORRAL / name for name in ("settings.py", "healthspec.py", "readyspec.py",
-                                          "socketspec.py", "sizes.py", "config.py"))]
-
-
-def _imports(path):
-    """Every module a file imports, lazily in a function or at the top."""
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            yield from (alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            yield node.module
-            yield from (f"{node.module}.{alias.name}" for alias in node.names)
-
-
-@pytest.mark.parametrize("path", SPEC_SIDE, ids=lambda p: str(p.relative_to(CORRAL)))
-def test_the_spec_side_never_imports_the_master_side(path):
-    upward = [name for name in _imports(path)
-              if name == "corral.supervisor" or name.startswith("corral.supervisor.")]
-    assert not upward, f"{path.relative_to(CORRAL)} imports {upward}"
+# Reading every import of the spec side and the loaders: tests/unit/test_layers.py.
 
 
 def test_loading_every_format_imports_no_master_module(tmp_path):

@@ -13,7 +13,8 @@ from corral.config import load
 from corral.errors import ConfigError
 from corral.probes import Target
 from corral.spec import ServiceSpec
-from corral.supervisor import readiness
+from corral.kinds import READINESS_VARS
+from corral.supervisor import spawn
 from corral.supervisor.notify_socket import NotifySocket
 from corral.readyspec import describe, parse_ready
 
@@ -82,19 +83,21 @@ def test_toml_errors_name_the_key(tmp_path, body, key, message):
     assert message in str(info.value)
 
 
-def test_environment_of_commands_and_workers():
-    inherited = {"NOTIFY_SOCKET": "/run/systemd/notify", "WATCHDOG_USEC": "1", "PATH": "/bin"}
-    plain = ServiceSpec(name="a", command=("true",))
-    assert readiness.adjust_env(dict(inherited), plain, "/tmp/x/notify") == {"PATH": "/bin"}
-    notify = ServiceSpec(name="a", command=("true",), ready=("notify",))
-    env = readiness.adjust_env(dict(inherited), notify, "/tmp/x/notify")
-    assert env == {"PATH": "/bin", "NOTIFY_SOCKET": "/tmp/x/notify"}
-    dog = ServiceSpec(name="a", command=("true",), watchdog=1.5)
-    env = readiness.adjust_env(dict(inherited), dog, "/tmp/x/notify")
-    assert env["NOTIFY_SOCKET"] == "/tmp/x/notify" and env["WATCHDOG_USEC"] == "1500000"
-    worker = ServiceSpec(name="a", tree=object(), watchdog=0.3)
-    env = readiness.adjust_env(dict(inherited), worker, "/tmp/x/notify")
-    assert env == {"PATH": "/bin", "CORRAL_WATCHDOG_USEC": "300000"}
+def test_environment_of_commands_and_workers(monkeypatch):
+    monkeypatch.setenv("NOTIFY_SOCKET", "/run/systemd/notify")  # the master's own: never passed on
+    monkeypatch.setenv("WATCHDOG_USEC", "1")
+
+    def ready_vars(spec):
+        env = spawn.child_env(spec, "a", 0, "/tmp/x/notify")
+        return {name: env[name] for name in READINESS_VARS if name in env}
+
+    assert ready_vars(ServiceSpec(name="a", command=("true",))) == {}
+    assert ready_vars(ServiceSpec(name="a", command=("true",), ready=("notify",))) == {
+        "NOTIFY_SOCKET": "/tmp/x/notify"}
+    assert ready_vars(ServiceSpec(name="a", command=("true",), watchdog=1.5)) == {
+        "NOTIFY_SOCKET": "/tmp/x/notify", "WATCHDOG_USEC": "1500000"}
+    assert ready_vars(ServiceSpec(name="a", tree=object(), watchdog=0.3)) == {
+        "CORRAL_WATCHDOG_USEC": "300000"}
 
 
 def test_notify_socket_knows_the_sender_and_cleans_up():
