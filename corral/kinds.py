@@ -78,17 +78,12 @@ class Kind:
         as their repr names them (TCPServer *:8000)."""
         from corral.services.listening import ListeningService
 
-        found = []
+        from corral.service import walk
 
-        def walk(node):
-            if isinstance(node, ListeningService):
-                found.append(repr(node).strip("<>"))
-            for child in getattr(node, "services", ()):
-                walk(child)
-
-        if spec.tree is not None:
-            walk(spec.tree)
-        return found
+        if spec.tree is None:
+            return []
+        return [repr(node).strip("<>") for node in walk(spec.tree)
+                if isinstance(node, ListeningService)]
 
     def describe(self, spec):
         """How it reads in `corral tree`: kind, class, children."""

@@ -243,6 +243,15 @@ async def _raise_if_failed(pending, failed):
         raise StopErrors(failed)
 
 
+def walk(tree):
+    """tree and every service below it, depth first, in tree order: the one
+    walk of a corral tree (sockets, check, code digests)."""
+    yield tree
+    if isinstance(tree, MultiService):
+        for child in tree:
+            yield from walk(child)
+
+
 def pending_starts(tree):
     """The starts in tree still running as tasks: those of MultiServices
     whose caller dropped the awaitable (the runtime awaits them before ready)."""

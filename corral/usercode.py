@@ -27,7 +27,7 @@ import sys
 import sysconfig
 import types
 
-from corral.service import MultiService
+from corral.service import walk
 
 CONFIG_MODULE = "__corral_config__"  # a .py config, as config.py registers it
 
@@ -93,7 +93,7 @@ def forget(folder):
 def digest(tree, folder):
     """A hashable stand-in for the code that tree runs (see above)."""
     user = modules(folder)
-    classes = {cls for service in _walk(tree) for cls in type(service).__mro__}
+    classes = {cls for service in walk(tree) for cls in type(service).__mro__}
     parts = {f"{cls.__qualname__}: {_text_digest(_source(cls))}"
              for cls in classes if cls.__module__ == CONFIG_MODULE}
     todo = [cls.__module__ for cls in classes if cls.__module__ in user]
@@ -110,13 +110,6 @@ def digest(tree, folder):
             if ref in user and ref not in seen:
                 todo.append(ref)
     return tuple(sorted(parts))
-
-
-def _walk(service):
-    yield service
-    if isinstance(service, MultiService):
-        for child in service:
-            yield from _walk(child)
 
 
 def _source(cls):

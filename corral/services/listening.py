@@ -17,25 +17,15 @@ import logging
 import os
 import socket
 
-from corral.service import MultiService, Service
+from corral.service import Service, walk
 
 log = logging.getLogger("corral.services.internet")
 
 
 def listening_services(tree):
     """The servers in `tree` (a service or a whole tree) that hold a socket, in tree order."""
-    found = []
-
-    def walk(node):
-        if isinstance(node, ListeningService) and node.socket is not None \
-                and node.socket.fileno() != -1:
-            found.append(node)
-        if isinstance(node, MultiService):
-            for child in node:
-                walk(child)
-
-    walk(tree)
-    return found
+    return [node for node in walk(tree) if isinstance(node, ListeningService)
+            and node.socket is not None and node.socket.fileno() != -1]
 
 
 def listening_sockets(tree):
