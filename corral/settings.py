@@ -12,7 +12,7 @@ import os
 import signal
 from collections.abc import Mapping
 
-from corral import healthspec, privileges, readyspec, socketspec
+from corral import envfile, healthspec, privileges, readyspec, socketspec
 from corral.errors import ConfigError
 from corral.sizes import parse_size
 from corral.spec import (GROUP_DEFAULTS, RESTART_POLICIES, SERVICE_DEFAULTS, STRATEGIES,
@@ -32,16 +32,25 @@ class Bad(Exception):
 
 # -- supervision settings, shared by TOML and Python --------------------------
 
-def supervision(name, table, folder, extra=()):
-    """Check supervision settings; returns every SERVICE_DEFAULTS key."""
+def supervision(name, table, folder, extra=(), base_env=()):
+    """Check supervision settings; returns every SERVICE_DEFAULTS key.
+
+    base_env: (name, value) pairs under the service's own (the [corral]
+    env_file's); then its env_file's, then its `env`, each winning."""
     settings = dict(SERVICE_DEFAULTS)
+    table = dict(table)
+    env_file = table.pop("env_file", None)
     for key, value in table.items():
         if key not in SERVICE_DEFAULTS:
-            raise Bad(unknown(key, [*SERVICE_DEFAULTS, *extra], "key"), key)
+            raise Bad(unknown(key, [*SERVICE_DEFAULTS, "env_file", *extra], "key"), key)
         try:
             settings[key] = _CHECKS[key](value, folder)
         except Bad as bad:
             raise Bad(bad.message, key) from None
+    if env_file is not None or base_env:
+        from_file = read_env_file(env_file, folder) if env_file is not None else []
+        settings["env"] = tuple(sorted({**dict(base_env), **dict(from_file),
+                                        **dict(settings["env"])}.items()))
     if name in settings["after"]:
         raise Bad("a service cannot start after itself", "after")
     if name in settings["requires"]:
@@ -126,6 +135,14 @@ def _stop_signal(value, folder):
         if value in set(signal.Signals):
             return value
     raise Bad(f'must be a signal name ("TERM", "SIGINT") or number, not {value!r}')
+
+
+def read_env_file(value, folder):
+    """The pairs of an env_file setting (a path, relative to the config's folder)."""
+    if not isinstance(value, str) or not value:
+        raise Bad(f'must be the path of a file of NAME=VALUE lines, e.g. ".env", not {value!r}',
+                  "env_file")
+    return envfile.read(resolve(folder, value))
 
 
 def _env(value, folder):

@@ -38,8 +38,25 @@ def finish(path, master, specs, groups=()):
     if not specs:
         raise ConfigError(path, "defines no services")
     check_after(path, specs)
+    check_log_paths(path, master or MasterSpec(), specs)
     return Config(path=path, master=master or MasterSpec(), services=tuple(specs),
                   groups=tuple(groups))
+
+
+def check_log_paths(path, master, specs):
+    """The merged logfile is not a file that log_dir fills already (the
+    master's own lines would be written twice into it)."""
+    if not (master.logfile and master.log_dir):
+        return
+    taken = {"corral.log": "the master's own lines"}
+    taken.update((f"{spec.name}.log", f"service {spec.name!r}'s lines") for spec in specs)
+    logfile = os.path.normpath(master.logfile)
+    if os.path.dirname(logfile) == os.path.normpath(master.log_dir):
+        whose = taken.get(os.path.basename(logfile))
+        if whose is not None:
+            raise ConfigError(path, f"{master.logfile} is the file in log_dir that holds "
+                              f"{whose}: every line would be written there twice; "
+                              "give logfile another name or folder", key="logfile")
 
 
 def check_after(path, specs):

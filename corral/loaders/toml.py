@@ -15,7 +15,8 @@ from corral import usercode
 from corral.errors import ConfigError
 from corral.loaders import common
 from corral.service import Service
-from corral.settings import MASTER_CHECKS, Bad, group, resolve, supervision, unknown
+from corral.settings import (MASTER_CHECKS, Bad, group, read_env_file, resolve, supervision,
+                             unknown)
 from corral.spec import MASTER_DEFAULTS, MasterSpec, ServiceSpec
 
 name = "toml"
@@ -53,7 +54,15 @@ def parse(path, data):
                               + "; a config has a [corral] table, [services.NAME] "
                               "and [groups.NAME] tables", key=key)
     folder = os.path.dirname(path)
-    master = _master(path, doc.get("corral", {}), folder)
+    corral_table = doc.get("corral", {})
+    base_env = ()
+    if isinstance(corral_table, dict) and "env_file" in corral_table:
+        corral_table = dict(corral_table)
+        try:  # the [corral] env_file: under every service's own environment
+            base_env = read_env_file(corral_table.pop("env_file"), folder)
+        except Bad as bad:
+            raise ConfigError(path, bad.message, key="env_file") from None
+    master = _master(path, corral_table, folder)
     services = doc.get("services", {})
     if not isinstance(services, dict):
         raise ConfigError(path, "must be a table of [services.NAME] tables", key="services")
@@ -61,7 +70,7 @@ def parse(path, data):
     for service_name, table in services.items():
         common.check_name(path, service_name)
         try:
-            specs.append(_service(path, folder, service_name, table))
+            specs.append(_service(path, folder, service_name, table, base_env))
         except Bad as bad:
             raise bad.error(path, service_name) from None
     return master, specs, _groups(path, doc.get("groups", {}), specs)
@@ -104,7 +113,7 @@ def _master(path, table, folder):
     return MasterSpec(**settings)
 
 
-def _service(path, folder, service_name, table):
+def _service(path, folder, service_name, table, base_env=()):
     if not isinstance(table, dict):
         raise Bad("must be a table ([services.NAME])")
     has = [key for key in ("command", "service") if key in table]
@@ -116,7 +125,7 @@ def _service(path, folder, service_name, table):
     if "args" in table and "service" not in table:
         raise Bad("'args' goes with 'service' (a factory), not with 'command'", "args")
     rest = {k: v for k, v in table.items() if k not in common.WHAT_KEYS}
-    settings = supervision(service_name, rest, folder, extra=common.WHAT_KEYS)
+    settings = supervision(service_name, rest, folder, extra=common.WHAT_KEYS, base_env=base_env)
     fields = dict(name=service_name, source=path, **settings)
     if "command" in table:
         base = settings["cwd"] or folder

@@ -108,3 +108,28 @@ def test_a_bad_python_group_names_the_group(tmp_path):
     with pytest.raises(ConfigError) as info:
         load(path)
     assert "RestartGroup 'g' strategy" in str(info.value) and "must be" in str(info.value)
+
+
+@pytest.mark.parametrize("logfile", ["logs/corral.log", "logs/./web.log"])
+def test_a_logfile_that_log_dir_fills_already_is_refused(tmp_path, logfile):
+    path = toml(tmp_path, f"""
+        [corral]
+        logfile = "{logfile}"
+        log_dir = "logs"
+        [services.web]
+        command = ["sleep", "1"]
+        """)
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert "key 'logfile'" in str(info.value) and "written there twice" in str(info.value)
+
+
+def test_a_logfile_beside_log_dir_is_fine(tmp_path):
+    config = load(toml(tmp_path, """
+        [corral]
+        logfile = "logs/all.log"
+        log_dir = "logs"
+        [services.web]
+        command = ["sleep", "1"]
+        """))
+    assert config.master.logfile.endswith("logs/all.log")
