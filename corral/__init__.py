@@ -5,7 +5,7 @@ line client, which lives in this package too, starts without them.
 """
 
 __version__ = "0.1.0"
-__all__ = ["Application", "MultiService", "RestartGroup", "Service", "__version__"]
+__all__ = ["Application", "Command", "MultiService", "RestartGroup", "Service", "__version__"]
 
 # Built-in services (corral.services.internet, .timer), with Twisted's names.
 _INTERNET = ("TCPServer", "SSLServer", "UNIXServer", "UDPServer", "UNIXDatagramServer",
@@ -21,6 +21,10 @@ def __getattr__(name):
         from corral.services import internet
 
         return getattr(internet, name)
+    if name == "Command":
+        from corral.command import Command
+
+        return Command
     if name == "RestartGroup":
         from corral.restartgroup import RestartGroup
 

@@ -285,6 +285,14 @@ class Application(MultiService):
         super().__init__()
         self.name = name
         self.uid, self.gid = uid, gid
+        self.master_settings = {}
+
+    def configure(self, **settings):
+        """The master's settings, with the names of TOML's [corral] table
+        (socket, logfile, log_dir, pidfile, log_max_bytes, log_backups,
+        on_fatal, env_file); checked when the config loads. Returns self."""
+        self.master_settings.update(settings)
+        return self
 
     def addService(self, service):
         result = super().addService(service)

@@ -18,8 +18,10 @@ from corral import usercode
 from corral.errors import ConfigError
 from corral.loaders import common
 from corral.service import MultiService, Service
+from corral.command import Command
+from corral.loaders import toml
 from corral.restartgroup import RestartGroup
-from corral.settings import Bad, group, supervision
+from corral.settings import Bad, group, read_env_file, supervision
 from corral.spec import Config, MasterSpec, ServiceSpec
 
 name = "python"
@@ -38,12 +40,12 @@ def load(path, argv=()):
     path = os.path.abspath(path)
     data = common.read(path)
     with usercode.imported_afresh(os.path.dirname(path)):
-        specs, groups = parse(path, data)
-        return common.finish(path, MasterSpec(), specs, groups)
+        master, specs, groups = parse(path, data)
+        return common.finish(path, master, specs, groups)
 
 
 def parse(path, data):
-    """([ServiceSpec], [GroupSpec]) of the file's `application`."""
+    """(MasterSpec, [ServiceSpec], [GroupSpec]) of the file's `application`."""
     folder = os.path.dirname(path)
     try:
         code = compile(data, path, "exec")
@@ -84,7 +86,9 @@ def parse(path, data):
     # source through it (a load that fails puts the old one back: usercode.py).
     sys.modules[usercode.CONFIG_MODULE] = module
     names = dict(zip(map(id, children), _child_names(children)))
-    specs = [service_spec(path, folder, names[id(child)], child) for child in children]
+    master, base_env = _master(path, folder, getattr(app, "master_settings", {}))
+    specs = [service_spec(path, folder, names[id(child)], child, base_env=base_env)
+             for child in children]
     groups, taken = [], {}
     for group_service, its in members.items():
         table = {"services": [names[id(c)] for c in its], **group_service.group_settings}
@@ -95,20 +99,42 @@ def parse(path, data):
                               + (f" {bad.key}" if bad.key else "")) from None
         taken.update((s, found.name) for s in found.services)
         groups.append(found)
-    return specs, groups
+    return master, specs, groups
 
 
-def service_spec(path, folder, service_name, tree, user_code=True):
-    """The ServiceSpec of one top-level Python service (settings from supervise()).
-    user_code: its fingerprint holds the digest of the code it runs from the
-    config's folder (not for a plugin: installed code is not imported again)."""
+def _master(path, folder, settings):
+    """(MasterSpec, base env) from application.configure(): [corral]'s keys."""
+    if not isinstance(settings, Mapping):
+        raise ConfigError(path, f"master settings must be a dict (set by configure()), "
+                          f"not {settings!r}")
+    table = dict(settings)
+    base_env = ()
+    if "env_file" in table:
+        try:
+            base_env = read_env_file(table.pop("env_file"), folder)
+        except Bad as bad:
+            raise ConfigError(path, bad.message, key="env_file") from None
+    return toml.master_spec(path, table, folder, where="configure()"), base_env
+
+
+def service_spec(path, folder, service_name, tree, user_code=True, base_env=()):
+    """The ServiceSpec of one top-level Python service (settings from supervise()),
+    or of a corral.Command. user_code: its fingerprint holds the digest of
+    the code it runs from the config's folder (not for a plugin: installed
+    code is not imported again)."""
     common.check_name(path, service_name)
     try:
+        if isinstance(tree, Command):
+            settings = supervision(service_name, getattr(tree, "supervision", {}), folder,
+                                   base_env=base_env)
+            argv = toml.command(tree.argv, settings["cwd"] or folder, settings["env"])
+            return ServiceSpec(name=service_name, command=argv, source=path, **settings)
         settings = _supervise_settings(tree)
         return ServiceSpec(name=service_name, tree=tree,
                            fingerprint=(tree_fingerprint(tree),
                                         usercode.digest(tree, folder) if user_code else ()),
-                           source=path, **supervision(service_name, settings, folder))
+                           source=path, **supervision(service_name, settings, folder,
+                                                      base_env=base_env))
     except Bad as bad:
         raise bad.error(path, service_name) from None
 

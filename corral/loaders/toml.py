@@ -62,7 +62,7 @@ def parse(path, data):
             base_env = read_env_file(corral_table.pop("env_file"), folder)
         except Bad as bad:
             raise ConfigError(path, bad.message, key="env_file") from None
-    master = _master(path, corral_table, folder)
+    master = master_spec(path, corral_table, folder)
     services = doc.get("services", {})
     if not isinstance(services, dict):
         raise ConfigError(path, "must be a table of [services.NAME] tables", key="services")
@@ -91,14 +91,15 @@ def _groups(path, tables, specs):
     return groups
 
 
-def _master(path, table, folder):
+def master_spec(path, table, folder, where="[corral]"):
+    """The MasterSpec of a [corral] table (or of a Python config's configure())."""
     if not isinstance(table, dict):
         raise ConfigError(path, "must be a table ([corral])", key="corral")
     settings = {}
     for key, value in table.items():
         if key not in MASTER_DEFAULTS:
-            raise ConfigError(path, unknown(key, MASTER_DEFAULTS, "key") + " in [corral]",
-                              key=key)
+            raise ConfigError(path, unknown(key, [*MASTER_DEFAULTS, "env_file"], "key")
+                              + f" in {where}", key=key)
         if key in MASTER_CHECKS:
             try:
                 settings[key] = MASTER_CHECKS[key](value, folder)

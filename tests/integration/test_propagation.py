@@ -87,3 +87,21 @@ command = {sleeper("bystander")}
     assert "dies: FATAL: exited 1 times in 10 s (exit 3): giving up" in text
     assert 'on_fatal = "shutdown": dies is FATAL: stopping everything' in text
     assert "bystander: stopped (" in text
+
+
+@pytest.mark.timeout(30)
+def test_a_python_config_runs_programs_and_sets_the_master(master):
+    m = master("""
+import corral
+
+application = corral.Application("shop").configure(log_dir="logs", on_fatal="stay")
+corral.Command(["/bin/sh", "-c", "echo program up; exec sleep 1000"], name="prog").supervise(
+    restart="always").setServiceParent(application)
+web = corral.Service(); web.setName("web")
+web.supervise(requires=["prog"]).setServiceParent(application)
+""", suffix=".py")
+    m.wait_log(r"prog\[\d+\] out: program up")
+    assert m.wait_state("web", "RUNNING")["state"] == "RUNNING"
+    assert m.call("tree")["children"][0]["kind"] == "command"
+    wait_until(lambda: os.path.exists(os.path.join(m.dir, "logs", "prog.log")), dump=m.output,
+               message="log_dir from configure() in use")
