@@ -73,6 +73,11 @@ class Operations:
                 chosen[record.name] = record
         return list(chosen.values())
 
+    def _remember(self, records, goal):
+        """An operator's start or stop outlives the master (goals.py)."""
+        if self.master.goals is not None:
+            self.master.goals.remember([r.name for r in records], goal)
+
     def guard(self, verb):
         """The one check for verbs that would start something."""
         if self.master.shutting_down:
@@ -83,6 +88,7 @@ class Operations:
     async def start(self, names, wait=True):
         self.guard("start")
         records = self.resolve(names)
+        self._remember(records, "up")
         self.master.feed(m.Start(tuple(r.name for r in records), fresh=True))
         if wait:
             await self.master.wait_for(lambda: all(r.state in SETTLED for r in records))
@@ -90,6 +96,7 @@ class Operations:
 
     async def stop(self, names, wait=True):
         records = self.resolve(names)
+        self._remember(records, "down")
         await self._stop(records, wait)
         return [_outcome(r, True) for r in records]
 

@@ -20,12 +20,13 @@ from corral.errors import EXIT_OK, CorralError
 from corral.frontends import signals
 from corral.frontends.control import ControlServer
 from corral.supervisor import daemon as daemon_module
-from corral.supervisor import reaper, sdnotify
+from corral.supervisor import goals, reaper, sdnotify
 from corral.supervisor.master import Master
 
 
 def run_master(config_path, socket=None, logfile=None, log_dir=None, loader=None, *,
-               daemon=False, pidfile=None, uid=None, gid=None, umask=None, rundir=None):
+               daemon=False, pidfile=None, uid=None, gid=None, umask=None, rundir=None,
+               reset_state=False):
     """Return the exit code. Raises ConfigError (nothing started) or
     CorralError (socket in use, pidfile locked, unknown user, an OS step).
 
@@ -62,7 +63,7 @@ def run_master(config_path, socket=None, logfile=None, log_dir=None, loader=None
         lock = daemon_module.lock_pidfile(settings.pidfile) if settings.pidfile else None
         try:
             return asyncio.run(_main(config, loader, owner=owner, pidfile=lock, announce=announce,
-                                     undertaker=undertaker))
+                                     undertaker=undertaker, reset_state=reset_state))
         finally:
             daemon_module.release_pidfile(lock)
     except BaseException as exc:
@@ -84,7 +85,7 @@ def _absolute(path):
 
 
 async def _main(config, loader=config_module.load, owner=None, pidfile=None, announce=None,
-                undertaker=None):
+                undertaker=None, reset_state=False):
     """Supervise until shutdown. announce: the daemon's start-up pipe, or None
     in the foreground (then the console is our stdout). undertaker: its pid."""
     loop = asyncio.get_running_loop()
@@ -117,6 +118,9 @@ async def _main(config, loader=config_module.load, owner=None, pidfile=None, ann
             master.log(f"master pid {os.getpid()}, control socket {config.master.socket}"
                        + (f"; if the master dies, a watcher process stops every worker "
                           f"(undertaker pid {undertaker})" if undertaker is not None else ""))
+            # after the logs open: a goals file that cannot be read is said there
+            master.goals = goals.GoalFile(goals.path_for(config.master.socket), master.log,
+                                          reset=reset_state)
             master.start_autostart()
             master.notifier.watch(master)  # READY=1 once start-up settles
             if announce is not None:

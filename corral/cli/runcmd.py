@@ -49,6 +49,9 @@ def add_run(subcommands):
     run.add_argument("--gid", metavar="GROUP", help="run the master as this group (default: the user's)")
     run.add_argument("--umask", metavar="MASK", type=umask, help="the master's umask, octal (022)")
     run.add_argument("--rundir", metavar="DIR", help="change to this folder (with -d, default /)")
+    run.add_argument("--reset-state", action="store_true", default=False,
+                     help="forget the starts and stops operators gave the last master "
+                          "(SOCKET.goals): start what the config says")
 
 
 def add(subcommands):
@@ -143,4 +146,5 @@ def run_master_command(args, out):
         gid=args.gid,
         umask=args.umask,
         rundir=absolute(args.rundir),
+        reset_state=args.reset_state,
     )

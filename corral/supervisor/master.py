@@ -59,7 +59,8 @@ class Master:
         self.usage = report.Usage()
         self.notify = readiness.CommandNotify(self)  # commands' NOTIFY_SOCKET
         self.reload_lock = asyncio.Lock()
-        self.notifier = sdnotify.Notifier()  # run.py sets one for $NOTIFY_SOCKET
+        self.notifier = sdnotify.Notifier()  # serve.py sets one for $NOTIFY_SOCKET
+        self.goals = None  # goals.GoalFile: serve.py sets one beside the socket
         self.sockets = SocketKeeper()  # listening sockets that outlive workers
 
     @property
@@ -93,8 +94,20 @@ class Master:
         loop.set_exception_handler(self._on_loop_error)
 
     def start_autostart(self):
+        """Start what autostart says, or what an operator said last (goals.py)."""
         self.log(f"corral {_version()} starting {len(self.records)} instance(s), pid {os.getpid()}")
-        self.feed(m.Start(tuple(r.name for r in self.records.values() if r.spec.autostart)))
+        names = []
+        for record in self.records.values():
+            goal = self.goals.initial(record.name, record.spec.autostart) if self.goals \
+                else ("up" if record.spec.autostart else "down")
+            if goal == "up":
+                names.append(record.name)
+            if self.goals and record.name in self.goals.goals \
+                    and (goal == "up") != record.spec.autostart:
+                self.log(f"{'started' if goal == 'up' else 'left stopped'}: an operator "
+                         f"said so before the master restarted (--reset-state forgets it)",
+                         record.name)
+        self.feed(m.Start(tuple(names)))
 
     def log(self, text, name=None):
         """A line of the master's; about instance `name`: "NAME: text", filed

@@ -105,3 +105,32 @@ web.supervise(requires=["prog"]).setServiceParent(application)
     assert m.call("tree")["children"][0]["kind"] == "command"
     wait_until(lambda: os.path.exists(os.path.join(m.dir, "logs", "prog.log")), dump=m.output,
                message="log_dir from configure() in use")
+
+
+@pytest.mark.timeout(40)
+def test_an_operators_stop_and_start_outlive_the_master(master):
+    config = f"""
+[services.web]
+command = {sleeper("web")}
+
+[services.job]
+command = {sleeper("job")}
+autostart = false
+"""
+    m = master(config)
+    m.call("stop", names=["web"])
+    m.call("start", names=["job"])
+    m.signal(signal.SIGTERM)
+    assert m.wait_exit() == 0
+    m.start()  # the same config, socket and folder: a new master
+    job = m.wait_state("job", "RUNNING")
+    assert m.status("web")["state"] == "STOPPED"
+    m.wait_log(r"web: left stopped: an operator said so before the master restarted")
+    m.signal(signal.SIGTERM)
+    assert m.wait_exit() == 0
+    with open(m.socket + ".goals", "w") as f:
+        f.write("{not json")
+    m.start()
+    m.wait_state("web", "RUNNING")  # ignored, and said
+    m.wait_log(r"ignoring the remembered goals in .*\.goals: ")
+    assert m.status("job")["state"] == "STOPPED" and job["pid"]

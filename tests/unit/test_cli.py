@@ -654,7 +654,8 @@ def test_run_passes_absolute_paths(fake_run_master, short_dir, monkeypatch):
         (
             "app.toml",
             {"socket": os.path.join(short_dir, "c.sock"), "logfile": None, "log_dir": os.path.join(short_dir, "logs"),
-             "daemon": False, "pidfile": None, "uid": None, "gid": None, "umask": None, "rundir": None},
+             "daemon": False, "pidfile": None, "uid": None, "gid": None, "umask": None, "rundir": None,
+             "reset_state": False},
         )
     ]
 
