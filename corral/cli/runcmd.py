@@ -49,6 +49,8 @@ def add_run(subcommands):
     run.add_argument("--gid", metavar="GROUP", help="run the master as this group (default: the user's)")
     run.add_argument("--umask", metavar="MASK", type=umask, help="the master's umask, octal (022)")
     run.add_argument("--rundir", metavar="DIR", help="change to this folder (with -d, default /)")
+    run.add_argument("--http", metavar="ADDR",
+                     help='serve the dashboard and /metrics ("127.0.0.1:9001", "unix:///path")')
 
 
 def add(subcommands):
@@ -143,4 +145,5 @@ def run_master_command(args, out):
         gid=args.gid,
         umask=args.umask,
         rundir=absolute(args.rundir),
+        http=args.http,
     )
