@@ -32,13 +32,14 @@ class _Family:
     """One metric's HELP, TYPE and samples, kept together in the output."""
 
     def __init__(self, out, name, kind, text):
-        self.name = name
+        # a counter is named with _total in TYPE too, as prometheus_client writes it
+        self.name = name = name + "_total" if kind == "counter" else name
         self.lines = [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
         out.append(self)
 
-    def add(self, value, *pairs, suffix=""):
+    def add(self, value, *pairs):
         labels = _labels(pairs) if pairs else ""
-        self.lines.append(f"{self.name}{suffix}{labels} {_number(value)}")
+        self.lines.append(f"{self.name}{labels} {_number(value)}")
 
 
 def _number(value):
@@ -77,7 +78,7 @@ def render(ops):
     for row in rows:
         for reason in RESTART_REASONS:
             restarts.add(counted.get((row.name, reason), 0), ("instance", row.name),
-                         ("service", row.service), ("reason", reason), suffix="_total")
+                         ("service", row.service), ("reason", reason))
     cpu = _Family(out, "corral_instance_cpu_seconds", "counter",
                   "CPU time of the instance's process tree (falls when a child exits).")
     rss = _Family(out, "corral_instance_memory_rss_bytes", "gauge",
@@ -86,23 +87,23 @@ def render(ops):
         tree = usage.get(row.name)
         if tree is not None:
             ids = (("instance", row.name), ("service", row.service))
-            cpu.add(round(tree.cpu_seconds, 2), *ids, suffix="_total")
+            cpu.add(round(tree.cpu_seconds, 2), *ids)
             rss.add(tree.rss, *ids)
     counts = ops.log_counts()
     lines = _Family(out, "corral_service_log_lines", "counter",
                     "Log lines a service wrote (stdout, stderr and the master's lines about it).")
     size = _Family(out, "corral_service_log_bytes", "counter", "Bytes of those lines.")
     for service in sorted(counts):
-        lines.add(counts[service].lines, ("service", service), suffix="_total")
-        size.add(counts[service].bytes, ("service", service), suffix="_total")
+        lines.add(counts[service].lines, ("service", service))
+        size.add(counts[service].bytes, ("service", service))
     _Family(out, "corral_log_lines_dropped", "counter",
             "Log lines skipped for followers that fell behind.").add(
-        ops.log_lines_dropped(), suffix="_total")
+        ops.log_lines_dropped())
     _Family(out, "corral_events_dropped", "counter",
-            "Events skipped for followers that fell behind.").add(ops.events_dropped(), suffix="_total")
+            "Events skipped for followers that fell behind.").add(ops.events_dropped())
     master = ops.master_process()
     _Family(out, "process_cpu_seconds", "counter", "The master's CPU time.").add(
-        round(master.cpu_seconds, 3), suffix="_total")
+        round(master.cpu_seconds, 3))
     _Family(out, "process_resident_memory_bytes", "gauge", "The master's RSS.").add(master.rss)
     if master.start_time is not None:
         _Family(out, "process_start_time_seconds", "gauge",
