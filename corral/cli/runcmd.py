@@ -145,5 +145,5 @@ def run_master_command(args, out):
         gid=args.gid,
         umask=args.umask,
         rundir=absolute(args.rundir),
-        http=args.http,
+        **({"http": args.http} if args.http else {}),  # given only when asked for
     )
