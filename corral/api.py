@@ -244,7 +244,8 @@ class Operations:
         master = self.master
         records = self.resolve(names)
         if usage:
-            self._usage.refresh(self.master.records.values(), [r.pid for r in records])
+            self._usage.refresh(self.master.records.values(),
+                                [r.pid for r in records if r.pid is not None])
         return report.status(records, self._usage if usage else _NO_USAGE, master.clock.now(),
                              master.loghub.service_errors())
 
