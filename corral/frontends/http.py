@@ -26,6 +26,7 @@ import base64
 import hmac
 import http.cookies
 import importlib.resources
+import ipaddress
 import json
 import os
 import secrets
@@ -174,7 +175,16 @@ class HttpServer:
     def _authorize(self, request):
         """None when allowed (request.extra["auth"] says how); a 303 that sets
         the cookie for /?token=T; else raises 401."""
-        if self.auth in ("none", "peer"):
+        if self.auth == "peer":
+            request.extra["auth"] = self.auth
+            return None
+        if self.auth == "none":
+            # No token: only a Host that is an address or localhost, or a page
+            # of any site could rebind its name to 127.0.0.1 and drive us.
+            host = urllib.parse.urlsplit("//" + request.headers.get("host", "")).hostname or ""
+            if host != "localhost" and not _is_address(host):
+                raise HttpError(403, f"Host {host[:100]!r} refused: without auth only an "
+                                     "address or localhost (DNS rebinding)")
             request.extra["auth"] = self.auth
             return None
         given = request.headers.get("authorization", "")
@@ -221,6 +231,14 @@ class HttpServer:
         if not hmac.compare_digest(request.headers.get("x-corral-csrf", "").encode(),
                                    self.csrf.encode()):
             raise HttpError(403, "missing or wrong X-Corral-CSRF header (reload the page)")
+
+
+def _is_address(host):
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
 
 
 def _peer_allowed(writer):

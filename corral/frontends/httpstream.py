@@ -115,7 +115,7 @@ async def follow_events(server, request, reader, writer):
     ops = server.ops
     stream = Stream(writer, server.log)
     _start(writer)
-    writer.write(sse("hello", {"rows": [row(s) for s in ops.status()], "csrf_ok": True}))
+    writer.write(sse("hello", {"rows": [row(s) for s in ops.status()]}))
 
     def encode(item):
         try:

@@ -267,3 +267,17 @@ def test_an_open_listener_on_the_network_is_refused():
         assert not os.path.exists(m.socket)
     finally:
         m.close()
+
+
+def test_without_auth_only_addresses_may_be_the_host():
+    m = HttpMaster(http_config(f"[services.a]\ncommand = {TICKER}\n", 'http_auth = "none"'))
+    try:
+        m.start()
+        assert m.token is None
+        assert m.get("/api/status", auth=False)[0] == 200  # Host: 127.0.0.1:PORT
+        assert m.get("/api/status", headers={"Host": f"localhost:{m.port}"}, auth=False)[0] == 200
+        status, _, body = m.get("/api/status", headers={"Host": "evil.example"}, auth=False)
+        assert status == 403 and b"rebinding" in body
+        assert m.request("HEAD", "/livez", auth=False)[:1] == (200,)
+    finally:
+        m.close()
