@@ -356,7 +356,7 @@ class UsageCache:
             children.setdefault(info[0], []).append(pid)
         last, self._last, found = self._last, {}, {}
         for root in pids:
-            ticks_all = percent = rss = 0
+            ticks_all, percent, rss = 0, 0.0, 0
             todo, alive = [root], False
             while todo:
                 member = todo.pop()
