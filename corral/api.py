@@ -17,22 +17,29 @@ here decides or changes a state: the step does.
     logs(name, n)     the last n lines      events(n) -> the last n moves
     subscribe(topic)  "logs" or "events": a Subscription, pushed to
     version(), reopen(), counters
+    usage(names)      -> {instance: TreeUsage}, one cached /proc pass (status too)
+    log_counts()      -> {service: LogCount}   restarts_by_reason() -> {(inst, why): n}
+    master_process()  -> MasterProcess         readiness(names) -> [Check]
 """
 
 import asyncio
+import collections
 import fnmatch
 import os
 import re
+import time
 from dataclasses import asdict, dataclass
 
 from corral.core import messages as m
 from corral.core.states import AT_REST, SIGNALLABLE, State
 from corral.errors import E_NO_SUCH_SERVICE, E_SHUTTING_DOWN, ControlError
 from corral.supervisor import reload as reload_module
-from corral.supervisor import report
+from corral.supervisor import procfs, report
 from corral.supervisor.subscriptions import LogSubscription
 
 SETTLED = frozenset({State.RUNNING, State.FATAL, State.EXITED, State.STOPPED})
+USAGE_MAX_AGE = 1.0  # s: one /proc pass serves status and /metrics within it
+RESTART_REASONS = ("crash", "health", "memory", "watchdog", "operator")
 
 
 @dataclass(frozen=True)
@@ -48,9 +55,79 @@ class Outcome:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class TreeUsage:
+    """A worker's whole process tree: CPU since each member began, RSS now."""
+
+    cpu_seconds: float
+    cpu_percent: float  # of one CPU since the previous sample (0.0 the first time)
+    rss: int  # bytes
+
+
+@dataclass
+class LogCount:
+    """Lines and bytes a service wrote (its master lines too), since the start."""
+
+    lines: int = 0
+    bytes: int = 0
+
+
+@dataclass(frozen=True)
+class MasterProcess:
+    pid: int
+    start_time: float  # wall time
+    cpu_seconds: float
+    rss: int
+    open_fds: int
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of /readyz?verbose: an instance and whether it counts as ready."""
+
+    name: str
+    state: str
+    ok: bool
+
+
 class Operations:
     def __init__(self, master):
         self.master = master
+        self._usage = UsageCache()
+        self._log_counts = {}  # service -> LogCount, once attach() ran
+        self._log_token = None
+        self._restarts = collections.Counter()  # (instance, reason) -> count
+        self._failing = {}  # instance -> "health" or "memory", while FAILING
+        master.event_topic.subscribe(self._count_restart)
+
+    def attach(self):
+        """Count log lines from now on (the LogHub exists once the loop is attached)."""
+        if self._log_token is None and self.master.loghub is not None:
+            self._log_token = self.master.loghub.follow(self._count_lines)
+
+    def _count_lines(self, batch):
+        # A Batch's own fields: the lines' text, without a dict per line.
+        meta, lines = batch._m, batch._lines
+        count = self._log_counts.get(meta.service)
+        if count is None:
+            count = self._log_counts[meta.service] = LogCount()
+        count.lines += len(lines)
+        count.bytes += sum(map(len, lines)) + len(lines)
+
+    def _count_restart(self, items):
+        for item in items:
+            name, new = item["name"], item["to"]
+            record = self.master.records.get(name)
+            if new == State.FAILING.value and record is not None:
+                self._failing[name] = "memory" if "max_memory" in record.reason else "health"
+            elif new == State.BACKOFF.value:
+                why = self._failing.pop(name, None)
+                if why is None:
+                    killed = (record.killed or "") if record is not None else ""
+                    why = "watchdog" if "watchdog" in killed else "crash"
+                self._restarts[(name, why)] += 1
+            elif item["from"] == State.FAILING.value:
+                self._failing.pop(name, None)
 
     # -- names -----------------------------------------------------------------
 
@@ -108,6 +185,8 @@ class Operations:
     async def restart(self, names, rolling=False, wait=True):
         self.guard("restart")
         records = self.resolve(names)
+        for record in records:
+            self._restarts[(record.name, "operator")] += 1
         if rolling:  # one at a time, each RUNNING before the next stops
             return await self._roll(records)
         await self._stop(records)
@@ -167,10 +246,61 @@ class Operations:
 
     # -- views -----------------------------------------------------------------
 
-    def status(self, names=()):
+    def status(self, names=(), usage=True):
+        """usage=False: without cpu and rss (no /proc pass: for one row per move)."""
         master = self.master
-        return report.status(self.resolve(names), master.usage, master.clock.now(),
+        records = self.resolve(names)
+        if usage:
+            self._usage.refresh(self.master.records.values(),
+                                [r.pid for r in records if r.pid is not None])
+        return report.status(records, self._usage if usage else _NO_USAGE, master.clock.now(),
                              master.loghub.service_errors())
+
+    def usage(self, names=()):
+        """{instance: TreeUsage} of those with a process (cached USAGE_MAX_AGE s)."""
+        records = [r for r in self.resolve(names) if r.pid is not None]
+        found = self._usage.refresh(self.master.records.values(), [r.pid for r in records])
+        return {r.name: found[r.pid] for r in records if r.pid in found}
+
+    def log_counts(self):
+        return {service: LogCount(c.lines, c.bytes) for service, c in self._log_counts.items()}
+
+    def log_lines_dropped(self):
+        return self.master.counters.log_lines_dropped
+
+    def events_dropped(self):
+        return self.master.event_topic.dropped
+
+    def restarts_by_reason(self):
+        """{(instance, reason): count}, reasons from RESTART_REASONS."""
+        return dict(self._restarts)
+
+    def master_process(self):
+        fields = procfs.stat_fields(os.getpid()) or []
+        times = os.times()
+        try:
+            fds = len(os.listdir("/proc/self/fd"))
+        except OSError:
+            fds = 0
+        rss = int(fields[21]) * _PAGE if len(fields) > 21 else 0
+        start = _BOOT_TIME + int(fields[19]) / _TICKS if len(fields) > 19 else None
+        return MasterProcess(os.getpid(), start, times.user + times.system, rss, fds)
+
+    def readiness(self, names=()):
+        """[Check] of names' instances, or of every autostart one: ready when
+        RUNNING, or EXITED with code 0 (a one-shot that did its job)."""
+        records = self.resolve(names) if names else [
+            r for r in self.master.records.values() if r.spec.autostart]
+        checks = []
+        for r in records:
+            done = r.state is State.EXITED and r.last_exit is not None \
+                and r.last_exit.code == 0
+            checks.append(Check(r.name, r.state.value, r.state is State.RUNNING or done))
+        return checks
+
+    def dependencies(self):
+        """{service: its `after` services}, in the config's order."""
+        return {spec.name: list(spec.after) for spec in self.master.config.services}
 
     def tree(self):
         master = self.master
@@ -207,6 +337,80 @@ class Operations:
         if errors:  # only when some log output cannot be written (docs/protocol.md)
             result["errors"] = errors
         return result
+
+
+class UsageCache:
+    """One pass over /proc for every worker's tree, reused for USAGE_MAX_AGE
+    s: status and /metrics (and a scrape every few seconds) share it. CPU
+    percent counts, per process, the ticks since the previous pass."""
+
+    def __init__(self, clock=time.monotonic):
+        self._clock = clock
+        self._when = None
+        self._found = {}  # root pid -> TreeUsage
+        self._last = {}  # pid -> (start ticks, cpu ticks, when)
+
+    def refresh(self, records, wanted):
+        """{pid: TreeUsage}; rescans all records' pids when stale or missing one."""
+        now = self._clock()
+        fresh = self._when is not None and now - self._when < USAGE_MAX_AGE
+        if fresh and all(pid in self._found for pid in wanted):
+            return self._found
+        pids = {r.pid for r in records if r.pid is not None} | set(wanted)
+        procs = report._scan()  # {pid: (ppid, cpu ticks, start ticks, rss pages)}
+        children = {}
+        for pid, info in procs.items():
+            children.setdefault(info[0], []).append(pid)
+        last, self._last, found = self._last, {}, {}
+        for root in pids:
+            ticks_all, percent, rss = 0, 0.0, 0
+            todo, alive = [root], False
+            while todo:
+                member = todo.pop()
+                info = procs.get(member)
+                if info is None:
+                    continue
+                alive = True
+                todo.extend(children.get(member, ()))
+                _, ticks, start, pages = info
+                before = last.get(member)
+                if before is not None and before[0] == start and now > before[2]:
+                    percent += (ticks - before[1]) / _TICKS / (now - before[2]) * 100
+                self._last[member] = (start, ticks, now)
+                ticks_all += ticks
+                rss += pages * _PAGE
+            if alive:
+                found[root] = TreeUsage(ticks_all / _TICKS, round(percent, 1), rss)
+        self._when, self._found = now, found
+        return found
+
+    def sample(self, pids):
+        """report.status's view: {pid: (cpu_percent, rss)} from the last refresh."""
+        return {pid: (u.cpu_percent, u.rss) for pid, u in self._found.items()}
+
+
+class _NoUsage:
+    def sample(self, pids):
+        return {}
+
+
+_NO_USAGE = _NoUsage()
+
+
+def _boot_time():
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                if line.startswith("btime "):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+_BOOT_TIME = _boot_time()
 
 
 def _outcome(record, ok, message=None):

@@ -15,10 +15,12 @@ import os
 
 from corral import config as config_module
 from corral import socketpath
+from corral import httpspec
 from corral.api import Operations
 from corral.errors import EXIT_OK, CorralError
 from corral.frontends import signals
 from corral.frontends.control import ControlServer
+from corral.frontends.http import HttpServer
 from corral.supervisor import daemon as daemon_module
 from corral.supervisor import goals, reaper, sdnotify
 from corral.supervisor.master import Master
@@ -26,7 +28,7 @@ from corral.supervisor.master import Master
 
 def run_master(config_path, socket=None, logfile=None, log_dir=None, loader=None, *,
                daemon=False, pidfile=None, uid=None, gid=None, umask=None, rundir=None,
-               reset_state=False):
+               reset_state=False, http=None):
     """Return the exit code. Raises ConfigError (nothing started) or
     CorralError (socket in use, pidfile locked, unknown user, an OS step).
 
@@ -47,7 +49,15 @@ def run_master(config_path, socket=None, logfile=None, log_dir=None, loader=None
         logfile=_absolute(logfile or settings.logfile),
         log_dir=_absolute(log_dir or settings.log_dir),
         pidfile=_absolute(pidfile or settings.pidfile),
+        http=http or settings.http,
     )
+    if http:  # --http: the checks of the [corral] key
+        try:
+            refused = httpspec.refusal(http, settings.http_auth)
+        except ValueError as exc:
+            raise CorralError(f"--http {http}: {exc}") from None
+        if refused:
+            raise CorralError(f"--http: {refused}")
     config = dataclasses.replace(config, master=settings)
     owner = daemon_module.find_owner(uid, gid)
     daemon_module.set_umask(umask)
@@ -99,9 +109,16 @@ async def _main(config, loader=config_module.load, owner=None, pidfile=None, ann
     # -c CONFIG finds a master listening away from its default place (socketpath.py).
     pointer = socketpath.point_beside(config.path, config.master.socket) \
         if os.path.isfile(config.path) else None
+    web = None
     try:
+        if config.master.http:  # listens once the logs are open, before any worker
+            web = HttpServer(ops, config.master.http, master.log, auth=config.master.http_auth,
+                             token=config.master.http_token, control_socket=config.master.socket)
         daemon_module.drop_privileges(owner, config.master.socket)
         master.attach_loop(loop)  # after the drop: log files belong to the new owner
+        ops.attach()  # counts log lines from here on
+        if web is not None:
+            await web.start()
         if announce is not None and config.master.logfile and master.loghub.errors:
             # A daemon's only output is its log file.
             raise CorralError(f"cannot open the logfile {config.master.logfile}: "
@@ -130,6 +147,8 @@ async def _main(config, loader=config_module.load, owner=None, pidfile=None, ann
             reaping.uninstall()
             signals.uninstall(loop, taken)
     finally:
+        if web is not None:
+            await web.close()
         socketpath.remove_pointer(pointer, config.master.socket)
         await control.close()
         master.notifier.close()

@@ -12,7 +12,7 @@ import os
 import signal
 from collections.abc import Mapping
 
-from corral import envfile, healthspec, privileges, readyspec, socketspec
+from corral import envfile, healthspec, httpspec, privileges, readyspec, socketspec
 from corral.errors import ConfigError
 from corral.sizes import parse_size
 from corral.spec import (GROUP_DEFAULTS, RESTART_POLICIES, SERVICE_DEFAULTS, STRATEGIES,
@@ -205,7 +205,9 @@ _CHECKS = {
 assert set(_CHECKS) == set(SERVICE_DEFAULTS), "every supervision key needs a check"
 # The [corral] keys that are not paths (config.py checks those).
 MASTER_CHECKS = {"log_max_bytes": _CHECKS["log_max_bytes"], "log_backups": _CHECKS["log_backups"],
-                 "on_fatal": _choice("stay", "shutdown")}
+                 "on_fatal": _choice("stay", "shutdown"),
+                 "http": _via(lambda v: httpspec.parse_address(v) and v),
+                 "http_auth": _via(httpspec.check_auth), "http_token": _via(httpspec.check_token)}
 
 _GROUP_CHECKS = {
     "services": _after,

@@ -84,6 +84,10 @@ MASTER_DEFAULTS = {
     # What a FATAL service (or restart group) does to the master: "stay" (the
     # others go on) or "shutdown" (stop everything, exit 1: for containers).
     "on_fatal": "stay",
+    # The HTTP listener (frontends/http.py, httpspec.py): off unless an address.
+    "http": None,
+    "http_auth": "token",
+    "http_token": None,
 }
 
 STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")  # Erlang/OTP's
@@ -165,6 +169,9 @@ class MasterSpec:
     # supervisord.conf's [unix_http_server], [inet_http_server], [supervisorctl]
     # and groups, for an XML-RPC frontend (loaders/supervisord/http.py), or None.
     xmlrpc: object = None
+    http: str = None  # "127.0.0.1:9001" or "unix:///path"
+    http_auth: str = MASTER_DEFAULTS["http_auth"]
+    http_token: str = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

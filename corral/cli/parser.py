@@ -13,7 +13,7 @@ client talks to an older master as long as it asks nothing new.
 import argparse
 
 from corral import protocol
-from corral.cli import check, commands, completion, convert, export, runcmd, streams
+from corral.cli import check, commands, completion, convert, dashboard, export, runcmd, streams
 
 CLIENT_HANDLERS = {**commands.HANDLERS, **streams.HANDLERS}
 CLIENT_OPTIONS = {**commands.OPTIONS, **streams.OPTIONS}
@@ -108,6 +108,7 @@ def build_parser():
         for flags, kwargs in CLIENT_OPTIONS.get(name, ()):
             sub.add_argument(*flags, **kwargs)
         sub.set_defaults(handler=CLIENT_HANDLERS[name], client=True)
+    dashboard.add(subcommands, common)
     for module in (runcmd, check, completion, export, convert):  # local: no master needed
         module.add(subcommands)
     return parser

@@ -52,6 +52,8 @@ def add_run(subcommands):
     run.add_argument("--reset-state", action="store_true", default=False,
                      help="forget the starts and stops operators gave the last master "
                           "(SOCKET.goals): start what the config says")
+    run.add_argument("--http", metavar="ADDR",
+                     help='serve the dashboard and /metrics ("127.0.0.1:9001", "unix:///path")')
 
 
 def add(subcommands):
@@ -147,4 +149,5 @@ def run_master_command(args, out):
         umask=args.umask,
         rundir=absolute(args.rundir),
         reset_state=args.reset_state,
+        **({"http": args.http} if args.http else {}),  # given only when asked for
     )

@@ -11,7 +11,7 @@ import shlex
 import shutil
 import tomllib
 
-from corral import usercode
+from corral import httpspec, usercode
 from corral.errors import ConfigError
 from corral.loaders import common
 from corral.service import Service
@@ -111,6 +111,9 @@ def master_spec(path, table, folder, where="[corral]"):
         # Only paths given in the file are resolved: the default socket stays
         # relative, for the CLI to resolve against its own cwd.
         settings[key] = resolve(folder, value)
+    refused = httpspec.refusal(settings.get("http"), settings.get("http_auth", "token"))
+    if refused:
+        raise ConfigError(path, refused, key="http")
     return MasterSpec(**settings)
 
 

@@ -1,0 +1,122 @@
+"""/metrics: the master's facts in Prometheus' text exposition format (0.0.4).
+
+Everything comes from api.Operations in one pass: the status rows, one
+cached usage sample (api.UsageCache, shared with `status`), the counters.
+No pid is a label (a restart would make a new series); instances and
+services are. The state is one 0/1 series per state per instance, in the
+style of node_systemd_unit_state, so `corral_instance_state{state="FATAL"}
+== 1` is an alert rule. The master's own process metrics use the standard
+process_* names that client libraries export.
+"""
+
+import platform
+import time
+
+from corral import __version__
+from corral.api import RESTART_REASONS
+from corral.core.states import State
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+STATES = [s.value for s in State]
+
+
+def _escape(value):
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(pairs):
+    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in pairs) + "}"
+
+
+class _Family:
+    """One metric's HELP, TYPE and samples, kept together in the output."""
+
+    def __init__(self, out, name, kind, text):
+        # a counter is named with _total in TYPE too, as prometheus_client writes it
+        self.name = name = name + "_total" if kind == "counter" else name
+        self.lines = [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
+        out.append(self)
+
+    def add(self, value, *pairs):
+        self.put(_labels(pairs) if pairs else "", value)
+
+    def put(self, labels, value):
+        """labels: already rendered ("{...}"), for the per-instance series."""
+        self.lines.append(f"{self.name}{labels} {_number(value)}")
+
+
+def _number(value):
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    return repr(float(value))
+
+
+def render(ops):
+    """The whole exposition, as bytes."""
+    rows = ops.status()
+    usage = ops.usage()
+    # The instance's labels, escaped once: a scrape of 500 services writes
+    # 7000 series, and formatting labels pair by pair was most of its cost.
+    ids = {row.name: f'instance="{_escape(row.name)}",service="{_escape(row.service)}"'
+           for row in rows}
+    out = []
+    state = _Family(out, "corral_instance_state", "gauge",
+                    "1 for the state the instance is in, 0 for the others.")
+    lines = state.lines
+    for row in rows:
+        prefix = f"{state.name}{{{ids[row.name]},state="
+        lines.extend(f'{prefix}"{name}"}} {1 if row.state == name else 0}' for name in STATES)
+    start = _Family(out, "corral_instance_start_time_seconds", "gauge",
+                    "When the instance's current process was spawned, in seconds since the epoch.")
+    exit_code = _Family(out, "corral_instance_last_exit_code", "gauge",
+                        "The exit code of the instance's last process (absent after a signal).")
+    now = time.time()
+    for row in rows:
+        labels = "{" + ids[row.name] + "}"
+        if row.uptime is not None:
+            start.put(labels, round(now - row.uptime, 3))
+        if row.exit_code is not None:
+            exit_code.put(labels, row.exit_code)
+    restarts = _Family(out, "corral_instance_restarts", "counter",
+                       "Restarts since the master started, by reason: " + ", ".join(RESTART_REASONS) + ".")
+    counted = ops.restarts_by_reason()
+    for row in rows:
+        for reason in RESTART_REASONS:
+            restarts.put(f'{{{ids[row.name]},reason="{reason}"}}',
+                         counted.get((row.name, reason), 0))
+    cpu = _Family(out, "corral_instance_cpu_seconds", "counter",
+                  "CPU time of the instance's process tree (falls when a child exits).")
+    rss = _Family(out, "corral_instance_memory_rss_bytes", "gauge",
+                  "Resident memory of the instance's process tree.")
+    for row in rows:
+        tree = usage.get(row.name)
+        if tree is not None:
+            labels = "{" + ids[row.name] + "}"
+            cpu.put(labels, round(tree.cpu_seconds, 2))
+            rss.put(labels, tree.rss)
+    counts = ops.log_counts()
+    log_lines = _Family(out, "corral_service_log_lines", "counter",
+                        "Log lines a service wrote (stdout, stderr and the master's lines about it).")
+    size = _Family(out, "corral_service_log_bytes", "counter", "Bytes of those lines.")
+    for service in sorted(counts):
+        log_lines.add(counts[service].lines, ("service", service))
+        size.add(counts[service].bytes, ("service", service))
+    _Family(out, "corral_log_lines_dropped", "counter",
+            "Log lines skipped for followers that fell behind.").add(
+        ops.log_lines_dropped())
+    _Family(out, "corral_events_dropped", "counter",
+            "Events skipped for followers that fell behind.").add(ops.events_dropped())
+    master = ops.master_process()
+    _Family(out, "process_cpu_seconds", "counter", "The master's CPU time.").add(
+        round(master.cpu_seconds, 3))
+    _Family(out, "process_resident_memory_bytes", "gauge", "The master's RSS.").add(master.rss)
+    if master.start_time is not None:
+        _Family(out, "process_start_time_seconds", "gauge",
+                "The master's start, in seconds since the epoch.").add(round(master.start_time, 2))
+    _Family(out, "process_open_fds", "gauge", "The master's open file descriptors.").add(
+        master.open_fds)
+    _Family(out, "corral_build_info", "gauge", "corral's version; always 1.").add(
+        1, ("version", __version__), ("python", platform.python_version()))
+    return "".join(line + "\n" for family in out for line in family.lines).encode("utf-8")

@@ -1,0 +1,108 @@
+"""The HTTP listener's parts without a master: the [corral] http keys and
+their load-time refusal, the request parser's limits, the exposition
+format's escaping."""
+
+import asyncio
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from corral import config, httpspec
+from corral.errors import ConfigError
+from corral.frontends import httpmetrics, httpwire
+from corral.frontends.httpwire import HttpError
+
+
+def load(tmp_path, corral_table):
+    path = tmp_path / "c.toml"
+    path.write_text(f"[corral]\n{corral_table}\n[services.a]\ncommand = [\"true\"]\n")
+    return config.load(str(path))
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("127.0.0.1:9001", ("tcp", "127.0.0.1", 9001)),
+    ("[::1]:80", ("tcp", "::1", 80)),
+    ("localhost:0", ("tcp", "localhost", 0)),
+    ("unix:///run/c.http", ("unix", "/run/c.http")),
+])
+def test_addresses(value, expected):
+    assert httpspec.parse_address(value) == expected
+
+
+@pytest.mark.parametrize("value", ["", "9001", ":9001", "host:http", "h:70000", "unix://rel",
+                                   17])
+def test_bad_addresses(value):
+    with pytest.raises(ValueError):
+        httpspec.parse_address(value)
+
+
+def test_the_keys_load(tmp_path):
+    master = load(tmp_path, 'http = "127.0.0.1:9001"\nhttp_token = "0123456789abcdefXYZ"').master
+    assert (master.http, master.http_auth, master.http_token) == \
+        ("127.0.0.1:9001", "token", "0123456789abcdefXYZ")
+    assert load(tmp_path, "").master.http is None  # off by default
+    assert "0123456789" not in repr(master)  # the token is not printed
+
+
+@pytest.mark.parametrize("table, key, words", [
+    ('http = "0.0.0.0:9001"\nhttp_auth = "none"', "http", "without auth"),
+    ('http = "example.com:9001"\nhttp_auth = "none"', "http", "without auth"),
+    ('http = "9001"', "http", "HOST:PORT"),
+    ('http_auth = "open"', "http_auth", "token, none"),
+    ('http_token = "short"', "http_token", "at least 16"),
+])
+def test_bad_keys_are_refused_at_load(tmp_path, table, key, words):
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, table)
+    assert f"'{key}'" in str(caught.value) and words in str(caught.value)
+
+
+def test_loopback_and_unix_may_go_without_auth(tmp_path):
+    assert load(tmp_path, 'http = "127.0.0.1:1"\nhttp_auth = "none"').master.http_auth == "none"
+    assert load(tmp_path, 'http = "unix:///tmp/x"\nhttp_auth = "none"').master.http
+
+
+def parse(data, limit=httpwire.MAX_HEAD):
+    async def go():
+        reader = asyncio.StreamReader(limit=limit)
+        reader.feed_data(data)
+        reader.feed_eof()
+        return await httpwire.read_request(reader)
+    return asyncio.run(go())
+
+
+def test_a_request_is_parsed():
+    request = parse(b"POST /api/stop?x=1&x=2&v HTTP/1.1\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: 17\r\n\r\n{\"names\": [\"a\"]}\n")
+    assert (request.method, request.path, request.query["x"], request.arg("v")) == \
+        ("POST", "/api/stop", ["1", "2"], "")
+    assert request.json() == {"names": ["a"]}
+    assert parse(b"") is None
+
+
+@pytest.mark.parametrize("data, status", [
+    (b"PUT / HTTP/1.1\r\n\r\n", 405),
+    (b"GET / HTTP/2\r\n\r\n", 400),
+    (b"GET http://x/ HTTP/1.1\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nbad header\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 100 + b"\r\n", 431),
+    (b"GET / HTTP/1.1\r\nX: " + b"y" * 20000 + b"\r\n\r\n", 431),
+    (b"POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n", 413),
+    (b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nshort", 400),
+    (b"GET /a/../b HTTP/1.1\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: x", 400),
+])
+def test_bad_requests(data, status):
+    with pytest.raises(HttpError) as caught:
+        parse(data)
+    assert caught.value.status == status
+
+
+def test_labels_are_escaped():
+    out = []
+    family = httpmetrics._Family(out, "x", "gauge", "help")
+    family.add(1, ("instance", 'a"b\\c\nd'))
+    text = "".join(line + "\n" for line in family.lines)
+    [parsed] = text_string_to_metric_families(text)
+    assert parsed.samples[0].labels["instance"] == 'a"b\\c\nd'
