@@ -94,25 +94,9 @@ class Operations:
     def __init__(self, master):
         self.master = master
         self._usage = UsageCache()
-        self._log_counts = {}  # service -> LogCount, once attach() ran
-        self._log_token = None
         self._restarts = collections.Counter()  # (instance, reason) -> count
         self._failing = {}  # instance -> "health" or "memory", while FAILING
         master.event_topic.subscribe(self._count_restart)
-
-    def attach(self):
-        """Count log lines from now on (the LogHub exists once the loop is attached)."""
-        if self._log_token is None and self.master.loghub is not None:
-            self._log_token = self.master.loghub.follow(self._count_lines)
-
-    def _count_lines(self, batch):
-        # A Batch's own fields: the lines' text, without a dict per line.
-        meta, lines = batch._m, batch._lines
-        count = self._log_counts.get(meta.service)
-        if count is None:
-            count = self._log_counts[meta.service] = LogCount()
-        count.lines += len(lines)
-        count.bytes += sum(map(len, lines)) + len(lines)
 
     def _count_restart(self, items):
         for item in items:
@@ -263,7 +247,8 @@ class Operations:
         return {r.name: found[r.pid] for r in records if r.pid in found}
 
     def log_counts(self):
-        return {service: LogCount(c.lines, c.bytes) for service, c in self._log_counts.items()}
+        hub = self.master.loghub  # counted as it writes: no follower, no object per line
+        return {service: LogCount(*c) for service, c in (hub.counts if hub else {}).items()}
 
     def log_lines_dropped(self):
         return self.master.counters.log_lines_dropped

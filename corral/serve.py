@@ -116,7 +116,6 @@ async def _main(config, loader=config_module.load, owner=None, pidfile=None, ann
                              token=config.master.http_token, control_socket=config.master.socket)
         daemon_module.drop_privileges(owner, config.master.socket)
         master.attach_loop(loop)  # after the drop: log files belong to the new owner
-        ops.attach()  # counts log lines from here on
         if web is not None:
             await web.start()
         if announce is not None and config.master.logfile and master.loghub.errors:

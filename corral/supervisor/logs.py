@@ -49,6 +49,7 @@ class LogHub:
         self._merged = Ring(ring_lines)
         self._rings, self._inst_service = {}, {}      # service -> Ring, instance -> service
         self._followers, self._tokens = {}, itertools.count(1)
+        self.counts = {}  # service -> [lines, bytes with their newlines], since the start
         self._sec, self._sec_text = None, b""
         self._corral = _Meta("corral", "corral", None, "log")
         # console
@@ -290,6 +291,11 @@ class LogHub:
                     self._console_write(data, notice)
             if count is None:
                 count = block.count(b"\n", 0, end)
+            counted = self.counts.get(m.service)  # for /metrics: two adds a read
+            if counted is None:
+                counted = self.counts[m.service] = [0, 0]
+            counted[0] += count
+            counted[1] += end
             ring = self._rings.get(m.service)
             if ring is None:
                 ring = self._rings[m.service] = Ring(self._ring_lines)
