@@ -14,6 +14,7 @@ EXIT_NO_MASTER = 3  # nothing answers on the control socket
 # (import error, startService raised before ready). The master does not
 # retry it: it goes FATAL at once, as gunicorn treats its WORKER_BOOT_ERROR.
 EXIT_WORKER_BOOT = 78  # EX_CONFIG from sysexits.h
+EXIT_TASK_CRASHED = 70  # EX_SOFTWARE: a task raised and task_crash = "restart"
 
 # Error codes of the control protocol (docs/protocol.md).
 E_BAD_REQUEST = "bad_request"  # not JSON, not an object, missing or wrong fields

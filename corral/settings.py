@@ -200,6 +200,7 @@ _CHECKS = {
     "max_memory": _via(healthspec.parse_memory),
     "ready": _via(readyspec.parse_ready),
     "start_timeout": _number(0),
+    "task_crash": _choice("log", "restart"),
     "watchdog": lambda value, folder: _number(0)(value, folder) or None,  # 0: off
 }
 assert set(_CHECKS) == set(SERVICE_DEFAULTS), "every supervision key needs a check"

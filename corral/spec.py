@@ -71,6 +71,11 @@ SERVICE_DEFAULTS = {
     "ready": None,
     "start_timeout": 60.0,
     "watchdog": None,
+    # A Python worker's asyncio task that ends in an exception nobody awaits:
+    # "log" it and go on (the default: one failed background task is not a
+    # failed service, and the traceback is in the log), or "restart": log it,
+    # stop the tree and exit 70, so the restart policy restarts the worker.
+    "task_crash": "log",
 }
 
 MASTER_DEFAULTS = {
@@ -136,6 +141,7 @@ class ServiceSpec:
     ready: tuple = None  # see SERVICE_DEFAULTS
     start_timeout: float = SERVICE_DEFAULTS["start_timeout"]
     watchdog: float = None  # seconds
+    task_crash: str = SERVICE_DEFAULTS["task_crash"]
     # Raw per-stream files, as supervisord writes stdout_logfile and
     # stderr_logfile (supervisord.conf only): logspec.StreamFile values, each
     # for "out" or "err"; both streams may name the same file

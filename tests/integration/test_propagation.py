@@ -134,3 +134,36 @@ autostart = false
     m.wait_state("web", "RUNNING")  # ignored, and said
     m.wait_log(r"ignoring the remembered goals in .*\.goals: ")
     assert m.status("job")["state"] == "STOPPED" and job["pid"]
+
+
+TASK_CRASH = """
+import asyncio
+import corral
+
+class Flaky(corral.Service):
+    def startService(self):
+        super().startService()
+        self.task = asyncio.get_running_loop().create_task(self.work())
+
+    async def work(self):
+        print("flaky working", flush=True)
+        await asyncio.sleep(0.2)
+        raise ValueError("lost the connection")
+
+application = corral.Application("t")
+Flaky().supervise(task_crash="restart", backoff_initial=0.05).setServiceParent(application)
+calm = Flaky(); calm.setName("calm"); calm.setServiceParent(application)
+"""
+
+
+@pytest.mark.timeout(30)
+def test_task_crash_restart_makes_a_crashed_task_a_crash(master):
+    m = master(TASK_CRASH, suffix=".py")
+    first = running_pid(m, "flaky")
+    calm = running_pid(m, "calm")
+    m.wait_log(r'flaky\[\d+\] err: .*task_crash = "restart": stopping the worker, exit 70')
+    wait_until(lambda: (r := m.status("flaky"))["state"] == "RUNNING" and r["pid"] != first,
+               dump=m.output, message="flaky back with a new pid")
+    assert "exit 70" in m.log_text()
+    m.wait_log(r"calm\[\d+\] err: .*ValueError: lost the connection")
+    assert m.status("calm")["pid"] == calm and m.status("calm")["state"] == "RUNNING"  # "log"

@@ -43,7 +43,7 @@ import os
 import signal
 import sys
 
-from corral.errors import EXIT_WORKER_BOOT
+from corral.errors import EXIT_TASK_CRASHED, EXIT_WORKER_BOOT
 from corral.service import StopErrors, as_awaitable, pending_starts
 
 log = logging.getLogger("corral.worker")
@@ -71,6 +71,7 @@ def run(start, *, stop_signals, notify):
     made it; the master ran its privilegedStartService (supervisor/binding.py)
     and holds the sockets, and a pidfd of the master backs up PDEATHSIG."""
     return run_tree(start.spec.tree, stop_signals=stop_signals, notify=notify,
+                    task_crash=start.spec.task_crash,
                     master_pid=start.master_pid, privileged=False)
 
 
@@ -94,7 +95,7 @@ ASYNCIO = Host()
 
 
 def run_tree(service, *, stop_signals=(signal.SIGTERM, signal.SIGINT), notify=None,
-             master_pid=None, privileged=True, host=ASYNCIO):
+             master_pid=None, privileged=True, host=ASYNCIO, task_crash="log"):
     """Start `service`, report ready, stop it on a stop signal; return an exit code.
 
     notify, if given, is called with "READY=1" once the start has finished.
@@ -109,7 +110,7 @@ def run_tree(service, *, stop_signals=(signal.SIGTERM, signal.SIGINT), notify=No
     loop.set_task_factory(_reporting_task)
     try:
         return loop.run_until_complete(
-            _run(service, stop_signals, notify, master_pid, privileged, host))
+            _run(service, stop_signals, notify, master_pid, privileged, host, task_crash))
     finally:
         try:
             host.before_close(loop)
@@ -139,17 +140,32 @@ def _report_if_untaken(task, turns):
         exc = task.exception()
         log.error("task %s (%s) raised", task.get_name(),
                   getattr(task.get_coro(), "__qualname__", "?"), exc_info=exc)
+        crashed = getattr(task.get_loop(), "corral_task_crashed", None)
+        if crashed is not None:  # task_crash = "restart"
+            crashed()
 
 
-async def _run(service, stop_signals, notify, master_pid=None, privileged=True, host=ASYNCIO):
+async def _run(service, stop_signals, notify, master_pid=None, privileged=True, host=ASYNCIO,
+               task_crash="log"):
     loop = asyncio.get_running_loop()
     stop_asked = asyncio.Event()
+    crashed = []
+    if task_crash == "restart":
+        def on_crash():
+            if not crashed:
+                log.error('task_crash = "restart": stopping the worker, exit %d',
+                          EXIT_TASK_CRASHED)
+            crashed.append(1)
+            stop_asked.set()
+
+        loop.corral_task_crashed = on_crash
     for signum in stop_signals:
         loop.add_signal_handler(signum, stop_asked.set)
     pidfd = _watch_master(loop, master_pid, stop_asked.set)
     heartbeat = _Heartbeat.start(loop, notify)  # watchdog: WATCHDOG=1 from this loop
     try:
-        return await _supervise(service, stop_asked, notify, privileged, host)
+        code = await _supervise(service, stop_asked, notify, privileged, host)
+        return EXIT_TASK_CRASHED if crashed and code == EXIT_OK else code
     finally:
         if heartbeat is not None:
             heartbeat.cancel()
