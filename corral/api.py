@@ -16,7 +16,7 @@ here decides or changes a state: the step does.
     shutdown()        everything down, in reverse order; the master exits
     logs(name, n)     the last n lines      events(n) -> the last n moves
     subscribe(topic)  "logs" or "events": a Subscription, pushed to
-    version(), reopen(), counters
+    version(), reopen(), counters, shutting_down, config (the Config in force)
 """
 
 import asyncio
@@ -165,6 +165,14 @@ class Operations:
         return report.status(self.resolve(names), master.usage, master.clock.now(),
                              master.loghub.service_errors())
 
+    def states(self, names=()):
+        """{instance: state name}, without sampling /proc as status() does."""
+        return {r.name: r.state.value for r in self.resolve(names)}
+
+    async def wait_for(self, check):
+        """Return once check() holds, tested again after every step."""
+        await self.master.wait_for(check)
+
     def tree(self):
         master = self.master
         return report.tree(os.path.basename(master.config.path), master.config.services,
@@ -191,6 +199,16 @@ class Operations:
     @property
     def counters(self):
         return self.master.counters
+
+    @property
+    def shutting_down(self):
+        """True once the ordered shutdown has begun (verbs that start refuse)."""
+        return self.master.shutting_down
+
+    @property
+    def config(self):
+        """The Config in force (spec.Config): the specs as loaded or reloaded."""
+        return self.master.config
 
     def version(self):
         from corral import __version__

@@ -19,6 +19,7 @@ from corral.api import Operations
 from corral.errors import EXIT_OK, CorralError
 from corral.frontends import signals
 from corral.frontends.control import ControlServer
+from corral.frontends.xmlrpc import XMLRPCServer
 from corral.supervisor import daemon as daemon_module
 from corral.supervisor import reaper, sdnotify
 from corral.supervisor.master import Master
@@ -98,7 +99,12 @@ async def _main(config, loader=config_module.load, owner=None, pidfile=None, ann
     # -c CONFIG finds a master listening away from its default place (socketpath.py).
     pointer = socketpath.point_beside(config.path, config.master.socket) \
         if os.path.isfile(config.path) else None
+    xmlrpc = None
     try:
+        if config.master.xmlrpc:  # supervisord's interface (docs/xmlrpc.md)
+            xmlrpc = XMLRPCServer(ops, config.master.xmlrpc, master.log,
+                                  config.master.xmlrpc_username, config.master.xmlrpc_password)
+            await xmlrpc.start()
         daemon_module.drop_privileges(owner, config.master.socket)
         master.attach_loop(loop)  # after the drop: log files belong to the new owner
         if announce is not None and config.master.logfile and master.loghub.errors:
@@ -127,6 +133,8 @@ async def _main(config, loader=config_module.load, owner=None, pidfile=None, ann
             signals.uninstall(loop, taken)
     finally:
         socketpath.remove_pointer(pointer, config.master.socket)
+        if xmlrpc is not None:
+            await xmlrpc.close()
         await control.close()
         master.notifier.close()
         master.close()  # its timers, the commands' NOTIFY_SOCKET and directory

@@ -83,6 +83,11 @@ MASTER_DEFAULTS = {
     # What a FATAL service (or restart group) does to the master: "stay" (the
     # others go on) or "shutdown" (stop everything, exit 1: for containers).
     "on_fatal": "stay",
+    # supervisord's XML-RPC (frontends/xmlrpc.py): "unix://PATH" or
+    # "HOST:PORT" addresses, basic auth when a username is set.
+    "xmlrpc": None,
+    "xmlrpc_username": None,
+    "xmlrpc_password": None,
 }
 
 STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")  # Erlang/OTP's
@@ -161,7 +166,10 @@ class MasterSpec:
     log_backups: int = MASTER_DEFAULTS["log_backups"]
     # supervisord.conf's [unix_http_server], [inet_http_server], [supervisorctl]
     # and groups, for an XML-RPC frontend (loaders/supervisord/http.py), or None.
+    # From TOML: a tuple of addresses "unix:///abs/path", "tcp://host:port".
     xmlrpc: object = None
+    xmlrpc_username: str = None  # TOML's, for every address in a tuple xmlrpc
+    xmlrpc_password: str = None  # or "{SHA}" + hex SHA-1, as supervisord takes
 
 
 @dataclass(frozen=True)
