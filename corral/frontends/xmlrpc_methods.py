@@ -1,0 +1,436 @@
+"""supervisord's `supervisor.*` and `system.*` methods over api.Operations.
+
+Each method is marked with its XML-RPC signature; call() checks the
+argument count and types (INCORRECT_PARAMETERS), refuses `supervisor.*`
+during the shutdown (SHUTDOWN_STATE), as supervisord does, and awaits the
+verbs that wait. Nothing here decides: the verbs are Operations'.
+
+Logs come from the master's rings (the last lines of each service), not
+from files: byte offsets count within the text kept there, and clearing a
+log hides what came before from this interface only; corral's own files
+and rings keep every line.
+"""
+
+import inspect
+import time
+
+from corral import __version__
+from corral.errors import ControlError
+from corral.frontends.xmlrpc_structs import (
+    API_VERSION, RUNNING_STATES, SIGNALLABLE, Faults, RPCError, instance_name, parse_signal,
+    process_info, process_name, read_slice, result, split_namespec, state_of, tail_slice,
+    xml_text)
+
+RING_LINES = 100_000  # asked of Operations.logs: the ring holds fewer
+_TYPES = {"string": str, "int": int, "boolean": bool, "array": list, "struct": dict}
+
+
+def rpc(*signature):
+    """Marks a method of XMLRPCInterface as callable: [return type, param types...]."""
+    def mark(func):
+        func.signature = signature
+        return func
+    return mark
+
+
+class XMLRPCInterface:
+    """The methods, by their XML-RPC names (self.methods), over one Operations."""
+
+    def __init__(self, ops):
+        self.ops = ops
+        self.cleared = {}  # instance, or None for the main log -> time of the last line hidden
+        self.methods = {}
+        for attr in dir(self):
+            func = getattr(self, attr)
+            if hasattr(func, "signature"):
+                namespace, _, name = attr.partition("_")
+                self.methods[f"{namespace}.{name}"] = func
+
+    async def call(self, method, params):
+        func = self.methods.get(method)
+        if func is None:
+            raise RPCError(Faults.UNKNOWN_METHOD)
+        try:
+            inspect.signature(func).bind(*params)
+        except TypeError:
+            raise RPCError(Faults.INCORRECT_PARAMETERS) from None
+        for value, kind in zip(params, func.signature[1:]):
+            wanted = _TYPES.get(kind)
+            if wanted is not None and (not isinstance(value, wanted)
+                                       or (wanted is int and isinstance(value, bool))):
+                raise RPCError(Faults.INCORRECT_PARAMETERS)
+        if method.startswith("supervisor.") and self.ops.shutting_down:
+            raise RPCError(Faults.SHUTDOWN_STATE)
+        value = func(*params)
+        return await value if inspect.isawaitable(value) else value
+
+    # -- names -----------------------------------------------------------------
+
+    def _statuses(self, names=()):
+        return sorted(self.ops.status(names), key=lambda s: (s.service, process_name(s)))
+
+    def _group(self, group):
+        """The Status of each process of group, sorted; BAD_NAME if none."""
+        try:
+            found = [s for s in self._statuses([group]) if s.service == group]
+        except ControlError:
+            found = []
+        if not found or any(ch in group for ch in "*?["):
+            raise RPCError(Faults.BAD_NAME, group)
+        return found
+
+    def _process(self, name, must=True):
+        """The Status of the process named (a namespec), or None for a group."""
+        group, process = split_namespec(name)
+        if process is not None and not any(ch in name for ch in "*?["):
+            wanted = instance_name(group, process)
+            try:
+                for status in self.ops.status([wanted]):
+                    if status.name == wanted and status.service == group:
+                        return status
+            except ControlError:
+                pass
+        if must:
+            raise RPCError(Faults.BAD_NAME, name)
+        return None
+
+    # -- supervisor: the master ----------------------------------------------
+
+    @rpc("string")
+    def supervisor_getAPIVersion(self):
+        """Return the version of the RPC API used by supervisord."""
+        return API_VERSION
+
+    @rpc("string")
+    def supervisor_getVersion(self):
+        """Return the version of the RPC API (before 3.0: getAPIVersion)."""
+        return API_VERSION
+
+    @rpc("string")
+    def supervisor_getSupervisorVersion(self):
+        """Return corral's version."""
+        return __version__
+
+    @rpc("string")
+    def supervisor_getIdentification(self):
+        """Return the identifying string of this master."""
+        return "corral"
+
+    @rpc("struct")
+    def supervisor_getState(self):
+        """Return the master's state: {statecode, statename}."""
+        if self.ops.shutting_down:
+            return {"statecode": -1, "statename": "SHUTDOWN"}
+        return {"statecode": 1, "statename": "RUNNING"}
+
+    @rpc("int")
+    def supervisor_getPID(self):
+        """Return the master's pid."""
+        return self.ops.version()["pid"]
+
+    @rpc("boolean")
+    def supervisor_shutdown(self):
+        """Stop every process in reverse order, then the master."""
+        self.ops.shutdown()
+        return True
+
+    @rpc("boolean")
+    def supervisor_restart(self):
+        """Not supported: corral reloads in place (reloadConfig, `corral reload`)."""
+        raise RPCError(Faults.FAILED, "restart is not supported; use `corral reload`")
+
+    @rpc("array")
+    def supervisor_reloadConfig(self):
+        """Not supported yet: `corral reload` re-reads and applies the config."""
+        raise RPCError(Faults.CANT_REREAD, "use `corral reload`")
+
+    @rpc("boolean", "string")
+    def supervisor_addProcessGroup(self, name):
+        """Already added when configured: corral's reload adds new services."""
+        self._group(name)
+        raise RPCError(Faults.ALREADY_ADDED, name)
+
+    @rpc("boolean", "string")
+    def supervisor_removeProcessGroup(self, name):
+        """Not supported: corral's reload removes services gone from the config."""
+        self._group(name)
+        raise RPCError(Faults.FAILED, "use `corral reload`")
+
+    # -- supervisor: process info ---------------------------------------------
+
+    @rpc("struct", "string")
+    def supervisor_getProcessInfo(self, name):
+        """Get info about a process named name ('name' or 'group:name')."""
+        return process_info(self._process(name), time.time())
+
+    @rpc("array")
+    def supervisor_getAllProcessInfo(self):
+        """Get info about all processes, sorted by group then name."""
+        now = time.time()
+        return [process_info(s, now) for s in self._statuses()]
+
+    @rpc("array")
+    def supervisor_getAllConfigInfo(self):
+        """Get info about every configured process (groups flattened)."""
+        infos = []
+        for spec in self.ops.config.services:
+            command = " ".join(spec.command) if spec.is_command else (spec.factory or "")
+            for name in spec.instance_names():
+                infos.append({
+                    "name": name if name == spec.name else name[len(spec.name) + 1:],
+                    "group": spec.name, "inuse": True, "autostart": spec.autostart,
+                    "command": command, "directory": spec.cwd or "", "uid": spec.user or 0,
+                    "exitcodes": [0], "group_prio": 999, "process_prio": 999,
+                    "killasgroup": True, "redirect_stderr": False,
+                    "startretries": spec.max_restarts, "startsecs": 0,
+                    "stopsignal": int(spec.stop_signal), "stopwaitsecs": int(spec.stop_timeout),
+                    "stdout_logfile": "", "stderr_logfile": "", "serverurl": "AUTO",
+                })
+        return sorted(infos, key=lambda info: (info["group"], info["name"]))
+
+    # -- supervisor: start, stop, signal --------------------------------------
+
+    async def _start(self, statuses, wait):
+        """Start these; with wait, until each is RUNNING or has failed to come up."""
+        names = [s.name for s in statuses]
+        await self.ops.start(names, wait=False)
+        if wait:
+            def settled():
+                return all(state == "RUNNING" or state_of(state)[1] not in ("STARTING",)
+                           for state in self.ops.states(names).values())
+            await self.ops.wait_for(settled)
+        results = []
+        for status in self.ops.status(names):
+            statename = state_of(status.state)[1]
+            if not wait or statename == "RUNNING":
+                results.append(result(status))
+            elif status.spawn_error:
+                results.append(result(status, Faults.SPAWN_ERROR,
+                                      f"SPAWN_ERROR: {status.name}"))
+            else:
+                results.append(result(status, Faults.ABNORMAL_TERMINATION,
+                                      f"ABNORMAL_TERMINATION: {status.name}"))
+        return results
+
+    def _not_running(self, statuses):
+        return [s for s in statuses if state_of(s.state)[1] not in RUNNING_STATES]
+
+    @rpc("boolean", "string", "boolean")
+    async def supervisor_startProcess(self, name, wait=True):
+        """Start a process ('group:*' starts its group)."""
+        status = self._process(name, must=False)
+        if status is None:
+            return await self.supervisor_startProcessGroup(split_namespec(name)[0], wait)
+        if state_of(status.state)[1] in RUNNING_STATES:
+            raise RPCError(Faults.ALREADY_STARTED, name)
+        (outcome,) = await self._start([status], wait)
+        if outcome["status"] != Faults.SUCCESS:
+            raise RPCError(outcome["status"], name)
+        return True
+
+    @rpc("array", "string", "boolean")
+    async def supervisor_startProcessGroup(self, name, wait=True):
+        """Start every process of the group named name that is not running."""
+        return await self._start(self._not_running(self._group(name)), wait)
+
+    @rpc("array", "boolean")
+    async def supervisor_startAllProcesses(self, wait=True):
+        """Start every process that is not running, in dependency order."""
+        return await self._start(self._not_running(self._statuses()), wait)
+
+    async def _stop(self, statuses, wait):
+        names = [s.name for s in statuses]
+        if names:
+            await self.ops.stop(names, wait=wait)
+        return [result(s) for s in statuses]
+
+    def _running(self, statuses):
+        return [s for s in statuses if state_of(s.state)[1] in RUNNING_STATES]
+
+    @rpc("boolean", "string", "boolean")
+    async def supervisor_stopProcess(self, name, wait=True):
+        """Stop a process ('group:*' stops its group)."""
+        status = self._process(name, must=False)
+        if status is None:
+            return await self.supervisor_stopProcessGroup(split_namespec(name)[0], wait)
+        if state_of(status.state)[1] not in RUNNING_STATES:
+            raise RPCError(Faults.NOT_RUNNING, name)
+        await self._stop([status], wait)
+        return True
+
+    @rpc("array", "string", "boolean")
+    async def supervisor_stopProcessGroup(self, name, wait=True):
+        """Stop every running process of the group named name."""
+        return await self._stop(self._running(self._group(name)), wait)
+
+    @rpc("array", "boolean")
+    async def supervisor_stopAllProcesses(self, wait=True):
+        """Stop every running process, dependents first."""
+        return await self._stop(self._running(self._statuses()), wait)
+
+    def _signal(self, statuses, value):
+        sig = parse_signal(value)
+        results = []
+        for status in statuses:
+            if state_of(status.state)[1] not in SIGNALLABLE:
+                continue
+            (outcome,) = self.ops.signal([status.name], sig, group=False)
+            results.append(result(status) if outcome.ok else
+                           result(status, Faults.NOT_RUNNING, f"NOT_RUNNING: {status.name}"))
+        return results
+
+    @rpc("boolean", "string", "signal")
+    def supervisor_signalProcess(self, name, signal):
+        """Send a signal (a name, or a number) to the process named name."""
+        status = self._process(name, must=False)
+        if status is None:
+            return self.supervisor_signalProcessGroup(split_namespec(name)[0], signal)
+        sig = parse_signal(signal)
+        if state_of(status.state)[1] not in SIGNALLABLE:
+            raise RPCError(Faults.NOT_RUNNING, name)
+        (outcome,) = self.ops.signal([status.name], sig, group=False)
+        if not outcome.ok:
+            raise RPCError(Faults.NOT_RUNNING, name)
+        return True
+
+    @rpc("array", "string", "signal")
+    def supervisor_signalProcessGroup(self, name, signal):
+        """Send a signal to every signallable process of the group."""
+        return self._signal(self._group(name), signal)
+
+    @rpc("array", "signal")
+    def supervisor_signalAllProcesses(self, signal):
+        """Send a signal to every signallable process."""
+        return self._signal(self._statuses(), signal)
+
+    @rpc("boolean", "string", "string")
+    def supervisor_sendProcessStdin(self, name, chars):
+        """Not available: corral gives every worker /dev/null as its stdin."""
+        status = self._process(name)
+        if status.pid is None:
+            raise RPCError(Faults.NOT_RUNNING, name)
+        raise RPCError(Faults.NO_FILE, name)
+
+    # -- supervisor: logs ------------------------------------------------------
+
+    def _log_bytes(self, name, channel):
+        """The kept lines of one instance's stream (None: the main log), as bytes."""
+        cutoff = self.cleared.get(name, float("-inf"))
+        lines = self.ops.logs(name, RING_LINES)
+        if name is None:
+            return "".join(main_line(line) for line in lines if line["time"] > cutoff).encode()
+        return "".join(line["line"] + "\n" for line in lines
+                       if line["stream"] == channel and line["time"] > cutoff).encode()
+
+    def _clear(self, name):
+        lines = self.ops.logs(name, 1)
+        self.cleared[name] = lines[-1]["time"] if lines else float("-inf")
+
+    @rpc("string", "int", "int")
+    def supervisor_readLog(self, offset, length):
+        """Read length bytes from the main log starting at offset (< 0: from the end)."""
+        data = read_slice(self._log_bytes(None, None), offset, length)
+        return xml_text(data.decode("utf-8", "replace"))
+
+    supervisor_readMainLog = supervisor_readLog
+
+    @rpc("boolean")
+    def supervisor_clearLog(self):
+        """Hide the main log's lines so far from this interface (files keep them)."""
+        self._clear(None)
+        return True
+
+    def _read(self, name, offset, length, channel):
+        status = self._process(name)
+        data = read_slice(self._log_bytes(status.name, channel), offset, length)
+        return xml_text(data.decode("utf-8", "replace"))
+
+    @rpc("string", "string", "int", "int")
+    def supervisor_readProcessStdoutLog(self, name, offset, length):
+        """Read length bytes from name's stdout log starting at offset."""
+        return self._read(name, offset, length, "out")
+
+    supervisor_readProcessLog = supervisor_readProcessStdoutLog
+
+    @rpc("string", "string", "int", "int")
+    def supervisor_readProcessStderrLog(self, name, offset, length):
+        """Read length bytes from name's stderr log starting at offset."""
+        return self._read(name, offset, length, "err")
+
+    @rpc("array", "string", "int", "int")
+    def supervisor_tailProcessStdoutLog(self, name, offset, length):
+        """[text, offset, overflow]: length bytes from offset, or the newest ones."""
+        return tail_slice(self._log_bytes(self._process(name).name, "out"), offset, length)
+
+    supervisor_tailProcessLog = supervisor_tailProcessStdoutLog
+
+    @rpc("array", "string", "int", "int")
+    def supervisor_tailProcessStderrLog(self, name, offset, length):
+        """[text, offset, overflow] of name's stderr."""
+        return tail_slice(self._log_bytes(self._process(name).name, "err"), offset, length)
+
+    @rpc("boolean", "string")
+    def supervisor_clearProcessLogs(self, name):
+        """Hide name's lines so far from this interface (corral's files keep them)."""
+        self._clear(self._process(name).name)
+        return True
+
+    supervisor_clearProcessLog = supervisor_clearProcessLogs
+
+    @rpc("array")
+    def supervisor_clearAllProcessLogs(self):
+        """clearProcessLogs for every process."""
+        statuses = self._statuses()
+        for status in statuses:
+            self._clear(status.name)
+        return [result(s) for s in statuses]
+
+    # -- system ----------------------------------------------------------------
+
+    @rpc("array")
+    def system_listMethods(self):
+        """Return an array listing the available method names."""
+        return sorted(self.methods)
+
+    @rpc("string", "string")
+    def system_methodHelp(self, name):
+        """Return a string showing the method's documentation."""
+        if name not in self.methods:
+            raise RPCError(Faults.SIGNATURE_UNSUPPORTED)
+        return inspect.getdoc(self.methods[name]) or ""
+
+    @rpc("array", "string")
+    def system_methodSignature(self, name):
+        """Return [return type, param types...] of the method."""
+        if name not in self.methods:
+            raise RPCError(Faults.SIGNATURE_UNSUPPORTED)
+        return [kind if kind != "signal" else "string" for kind in self.methods[name].signature]
+
+    @rpc("array", "array")
+    async def system_multicall(self, calls):
+        """Process an array of {methodName, params} calls; each result is
+        [value] or {faultCode, faultString}."""
+        results = []
+        for call in calls:
+            try:
+                if not isinstance(call, dict) or not isinstance(call.get("methodName"), str):
+                    raise RPCError(Faults.INCORRECT_PARAMETERS)
+                if call["methodName"] == "system.multicall":
+                    raise RPCError(Faults.INCORRECT_PARAMETERS, "recursive system.multicall")
+                params = call.get("params", [])
+                if not isinstance(params, list):
+                    raise RPCError(Faults.INCORRECT_PARAMETERS)
+                results.append([await self.call(call["methodName"], params)])
+            except RPCError as err:
+                results.append({"faultCode": err.code, "faultString": err.text})
+        return results
+
+
+
+
+def main_line(line):
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(line["time"]))
+    who = line["name"] if line["pid"] is None else f"{line['name']}[{line['pid']}]"
+    return f"{stamp}.{int(line['time'] * 1000) % 1000:03d} {who} {line['stream']}: {line['line']}\n"
+
+
