@@ -98,7 +98,7 @@ def process_info(status, now):
     stop = int(status.since or 0) if status.uptime is None and ran else 0
     spawnerr = status.spawn_error or ""
     if statename == "RUNNING":
-        description = f"pid {status.pid}, uptime {uptime_text(now - start)}"
+        description = f"pid {status.pid}, uptime {uptime_text(status.uptime or 0)}"
     elif statename in ("FATAL", "BACKOFF"):
         description = spawnerr or status.reason or f'unknown error (try "tail {status.name}")'
     elif statename in ("STOPPED", "EXITED"):
