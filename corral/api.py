@@ -13,6 +13,7 @@ here decides or changes a state: the step does.
     signal(names, s)  to the main process, or (group) its whole process group
     status(names)     -> [report.Status]      tree() -> the service tree
     reload()          re-read the config, apply the difference (reload.py)
+    preview()         the difference reload() would apply, applying nothing
     shutdown()        everything down, in reverse order; the master exits
     logs(name, n)     the last n lines      events(n) -> the last n moves
     subscribe(topic)  "logs" or "events": a Subscription, pushed to
@@ -27,7 +28,8 @@ from dataclasses import asdict, dataclass
 
 from corral.core import messages as m
 from corral.core.states import AT_REST, SIGNALLABLE, State
-from corral.errors import E_NO_SUCH_SERVICE, E_SHUTTING_DOWN, ControlError
+from corral import spec as spec_module
+from corral.errors import E_CONFIG, E_NO_SUCH_SERVICE, E_SHUTTING_DOWN, ControlError, CorralError
 from corral.supervisor import reload as reload_module
 from corral.supervisor import report
 from corral.supervisor.subscriptions import LogSubscription
@@ -146,6 +148,18 @@ class Operations:
         self.guard("reload")
         async with self.master.reload_lock, self.master.notifier.reloading():
             return await reload_module.apply(self.master, self._stop)
+
+    def preview(self):
+        """What reload() would do now, without doing it: {"added", "removed",
+        "changed", "unchanged"} service names. Raises ControlError(E_CONFIG)
+        naming the error when the config does not load."""
+        try:
+            new = self.master.loader(self.master.config.path)
+        except CorralError as exc:
+            raise ControlError(E_CONFIG, str(exc)) from None
+        added, removed, changed, unchanged = spec_module.diff(
+            self.master.config.services, new.services)
+        return {"added": added, "removed": removed, "changed": changed, "unchanged": unchanged}
 
     def shutdown(self):
         """Begin the ordered shutdown now; await the result to wait for its end."""

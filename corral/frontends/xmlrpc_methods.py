@@ -11,6 +11,7 @@ log hides what came before from this interface only; corral's own files
 and rings keep every line.
 """
 
+import asyncio
 import inspect
 import time
 
@@ -38,6 +39,8 @@ class XMLRPCInterface:
 
     def __init__(self, ops):
         self.ops = ops
+        self.applied = set()  # groups an `update`'s first add or remove applied
+        self.restarting = None  # the task of supervisor.restart
         self.cleared = {}  # instance, or None for the main log -> time of the last line hidden
         self.methods = {}
         for attr in dir(self):
@@ -136,25 +139,69 @@ class XMLRPCInterface:
 
     @rpc("boolean")
     def supervisor_restart(self):
-        """Not supported: corral reloads in place (reloadConfig, `corral reload`)."""
-        raise RPCError(Faults.FAILED, "restart is not supported; use `corral reload`")
+        """Stop everything, re-read the config, start what starts by itself."""
+        self.restarting = asyncio.ensure_future(self._restart_all())
+        return True
+
+    async def _restart_all(self):
+        await self.ops.stop([])
+        try:
+            await self.ops.reload()
+        except ControlError:
+            pass  # the master logged why; the old config starts again
+        await self.ops.start([name for spec in self.ops.config.services if spec.autostart
+                              for name in spec.instance_names()], wait=False)
+
+    def _preview(self):
+        try:
+            return self.ops.preview()
+        except ControlError as exc:
+            raise RPCError(Faults.CANT_REREAD, exc.message) from None
 
     @rpc("array")
     def supervisor_reloadConfig(self):
-        """Not supported yet: `corral reload` re-reads and applies the config."""
-        raise RPCError(Faults.CANT_REREAD, "use `corral reload`")
+        """Re-read the config: [[added, changed, removed]] group names, applying nothing."""
+        diff = self._preview()
+        self.applied.clear()  # an `update` begins here
+        return [[diff["added"], diff["changed"], diff["removed"]]]
+
+    async def _apply(self):
+        """corral applies the whole difference at once, at the first add or
+        remove of an `update`; its later stops, adds and removes of the
+        groups it changed find their part done (until the next reloadConfig)."""
+        try:
+            done = await self.ops.reload()
+        except ControlError as exc:
+            raise RPCError(Faults.CANT_REREAD, exc.message) from None
+        self.applied.update(done["added"] + done["changed"] + done["removed"])
 
     @rpc("boolean", "string")
-    def supervisor_addProcessGroup(self, name):
-        """Already added when configured: corral's reload adds new services."""
-        self._group(name)
-        raise RPCError(Faults.ALREADY_ADDED, name)
+    async def supervisor_addProcessGroup(self, name):
+        """Add the group of a service new (or changed) in the config."""
+        if name in self.applied:
+            return True
+        diff = self._preview()
+        if name in diff["added"] + diff["changed"]:
+            await self._apply()
+            return True
+        if name in diff["unchanged"]:
+            raise RPCError(Faults.ALREADY_ADDED, name)
+        raise RPCError(Faults.BAD_NAME, name)
 
     @rpc("boolean", "string")
-    def supervisor_removeProcessGroup(self, name):
-        """Not supported: corral's reload removes services gone from the config."""
-        self._group(name)
-        raise RPCError(Faults.FAILED, "use `corral reload`")
+    async def supervisor_removeProcessGroup(self, name):
+        """Remove the group of a service gone (or changed) from the config;
+        its processes must be stopped first."""
+        if name in self.applied:
+            return True
+        if any(state_of(s.state)[1] not in ("STOPPED", "EXITED", "FATAL")
+               for s in self._group(name)):
+            raise RPCError(Faults.STILL_RUNNING, name)
+        diff = self._preview()
+        if name in diff["removed"] + diff["changed"]:
+            await self._apply()
+            return True
+        raise RPCError(Faults.FAILED, f"{name} is in the config: reread first")
 
     # -- supervisor: process info ---------------------------------------------
 
@@ -261,6 +308,8 @@ class XMLRPCInterface:
     @rpc("array", "string", "boolean")
     async def supervisor_stopProcessGroup(self, name, wait=True):
         """Stop every running process of the group named name."""
+        if name in self.applied:
+            return []  # an `update` already applied the new config to it
         return await self._stop(self._running(self._group(name)), wait)
 
     @rpc("array", "boolean")

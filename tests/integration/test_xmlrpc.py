@@ -298,3 +298,39 @@ autostart = false
     ours = ctl(None, "status", url=f"unix://{m.dir}/x.sock")
     assert "Not started" in theirs.stdout and "pid" in theirs.stdout
     assert (ours.returncode, shape(ours.stdout)) == (theirs.returncode, shape(theirs.stdout))
+
+
+def test_reread_update_and_reload(master):
+    m = master('[corral]\nxmlrpc = "unix://x.sock"\n'
+               '[services.keep]\ncommand = ["sleep", "1000"]\n'
+               '[services.change]\ncommand = ["sleep", "1000"]\n'
+               '[services.gone]\ncommand = ["sleep", "1000"]\n')
+    m.xsock = os.path.join(m.dir, "x.sock")
+    for name in ("keep", "change", "gone"):
+        m.wait_state(name, "RUNNING")
+    assert ctl(m, "reread").stdout.strip() == "No config updates to processes"
+    keep, change = m.status("keep")["pid"], m.status("change")["pid"]
+    with open(m.config, "w") as f:
+        f.write('[corral]\nxmlrpc = "unix://x.sock"\n'
+                '[services.keep]\ncommand = ["sleep", "1000"]\n'
+                '[services.change]\ncommand = ["sleep", "2000"]\n'
+                '[services.new]\ncommand = ["sleep", "1000"]\n')
+    assert sorted(ctl(m, "reread").stdout.splitlines()) == [
+        "change: changed", "gone: disappeared", "new: available"]
+    assert "gone" in m.status()  # reread applies nothing
+    done = ctl(m, "update")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines() == [
+        "gone: stopped", "gone: removed process group", "change: stopped",
+        "change: updated process group", "new: added process group"]
+    m.wait_state("new", "RUNNING")
+    m.wait_state("change", "RUNNING")
+    rows = m.status()
+    assert "gone" not in rows and rows["keep"]["pid"] == keep and rows["change"]["pid"] != change
+    assert ctl(m, "reread").stdout.strip() == "No config updates to processes"
+    assert ctl(m, "reload").stdout.strip() == "Restarted supervisord"
+    wait_until(lambda: m.status()["keep"]["pid"] not in (None, keep)
+               and m.status()["keep"]["state"] == "RUNNING", message="keep restarted")
+    with open(m.config, "w") as f:
+        f.write("[corral]\nbroken = \n")
+    assert "ERROR" in ctl(m, "reread").stdout
