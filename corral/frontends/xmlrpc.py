@@ -20,7 +20,8 @@ from urllib.parse import unquote
 
 from corral.errors import CorralError
 from corral.frontends import xmlrpc_http as http
-from corral.frontends.xmlrpc_methods import XMLRPCInterface, main_line
+from corral.frontends.xmlrpc_logs import main_line
+from corral.frontends.xmlrpc_methods import XMLRPCInterface
 from corral.frontends.xmlrpc_structs import Faults, RPCError
 
 FOLLOW_BUFFER = 1 << 20  # bytes queued to one tail -f before lines are skipped
@@ -73,12 +74,12 @@ class XMLRPCHandler:
             namespec, _, channel = unquote(path[len("/logtail/"):]).partition("/")
             stream = {"": "out", "stdout": "out", "stderr": "err"}.get(channel)
             try:
-                name = self.rpc._process(namespec).name if stream else None
+                name = self.rpc.find(namespec).name if stream else None
             except RPCError:
                 name = None
             if name is None:
                 raise http.HTTPError(404)
-        head = self.rpc._log_bytes(name, stream)[-TAIL_HEAD:]
+        head = self.rpc.logs.log_bytes(name, stream)[-TAIL_HEAD:]
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain;charset=utf-8\r\n"
                      b"Transfer-Encoding: chunked\r\nX-Accel-Buffering: no\r\n"
                      b"Connection: close\r\n\r\n" + http.chunk(head))

@@ -4,11 +4,7 @@ Each method is marked with its XML-RPC signature; call() checks the
 argument count and types (INCORRECT_PARAMETERS), refuses `supervisor.*`
 during the shutdown (SHUTDOWN_STATE), as supervisord does, and awaits the
 verbs that wait. Nothing here decides: the verbs are Operations'.
-
-Logs come from the master's rings (the last lines of each service), not
-from files: byte offsets count within the text kept there, and clearing a
-log hides what came before from this interface only; corral's own files
-and rings keep every line.
+The log methods are in xmlrpc_logs.py.
 """
 
 import asyncio
@@ -17,21 +13,12 @@ import time
 
 from corral import __version__
 from corral.errors import ControlError
+from corral.frontends.xmlrpc_logs import LogMethods
 from corral.frontends.xmlrpc_structs import (
     API_VERSION, RUNNING_STATES, SIGNALLABLE, Faults, RPCError, instance_name, parse_signal,
-    process_info, process_name, read_slice, result, split_namespec, state_of, tail_slice,
-    xml_text)
+    process_info, process_name, result, rpc, split_namespec, state_of)
 
-RING_LINES = 100_000  # asked of Operations.logs: the ring holds fewer
 _TYPES = {"string": str, "int": int, "boolean": bool, "array": list, "struct": dict}
-
-
-def rpc(*signature):
-    """Marks a method of XMLRPCInterface as callable: [return type, param types...]."""
-    def mark(func):
-        func.signature = signature
-        return func
-    return mark
 
 
 class XMLRPCInterface:
@@ -41,13 +28,14 @@ class XMLRPCInterface:
         self.ops = ops
         self.applied = set()  # groups an `update`'s first add or remove applied
         self.restarting = None  # the task of supervisor.restart
-        self.cleared = {}  # instance, or None for the main log -> time of the last line hidden
+        self.logs = LogMethods(ops, self.find, self._statuses)
         self.methods = {}
-        for attr in dir(self):
-            func = getattr(self, attr)
-            if hasattr(func, "signature"):
-                namespace, _, name = attr.partition("_")
-                self.methods[f"{namespace}.{name}"] = func
+        for part in (self, self.logs):
+            for attr in dir(part):
+                func = getattr(part, attr)
+                if hasattr(func, "signature"):
+                    namespace, _, name = attr.partition("_")
+                    self.methods[f"{namespace}.{name}"] = func
 
     async def call(self, method, params):
         func = self.methods.get(method)
@@ -82,7 +70,7 @@ class XMLRPCInterface:
             raise RPCError(Faults.BAD_NAME, group)
         return found
 
-    def _process(self, name, must=True):
+    def find(self, name, must=True):
         """The Status of the process named (a namespec), or None for a group."""
         group, process = split_namespec(name)
         if process is not None and not any(ch in name for ch in "*?["):
@@ -208,7 +196,7 @@ class XMLRPCInterface:
     @rpc("struct", "string")
     def supervisor_getProcessInfo(self, name):
         """Get info about a process named name ('name' or 'group:name')."""
-        return process_info(self._process(name), time.time())
+        return process_info(self.find(name), time.time())
 
     @rpc("array")
     def supervisor_getAllProcessInfo(self):
@@ -265,7 +253,7 @@ class XMLRPCInterface:
     @rpc("boolean", "string", "boolean")
     async def supervisor_startProcess(self, name, wait=True):
         """Start a process ('group:*' starts its group)."""
-        status = self._process(name, must=False)
+        status = self.find(name, must=False)
         if status is None:
             return await self.supervisor_startProcessGroup(split_namespec(name)[0], wait)
         if state_of(status.state)[1] in RUNNING_STATES:
@@ -297,7 +285,7 @@ class XMLRPCInterface:
     @rpc("boolean", "string", "boolean")
     async def supervisor_stopProcess(self, name, wait=True):
         """Stop a process ('group:*' stops its group)."""
-        status = self._process(name, must=False)
+        status = self.find(name, must=False)
         if status is None:
             return await self.supervisor_stopProcessGroup(split_namespec(name)[0], wait)
         if state_of(status.state)[1] not in RUNNING_STATES:
@@ -331,7 +319,7 @@ class XMLRPCInterface:
     @rpc("boolean", "string", "signal")
     def supervisor_signalProcess(self, name, signal):
         """Send a signal (a name, or a number) to the process named name."""
-        status = self._process(name, must=False)
+        status = self.find(name, must=False)
         if status is None:
             return self.supervisor_signalProcessGroup(split_namespec(name)[0], signal)
         sig = parse_signal(signal)
@@ -355,84 +343,10 @@ class XMLRPCInterface:
     @rpc("boolean", "string", "string")
     def supervisor_sendProcessStdin(self, name, chars):
         """Not available: corral gives every worker /dev/null as its stdin."""
-        status = self._process(name)
+        status = self.find(name)
         if status.pid is None:
             raise RPCError(Faults.NOT_RUNNING, name)
         raise RPCError(Faults.NO_FILE, name)
-
-    # -- supervisor: logs ------------------------------------------------------
-
-    def _log_bytes(self, name, channel):
-        """The kept lines of one instance's stream (None: the main log), as bytes."""
-        cutoff = self.cleared.get(name, float("-inf"))
-        lines = self.ops.logs(name, RING_LINES)
-        if name is None:
-            return "".join(main_line(line) for line in lines if line["time"] > cutoff).encode()
-        return "".join(line["line"] + "\n" for line in lines
-                       if line["stream"] == channel and line["time"] > cutoff).encode()
-
-    def _clear(self, name):
-        lines = self.ops.logs(name, 1)
-        self.cleared[name] = lines[-1]["time"] if lines else float("-inf")
-
-    @rpc("string", "int", "int")
-    def supervisor_readLog(self, offset, length):
-        """Read length bytes from the main log starting at offset (< 0: from the end)."""
-        data = read_slice(self._log_bytes(None, None), offset, length)
-        return xml_text(data.decode("utf-8", "replace"))
-
-    supervisor_readMainLog = supervisor_readLog
-
-    @rpc("boolean")
-    def supervisor_clearLog(self):
-        """Hide the main log's lines so far from this interface (files keep them)."""
-        self._clear(None)
-        return True
-
-    def _read(self, name, offset, length, channel):
-        status = self._process(name)
-        data = read_slice(self._log_bytes(status.name, channel), offset, length)
-        return xml_text(data.decode("utf-8", "replace"))
-
-    @rpc("string", "string", "int", "int")
-    def supervisor_readProcessStdoutLog(self, name, offset, length):
-        """Read length bytes from name's stdout log starting at offset."""
-        return self._read(name, offset, length, "out")
-
-    supervisor_readProcessLog = supervisor_readProcessStdoutLog
-
-    @rpc("string", "string", "int", "int")
-    def supervisor_readProcessStderrLog(self, name, offset, length):
-        """Read length bytes from name's stderr log starting at offset."""
-        return self._read(name, offset, length, "err")
-
-    @rpc("array", "string", "int", "int")
-    def supervisor_tailProcessStdoutLog(self, name, offset, length):
-        """[text, offset, overflow]: length bytes from offset, or the newest ones."""
-        return tail_slice(self._log_bytes(self._process(name).name, "out"), offset, length)
-
-    supervisor_tailProcessLog = supervisor_tailProcessStdoutLog
-
-    @rpc("array", "string", "int", "int")
-    def supervisor_tailProcessStderrLog(self, name, offset, length):
-        """[text, offset, overflow] of name's stderr."""
-        return tail_slice(self._log_bytes(self._process(name).name, "err"), offset, length)
-
-    @rpc("boolean", "string")
-    def supervisor_clearProcessLogs(self, name):
-        """Hide name's lines so far from this interface (corral's files keep them)."""
-        self._clear(self._process(name).name)
-        return True
-
-    supervisor_clearProcessLog = supervisor_clearProcessLogs
-
-    @rpc("array")
-    def supervisor_clearAllProcessLogs(self):
-        """clearProcessLogs for every process."""
-        statuses = self._statuses()
-        for status in statuses:
-            self._clear(status.name)
-        return [result(s) for s in statuses]
 
     # -- system ----------------------------------------------------------------
 
@@ -473,13 +387,3 @@ class XMLRPCInterface:
             except RPCError as err:
                 results.append({"faultCode": err.code, "faultString": err.text})
         return results
-
-
-
-
-def main_line(line):
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(line["time"]))
-    who = line["name"] if line["pid"] is None else f"{line['name']}[{line['pid']}]"
-    return f"{stamp}.{int(line['time'] * 1000) % 1000:03d} {who} {line['stream']}: {line['line']}\n"
-
-

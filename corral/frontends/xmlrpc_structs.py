@@ -164,3 +164,9 @@ def tail_slice(data, offset, length):
     return [xml_text(text.decode("utf-8", "replace")), offset + length, overflow]
 
 
+def rpc(*signature):
+    """Marks a method of XMLRPCInterface as callable: [return type, param types...]."""
+    def mark(func):
+        func.signature = signature
+        return func
+    return mark
