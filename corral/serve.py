@@ -105,6 +105,8 @@ async def _main(config, loader=config_module.load, owner=None, pidfile=None, ann
             xmlrpc = XMLRPCServer(ops, config.master.xmlrpc, master.log,
                                   config.master.xmlrpc_username, config.master.xmlrpc_password)
             await xmlrpc.start()
+            if owner is not None:
+                xmlrpc.hand_over(owner.uid, owner.gid)
         daemon_module.drop_privileges(owner, config.master.socket)
         master.attach_loop(loop)  # after the drop: log files belong to the new owner
         if announce is not None and config.master.logfile and master.loghub.errors:

@@ -147,6 +147,16 @@ class XMLRPCServer:
                 host, _, port = address[len("tcp://"):].rpartition(":")
                 await self.http.listen_tcp(host.strip("[]") or None, int(port))
 
+    def hand_over(self, uid, gid):
+        """Give the unix sockets to the uid the master becomes (as the
+        control socket is), so that its peer check still admits its user."""
+        for path in self.paths:
+            try:
+                os.chown(path, -1 if uid is None else uid, -1 if gid is None else gid)
+            except OSError as exc:
+                raise CorralError(f"cannot hand the xmlrpc socket {path} to uid {uid}: "
+                                  f"{exc.strerror}") from None
+
     async def close(self):
         await self.http.close()
         for path in self.paths:

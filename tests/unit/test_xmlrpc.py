@@ -3,6 +3,8 @@
 import asyncio
 import base64
 import hashlib
+import os
+import pwd
 import signal
 import time
 import xmlrpc.client
@@ -217,3 +219,16 @@ def test_request_heads_are_bounded():
         with pytest.raises(http.HTTPError) as err:
             run(parse(data))
         assert err.value.status == status, data
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another uid needs root")
+def test_the_unix_sockets_go_to_the_uid_the_master_becomes(tmp_path):
+    from corral.frontends.xmlrpc import XMLRPCServer
+
+    nobody = pwd.getpwnam("nobody")
+    server = XMLRPCServer(FakeOps(), (), log=print)
+    server.paths = [str(tmp_path / "x.sock")]
+    open(server.paths[0], "w").close()
+    server.hand_over(nobody.pw_uid, None)
+    st = os.stat(server.paths[0])
+    assert (st.st_uid, st.st_gid) == (nobody.pw_uid, os.getgid())
