@@ -12,7 +12,7 @@ import inspect
 import time
 
 from corral import __version__
-from corral.errors import ControlError
+from corral.errors import E_NO_SUCH_SERVICE, E_SHUTTING_DOWN, ControlError
 from corral.frontends.xmlrpc_logs import LogMethods
 from corral.frontends.xmlrpc_structs import (
     API_VERSION, RUNNING_STATES, SIGNALLABLE, Faults, RPCError, instance_name, parse_signal,
@@ -52,8 +52,13 @@ class XMLRPCInterface:
                 raise RPCError(Faults.INCORRECT_PARAMETERS)
         if method.startswith("supervisor.") and self.ops.shutting_down:
             raise RPCError(Faults.SHUTDOWN_STATE)
-        value = func(*params)
-        return await value if inspect.isawaitable(value) else value
+        try:
+            value = func(*params)
+            return await value if inspect.isawaitable(value) else value
+        except ControlError as exc:  # a verb refused: say it in supervisord's terms
+            code = {E_SHUTTING_DOWN: Faults.SHUTDOWN_STATE,
+                    E_NO_SUCH_SERVICE: Faults.BAD_NAME}.get(exc.code, Faults.FAILED)
+            raise RPCError(code, exc.message) from None
 
     # -- names -----------------------------------------------------------------
 
@@ -231,11 +236,15 @@ class XMLRPCInterface:
         await self.ops.start(names, wait=False)
         if wait:
             def settled():
-                return all(state == "RUNNING" or state_of(state)[1] not in ("STARTING",)
-                           for state in self.ops.states(names).values())
+                try:
+                    states = self.ops.states(names)
+                except ControlError:  # one went with a reload meanwhile
+                    return True
+                return all(state == "RUNNING" or state_of(state)[1] != "STARTING"
+                           for state in states.values())
             await self.ops.wait_for(settled)
         results = []
-        for status in self.ops.status(names):
+        for status in self._statuses_of(names):
             statename = state_of(status.state)[1]
             if not wait or statename == "RUNNING":
                 results.append(result(status))
@@ -246,6 +255,12 @@ class XMLRPCInterface:
                 results.append(result(status, Faults.ABNORMAL_TERMINATION,
                                       f"ABNORMAL_TERMINATION: {status.name}"))
         return results
+
+    def _statuses_of(self, names):
+        """The Status of those of names that still exist (a reload may remove some)."""
+        known = set(self.ops.states())
+        return self.ops.status([name for name in names if name in known]) if known & set(names) \
+            else []
 
     def _not_running(self, statuses):
         return [s for s in statuses if state_of(s.state)[1] not in RUNNING_STATES]

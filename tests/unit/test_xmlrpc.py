@@ -232,3 +232,21 @@ def test_the_unix_sockets_go_to_the_uid_the_master_becomes(tmp_path):
     server.hand_over(nobody.pw_uid, None)
     st = os.stat(server.paths[0])
     assert (st.st_uid, st.st_gid) == (nobody.pw_uid, os.getgid())
+
+
+def test_a_refused_verb_is_a_supervisord_fault():
+    from corral.errors import E_SHUTTING_DOWN, ControlError
+
+    class Refusing(FakeOps):
+        def states(self, names=()):
+            return {"web": "STOPPED"}
+
+        async def start(self, names, wait=True):
+            raise ControlError(E_SHUTTING_DOWN, "start: the master is shutting down")
+
+    ops = Refusing()
+    ops.status = lambda names=(): [replace(BASE, state="STOPPED", pid=None, uptime=None)]
+    with pytest.raises(RPCError) as err:
+        run(XMLRPCInterface(ops).call("supervisor.startProcess", ("web",)))
+    assert (err.value.code, err.value.text) == (
+        Faults.SHUTDOWN_STATE, "SHUTDOWN_STATE: start: the master is shutting down")
