@@ -174,10 +174,12 @@ class Operations:
 
     # -- views -----------------------------------------------------------------
 
-    def status(self, names=()):
+    def status(self, names=(), usage=True):
+        """usage=False: cpu_percent and rss stay None, and the /proc scan
+        they cost is saved (for frontends that do not show them)."""
         master = self.master
-        return report.status(self.resolve(names), master.usage, master.clock.now(),
-                             master.loghub.service_errors())
+        return report.status(self.resolve(names), master.usage if usage else _NO_USAGE,
+                             master.clock.now(), master.loghub.service_errors())
 
     def states(self, names=()):
         """{instance: state name}, without sampling /proc as status() does."""
@@ -232,6 +234,14 @@ class Operations:
         if errors:  # only when some log output cannot be written (docs/protocol.md)
             result["errors"] = errors
         return result
+
+
+class _NoUsage:
+    def sample(self, pids):
+        return {}
+
+
+_NO_USAGE = _NoUsage()
 
 
 def _outcome(record, ok, message=None):

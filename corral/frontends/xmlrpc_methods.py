@@ -63,7 +63,8 @@ class XMLRPCInterface:
     # -- names -----------------------------------------------------------------
 
     def _statuses(self, names=()):
-        return sorted(self.ops.status(names), key=lambda s: (s.service, process_name(s)))
+        return sorted(self.ops.status(names, usage=False),
+                      key=lambda s: (s.service, process_name(s)))
 
     def _group(self, group):
         """The Status of each process of group, sorted; BAD_NAME if none."""
@@ -81,7 +82,7 @@ class XMLRPCInterface:
         if process is not None and not any(ch in name for ch in "*?["):
             wanted = instance_name(group, process)
             try:
-                for status in self.ops.status([wanted]):
+                for status in self.ops.status([wanted], usage=False):
                     if status.name == wanted and status.service == group:
                         return status
             except ControlError:
@@ -259,8 +260,8 @@ class XMLRPCInterface:
     def _statuses_of(self, names):
         """The Status of those of names that still exist (a reload may remove some)."""
         known = set(self.ops.states())
-        return self.ops.status([name for name in names if name in known]) if known & set(names) \
-            else []
+        names = [name for name in names if name in known]
+        return self.ops.status(names, usage=False) if names else []
 
     def _not_running(self, statuses):
         return [s for s in statuses if state_of(s.state)[1] not in RUNNING_STATES]

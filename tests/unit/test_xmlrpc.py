@@ -152,7 +152,7 @@ class FakeOps:
 
     shutting_down = False
 
-    def status(self, names=()):
+    def status(self, names=(), usage=True):
         if names and not set(names) <= {"web", "all"}:
             from corral.errors import ControlError
 
@@ -245,7 +245,7 @@ def test_a_refused_verb_is_a_supervisord_fault():
             raise ControlError(E_SHUTTING_DOWN, "start: the master is shutting down")
 
     ops = Refusing()
-    ops.status = lambda names=(): [replace(BASE, state="STOPPED", pid=None, uptime=None)]
+    ops.status = lambda names=(), usage=True: [replace(BASE, state="STOPPED", pid=None, uptime=None)]
     with pytest.raises(RPCError) as err:
         run(XMLRPCInterface(ops).call("supervisor.startProcess", ("web",)))
     assert (err.value.code, err.value.text) == (
