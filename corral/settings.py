@@ -211,9 +211,9 @@ def xmlrpc_addresses(value, folder):
             found.append("unix://" + resolve(folder, item[len("unix://"):]))
             continue
         host, colon, port = item.removeprefix("tcp://").rpartition(":")
-        if not colon or not port.isdigit() or not 0 < int(port) < 65536 or not host:
+        if not colon or not port.isdigit() or not 0 < int(port) < 65536:
             raise Bad(f'{item!r}: give "unix:///path/to.sock" or "HOST:PORT" '
-                      '(e.g. "127.0.0.1:9001"; "*:9001" for every interface)')
+                      '(e.g. "127.0.0.1:9001"; "*:9001" or ":9001" for every interface)')
         found.append(f"tcp://{'' if host == '*' else host}:{port}")
     return tuple(found)
 

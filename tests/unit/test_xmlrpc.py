@@ -135,13 +135,14 @@ def test_config_keys(tmp_path):
     from corral import config
 
     path = tmp_path / "c.toml"
-    path.write_text('[corral]\nxmlrpc = ["unix://x.sock", "127.0.0.1:9001", "*:9002"]\n'
+    path.write_text('[corral]\nxmlrpc = ["unix://x.sock", "127.0.0.1:9001", "*:9002", ":9003"]\n'
                     'xmlrpc_username = "u"\nxmlrpc_password = "p"\n'
                     '[services.a]\ncommand = ["true"]\n')
     master = config.load(str(path)).master
-    assert master.xmlrpc == (f"unix://{tmp_path}/x.sock", "tcp://127.0.0.1:9001", "tcp://:9002")
+    assert master.xmlrpc == (f"unix://{tmp_path}/x.sock", "tcp://127.0.0.1:9001", "tcp://:9002",
+                             "tcp://:9003")
     assert (master.xmlrpc_username, master.xmlrpc_password) == ("u", "p")
-    for bad in ('"9001"', '"host:99999"', "42", '["unix://a", 3]'):
+    for bad in ('"9001"', '"host:99999"', '"host:"', "42", '["unix://a", 3]'):
         path.write_text(f"[corral]\nxmlrpc = {bad}\n[services.a]\ncommand = [\"true\"]\n")
         with pytest.raises(ConfigError, match="xmlrpc"):
             config.load(str(path))
