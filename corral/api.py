@@ -13,10 +13,11 @@ here decides or changes a state: the step does.
     signal(names, s)  to the main process, or (group) its whole process group
     status(names)     -> [report.Status]      tree() -> the service tree
     reload()          re-read the config, apply the difference (reload.py)
+    preview()         the difference reload() would apply, applying nothing
     shutdown()        everything down, in reverse order; the master exits
     logs(name, n)     the last n lines      events(n) -> the last n moves
     subscribe(topic)  "logs" or "events": a Subscription, pushed to
-    version(), reopen(), counters
+    version(), reopen(), counters, shutting_down, config (the Config in force)
     usage(names)      -> {instance: TreeUsage}, one cached /proc pass (status too)
     log_counts()      -> {service: LogCount}   restarts_by_reason() -> {(inst, why): n}
     master_process()  -> MasterProcess         readiness(names) -> [Check]
@@ -32,7 +33,8 @@ from dataclasses import asdict, dataclass
 
 from corral.core import messages as m
 from corral.core.states import AT_REST, SIGNALLABLE, State
-from corral.errors import E_NO_SUCH_SERVICE, E_SHUTTING_DOWN, ControlError
+from corral import spec as spec_module
+from corral.errors import E_CONFIG, E_NO_SUCH_SERVICE, E_SHUTTING_DOWN, ControlError, CorralError
 from corral.supervisor import reload as reload_module
 from corral.supervisor import procfs, report
 from corral.supervisor.subscriptions import LogSubscription
@@ -217,6 +219,18 @@ class Operations:
         async with self.master.reload_lock, self.master.notifier.reloading():
             return await reload_module.apply(self.master, self._stop)
 
+    def preview(self):
+        """What reload() would do now, without doing it: {"added", "removed",
+        "changed", "unchanged"} service names. Raises ControlError(E_CONFIG)
+        naming the error when the config does not load."""
+        try:
+            new = self.master.loader(self.master.config.path)
+        except CorralError as exc:
+            raise ControlError(E_CONFIG, str(exc)) from None
+        added, removed, changed, unchanged = spec_module.diff(
+            self.master.config.services, new.services)
+        return {"added": added, "removed": removed, "changed": changed, "unchanged": unchanged}
+
     def shutdown(self):
         """Begin the ordered shutdown now; await the result to wait for its end."""
         self.master.begin_shutdown()
@@ -239,6 +253,14 @@ class Operations:
                                 [r.pid for r in records if r.pid is not None])
         return report.status(records, self._usage if usage else _NO_USAGE, master.clock.now(),
                              master.loghub.service_errors())
+
+    def states(self, names=()):
+        """{instance: state name}, without sampling /proc as status() does."""
+        return {r.name: r.state.value for r in self.resolve(names)}
+
+    async def wait_for(self, check):
+        """Return once check() holds, tested again after every step."""
+        await self.master.wait_for(check)
 
     def usage(self, names=()):
         """{instance: TreeUsage} of those with a process (cached USAGE_MAX_AGE s)."""
@@ -313,6 +335,16 @@ class Operations:
     @property
     def counters(self):
         return self.master.counters
+
+    @property
+    def shutting_down(self):
+        """True once the ordered shutdown has begun (verbs that start refuse)."""
+        return self.master.shutting_down
+
+    @property
+    def config(self):
+        """The Config in force (spec.Config): the specs as loaded or reloaded."""
+        return self.master.config
 
     def version(self):
         from corral import __version__

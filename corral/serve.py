@@ -21,6 +21,7 @@ from corral.errors import EXIT_OK, CorralError
 from corral.frontends import signals
 from corral.frontends.control import ControlServer
 from corral.frontends.http import HttpServer
+from corral.frontends.xmlrpc import XMLRPCServer
 from corral.supervisor import daemon as daemon_module
 from corral.supervisor import goals, reaper, sdnotify
 from corral.supervisor.master import Master
@@ -109,11 +110,17 @@ async def _main(config, loader=config_module.load, owner=None, pidfile=None, ann
     # -c CONFIG finds a master listening away from its default place (socketpath.py).
     pointer = socketpath.point_beside(config.path, config.master.socket) \
         if os.path.isfile(config.path) else None
-    web = None
+    web = xmlrpc = None
     try:
         if config.master.http:  # listens once the logs are open, before any worker
             web = HttpServer(ops, config.master.http, master.log, auth=config.master.http_auth,
                              token=config.master.http_token, control_socket=config.master.socket)
+        if config.master.xmlrpc:  # supervisord's interface (docs/xmlrpc.md)
+            xmlrpc = XMLRPCServer(ops, config.master.xmlrpc, master.log,
+                                  config.master.xmlrpc_username, config.master.xmlrpc_password)
+            await xmlrpc.start()
+            if owner is not None:
+                xmlrpc.hand_over(owner.uid, owner.gid)
         daemon_module.drop_privileges(owner, config.master.socket)
         master.attach_loop(loop)  # after the drop: log files belong to the new owner
         if web is not None:
@@ -149,6 +156,8 @@ async def _main(config, loader=config_module.load, owner=None, pidfile=None, ann
         if web is not None:
             await web.close()
         socketpath.remove_pointer(pointer, config.master.socket)
+        if xmlrpc is not None:
+            await xmlrpc.close()
         await control.close()
         master.notifier.close()
         master.close()  # its timers, the commands' NOTIFY_SOCKET and directory

@@ -208,7 +208,34 @@ assert set(_CHECKS) == set(SERVICE_DEFAULTS), "every supervision key needs a che
 MASTER_CHECKS = {"log_max_bytes": _CHECKS["log_max_bytes"], "log_backups": _CHECKS["log_backups"],
                  "on_fatal": _choice("stay", "shutdown"),
                  "http": _via(lambda v: httpspec.parse_address(v) and v),
-                 "http_auth": _via(httpspec.check_auth), "http_token": _via(httpspec.check_token)}
+                 "http_auth": _via(httpspec.check_auth), "http_token": _via(httpspec.check_token),
+                 "xmlrpc": lambda value, folder: xmlrpc_addresses(value, folder),
+                 "xmlrpc_username": lambda value, folder: _text(value),
+                 "xmlrpc_password": lambda value, folder: _text(value)}
+
+
+def _text(value):
+    if not isinstance(value, str) or not value:
+        raise Bad(f"must be a non-empty string, not {value!r}")
+    return value
+
+
+def xmlrpc_addresses(value, folder):
+    """("unix:///abs", "tcp://host:port", ...) from one address or a list of them."""
+    found = []
+    for item in [value] if isinstance(value, str) else value if isinstance(value, list) else [None]:
+        if not isinstance(item, str) or not item:
+            raise Bad('must be "unix:///path/to.sock" or "127.0.0.1:9001", or a list of them, '
+                      f"not {value!r}")
+        if item.startswith("unix://"):
+            found.append("unix://" + resolve(folder, item[len("unix://"):]))
+            continue
+        host, colon, port = item.removeprefix("tcp://").rpartition(":")
+        if not colon or not port.isdigit() or not 0 < int(port) < 65536:
+            raise Bad(f'{item!r}: give "unix:///path/to.sock" or "HOST:PORT" '
+                      '(e.g. "127.0.0.1:9001"; "*:9001" or ":9001" for every interface)')
+        found.append(f"tcp://{'' if host == '*' else host}:{port}")
+    return tuple(found)
 
 _GROUP_CHECKS = {
     "services": _after,

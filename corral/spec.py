@@ -93,6 +93,11 @@ MASTER_DEFAULTS = {
     "http": None,
     "http_auth": "token",
     "http_token": None,
+    # supervisord's XML-RPC (frontends/xmlrpc.py): "unix://PATH" or
+    # "HOST:PORT" addresses, basic auth when a username is set.
+    "xmlrpc": None,
+    "xmlrpc_username": None,
+    "xmlrpc_password": None,
 }
 
 STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")  # Erlang/OTP's
@@ -174,10 +179,13 @@ class MasterSpec:
     log_backups: int = MASTER_DEFAULTS["log_backups"]
     # supervisord.conf's [unix_http_server], [inet_http_server], [supervisorctl]
     # and groups, for an XML-RPC frontend (loaders/supervisord/http.py), or None.
+    # From TOML: a tuple of addresses "unix:///abs/path", "tcp://host:port".
     xmlrpc: object = None
     http: str = None  # "127.0.0.1:9001" or "unix:///path"
     http_auth: str = MASTER_DEFAULTS["http_auth"]
     http_token: str = field(default=None, repr=False)
+    xmlrpc_username: str = None  # TOML's, for every address in a tuple xmlrpc
+    xmlrpc_password: str = None  # or "{SHA}" + hex SHA-1, as supervisord takes
 
 
 @dataclass(frozen=True)
