@@ -215,7 +215,8 @@ class XMLRPCInterface:
         """Get info about every configured process (groups flattened)."""
         infos = []
         for spec in self.ops.config.services:
-            command = " ".join(spec.command) if spec.is_command else (spec.factory or "")
+            what = spec.kind.what_runs(spec)
+            command = " ".join(what) if isinstance(what, list) else (what or "")
             for name in spec.instance_names():
                 infos.append({
                     "name": name if name == spec.name else name[len(spec.name) + 1:],
