@@ -314,11 +314,12 @@ class Operations:
         return report.tree(os.path.basename(master.config.path), master.config.services,
                            master.instances_of, master.sup.groups)
 
-    def logs(self, name=None, lines=100, max_bytes=None):
-        """The last lines of one service or instance (None: the merged log)."""
+    def logs(self, name=None, lines=100, max_bytes=None, after=0):
+        """The last lines of one service or instance (None: the merged log);
+        with after, only those whose seq is greater (a follower resuming)."""
         if name is not None:
             self.resolve([name])  # raises no_such_service
-        return self.master.loghub.tail(name, lines, max_bytes=max_bytes)
+        return self.master.loghub.tail(name, lines, max_bytes=max_bytes, after=after)
 
     def events(self, lines=100):
         return list(self.master.events)[-lines:] if lines else []

@@ -68,6 +68,8 @@ REGISTRY = {command.name: command for command in (
     Command("logs", "print the recent output of one or all services", (
         Arg("name", (str, type(None)), None, "a service or instance; all when left out", metavar="NAME"),
         _LINES, _FOLLOW,
+        Arg("after", int, 0, "only lines after this seq (the last one seen), to resume without repeats",
+            ("--after",), "SEQ"),
     ), streaming=True),
     Command("events", "print state changes", (_LINES, _FOLLOW), streaming=True),
     Command("tree", "show the service tree"),

@@ -296,12 +296,12 @@ class ControlServer:
     async def _signal(self, names, signal, group):
         return [o.as_dict() for o in self.ops.signal(names, parse_signal(signal), group=group)]
 
-    async def _logs(self, name, lines, follow):
+    async def _logs(self, name, lines, follow, after):
         if name is not None and name != "all":
             if any(ch in name for ch in "*?["):
                 raise ControlError(E_BAD_ARGUMENT, "logs: give one service or instance name")
         return self.ops.logs(_all_is_none(name), min(lines, sys.maxsize),
-                             max_bytes=LOGS_REPLY_BYTES)
+                             max_bytes=LOGS_REPLY_BYTES, after=after)
 
     async def _events(self, lines, follow):
         return self.ops.events(min(lines, sys.maxsize))

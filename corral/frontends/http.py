@@ -307,7 +307,8 @@ async def _tree(server, request, reader, writer):
 
 async def _logs(server, request, reader, writer):
     name = _log_name(request)
-    return json_response(200, server.ops.logs(name, _lines(request), max_bytes=1 << 20))
+    return json_response(200, server.ops.logs(name, _lines(request), max_bytes=1 << 20,
+                                              after=_number(request, "after", 0)))
 
 
 def _log_name(request):
@@ -318,10 +319,14 @@ def _log_name(request):
 
 
 def _lines(request):
-    text = request.arg("lines", str(LOG_HISTORY))
+    return min(_number(request, "lines", LOG_HISTORY), 10000)
+
+
+def _number(request, name, default):
+    text = request.arg(name, str(default))
     if not text.isdigit():
-        raise HttpError(400, f"lines must be a number, not {text[:20]!r}")
-    return min(int(text), 10000)
+        raise HttpError(400, f"{name} must be a number, not {text[:20]!r}")
+    return int(text)
 
 
 def _action(verb):

@@ -28,3 +28,11 @@ __all__ = [
     "TCPServer", "UDPServer", "UNIXClient", "UNIXDatagramServer", "UNIXServer",
     "listening_services", "listening_sockets",
 ]
+
+# Named where users import them from: `corral tree`, `corral check` and
+# reprs say corral.services.internet.TCPServer, not the module that holds
+# the code (the classes still pickle, as this module exports them).
+for _cls in (ClientStopped, SSLClient, TCPClient, UNIXClient, UDPServer, UNIXDatagramServer,
+             SSLServer, TCPServer, UNIXServer):
+    _cls.__module__ = __name__
+del _cls

@@ -36,9 +36,9 @@ class _Meta:
         return name is None or name == self.service or name == self.instance
 
 
-def _as_dict(t, m, line):
+def _as_dict(t, m, line, seq):
     return {"time": t, "name": m.instance, "service": m.service, "pid": m.pid,
-            "stream": m.stream, "line": line.decode("utf-8", "replace")}
+            "stream": m.stream, "line": line.decode("utf-8", "replace"), "seq": seq}
 
 
 class Batch(collections.abc.Sequence):
@@ -46,10 +46,11 @@ class Batch(collections.abc.Sequence):
     first takes it, once for all of them: a follower that has room for a few
     (control.py) costs a few dicts, not one per line of a flood."""
 
-    __slots__ = ("_t", "_m", "_lines", "_dicts", "_json")
+    __slots__ = ("_t", "_m", "_lines", "_seq", "_dicts", "_json")
 
-    def __init__(self, t, m, lines):
-        self._t, self._m, self._lines, self._dicts, self._json = t, m, lines, [], []
+    def __init__(self, t, m, lines, seq):
+        self._t, self._m, self._lines, self._seq = t, m, lines, seq  # seq: of lines[0]
+        self._dicts, self._json = [], []
 
     def __len__(self):
         return len(self._lines)
@@ -60,7 +61,8 @@ class Batch(collections.abc.Sequence):
         if index < 0:
             index += len(self._lines)
         while len(self._dicts) <= index < len(self._lines):
-            self._dicts.append(_as_dict(self._t, self._m, self._lines[len(self._dicts)]))
+            i = len(self._dicts)
+            self._dicts.append(_as_dict(self._t, self._m, self._lines[i], self._seq + i))
         return self._dicts[index]
 
     def encoded(self, index):

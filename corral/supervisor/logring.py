@@ -8,6 +8,11 @@ the buffer the LogHub read, shared by the merged ring and the service's),
 drops whole chunks once the newer ones hold N lines, and splits lines out
 only when someone reads the history.
 
+Each line has a sequence number (seq), its place in the master's merged
+log since it started: the caller passes the first line's, and the lines of
+a chunk follow on. Seqs only grow, so `logs --after SEQ` (a follower that
+reconnects) gets exactly the lines it has not seen, while history holds them.
+
 The view is exactly that of a deque of the last N lines: tail() never shows
 a line older than the last N, even while the oldest chunk kept still holds
 some.
@@ -21,40 +26,42 @@ class Ring:
 
     def __init__(self, size):
         self.size = size
-        self.chunks = collections.deque()  # (time, meta, block, start, end, count), oldest first
+        self.chunks = collections.deque()  # (time, meta, block, start, end, count, seq), oldest first
         self.count = 0  # lines in chunks
 
-    def add(self, t, m, block, count, start=0, end=None):
-        """Append count lines: block[start:end], joined by b"\\n"."""
+    def add(self, t, m, block, count, start=0, end=None, seq=1):
+        """Append count lines: block[start:end], joined by b"\\n"; the first is seq."""
         if self.size <= 0:
             return
         end = len(block) if end is None else end
         if count > self.size:  # only its last `size` lines can ever be seen
             lines = block[start:end].rsplit(b"\n", self.size)
             del lines[0]
-            block, start, count = b"\n".join(lines), 0, self.size
-            end = len(block)
-        self.chunks.append((t, m, block, start, end, count))
+            block, start, seq = b"\n".join(lines), 0, seq + count - self.size
+            count, end = self.size, len(block)
+        self.chunks.append((t, m, block, start, end, count, seq))
         self.count += count
         while self.count - self.chunks[0][5] >= self.size:
             self.count -= self.chunks.popleft()[5]
 
-    def tail(self, n, instance=None):
-        """[(time, meta, line)], oldest first: the last n lines (of meta.instance
-        == instance only, if given) among the ring's last `size` lines."""
+    def tail(self, n, instance=None, after=0):
+        """[(time, meta, line, seq)], oldest first: the last n lines (of
+        meta.instance == instance only, if given; with seq > after only)
+        among the ring's last `size` lines."""
         picked = []  # lists of entries, newest chunk first
         window, want = self.size, n  # lines still visible; lines still wanted
-        for t, m, block, start, end, count in reversed(self.chunks):
-            if window <= 0 or want <= 0:
+        for t, m, block, start, end, count, seq in reversed(self.chunks):
+            if window <= 0 or want <= 0 or seq + count - 1 <= after:
                 break
             visible = min(count, window)
             window -= visible
             if instance is not None and m.instance != instance:
                 continue
-            take = min(visible, want)
+            take = min(visible, want, seq + count - 1 - after)
             lines = block[start:end].rsplit(b"\n", take)
             if len(lines) > take:
                 del lines[0]
-            picked.append([(t, m, line) for line in lines])
+            first = seq + count - len(lines)
+            picked.append([(t, m, line, first + i) for i, line in enumerate(lines)])
             want -= take
         return [entry for chunk in reversed(picked) for entry in chunk]

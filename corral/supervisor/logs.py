@@ -50,6 +50,7 @@ class LogHub:
         self._rings, self._inst_service = {}, {}      # service -> Ring, instance -> service
         self._followers, self._tokens = {}, itertools.count(1)
         self.counts = {}  # service -> [lines, bytes with their newlines], since the start
+        self.seq = 0  # the seq of the newest line (logring.py): lines dispatched so far
         self._sec, self._sec_text = None, b""
         self._corral = _Meta("corral", "corral", None, "log")
         # console
@@ -130,18 +131,19 @@ class LogHub:
             self._inst_service.setdefault(instance, service)
         self._dispatch(m, self._wall(), _split_long(text.split(b"\n"), self._max_line))
 
-    def tail(self, name=None, n=100, max_bytes=None):
-        """The last n lines as dicts, newest last; with max_bytes, only the
-        newest of them whose text adds up to at most that (one at least)."""
+    def tail(self, name=None, n=100, max_bytes=None, after=0):
+        """The last n lines as dicts, newest last (of those with seq > after);
+        with max_bytes, only the newest of them whose text adds up to at most
+        that (one at least)."""
         if n <= 0:
             return []
         if name is None:
-            entries = self._merged.tail(n)
+            entries = self._merged.tail(n, after=after)
         elif name in self._rings:
-            entries = self._rings[name].tail(n)
+            entries = self._rings[name].tail(n, after=after)
         else:
             ring = self._rings.get(self._inst_service.get(name), self._merged)
-            entries = ring.tail(n, instance=name)
+            entries = ring.tail(n, instance=name, after=after)
         if max_bytes is not None and entries:
             first, total = len(entries) - 1, len(entries[-1][2])  # the newest, always
             while first > 0 and total + len(entries[first - 1][2]) <= max_bytes:
@@ -299,22 +301,24 @@ class LogHub:
             ring = self._rings.get(m.service)
             if ring is None:
                 ring = self._rings[m.service] = Ring(self._ring_lines)
-            self._merged.add(t, m, block, count, 1, end)
-            ring.add(t, m, block, count, 1, end)
+            seq = self.seq + 1
+            self.seq += count
+            self._merged.add(t, m, block, count, 1, end, seq)
+            ring.add(t, m, block, count, 1, end, seq)
             if self._followers:
-                self._tell_followers(m, t, lines, block[1:end])
+                self._tell_followers(m, t, lines, block[1:end], seq)
         finally:
             self._depth -= 1
         if self._notices:
             self._flush_notices()
 
-    def _tell_followers(self, m, t, lines, block=None):
+    def _tell_followers(self, m, t, lines, block, seq):
         batch = None
         for token, (callback, name) in list(self._followers.items()):
             if not m.matches(name):
                 continue
             if batch is None:
-                batch = Batch(t, m, block.split(b"\n") if lines is None else lines)
+                batch = Batch(t, m, block.split(b"\n") if lines is None else lines, seq)
             try:
                 callback(batch)
             except Exception as e:

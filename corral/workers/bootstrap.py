@@ -43,7 +43,7 @@ import sys
 import traceback
 from dataclasses import dataclass
 
-from corral import privileges
+from corral import privileges, steps
 from corral.errors import EXIT_WORKER_BOOT
 from corral.procsetup import die_with_parent, reset_signals
 
@@ -70,10 +70,7 @@ class BootstrapError(Exception):
 
 
 def _step(description, action, *args):
-    try:
-        action(*args)
-    except OSError as exc:
-        raise BootstrapError(f"Unable to {description}: {exc}") from exc
+    steps.step(BootstrapError, description, action, *args)
 
 
 def redirect_fds(out_w, err_w, notify_w):

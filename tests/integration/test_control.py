@@ -37,7 +37,7 @@ STATUS_KEYS = {"name", "service", "state", "pid", "uptime", "restarts", "last_ex
                "cpu_percent", "rss", "description", "reason", "since", "exit_code",
                "exit_signal", "spawn_error"}
 EVENT_KEYS = {"time", "name", "service", "from", "to", "pid", "exit"}
-LOG_KEYS = {"time", "name", "service", "pid", "stream", "line"}
+LOG_KEYS = {"time", "name", "service", "pid", "stream", "line", "seq"}
 
 
 def command(*args):

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from corral.errors import ControlError
 from tests.integration.harness import argv, wait_until
 
 WORKERS = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, "fixtures",
@@ -112,3 +113,21 @@ def test_two_python_trees_run_in_two_workers_with_merged_output(master):
     assert m.status("beta")["pid"] == beta
     assert m.status("beta")["restarts"] == 0
     assert len(re.findall(r"beta\[\d+\] out: beta-talker prints", m.log_text())) == 1
+
+
+@pytest.mark.timeout(30)
+def test_logs_after_a_seq_resumes_without_repeats_or_gaps(master):
+    m = master(f"""
+[services.counter]
+command = {argv("/bin/sh", "-c", "for i in $(seq 1 50); do echo line $i; done; exec sleep 1000")}
+""")
+    out = lambda items: [item for item in items if item["stream"] == "out"]  # noqa: E731
+    wait_until(lambda: len(out(m.call("logs", name="counter", lines=1000))) == 50)
+    seen = out(m.call("logs", name="counter", lines=1000))
+    seqs = [item["seq"] for item in seen]
+    assert seqs == sorted(set(seqs))                               # grow, never repeat
+    resumed = out(m.call("logs", name="counter", lines=1000, after=seen[19]["seq"]))
+    assert [item["line"] for item in resumed] == [f"line {i}" for i in range(21, 51)]
+    assert m.call("logs", name="counter", after=seqs[-1] + 10**6) == []
+    with pytest.raises(ControlError, match="bad value for 'after'"):
+        m.call("logs", name="counter", after=-1)

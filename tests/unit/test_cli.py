@@ -812,9 +812,9 @@ def test_the_table_keeps_the_wire_format():
         "status": {"names": many}, "start": {"names": names}, "stop": {"names": names},
         "restart": {"names": names, "rolling": (bool, False)},
         "signal": {"names": names, "signal": ((str, int), None), "group": (bool, False)},
-        "logs": {"name": ((str, type(None)), None), **history}, "events": history,
+        "logs": {"name": ((str, type(None)), None), **history, "after": (int, 0)}, "events": history,
         "tree": {}, "reload": {}, "reopen": {}, "shutdown": {}, "version": {},
     }
     assert protocol.STREAMING == {"logs", "events"}
     assert protocol.parse_request(b'{"id": 1, "cmd": "logs"}') == (1, "logs", {"name": None, **{
-        "lines": 100, "follow": False}})
+        "lines": 100, "follow": False, "after": 0}})

@@ -89,3 +89,15 @@ def test_what_runs_and_its_sockets_as_check_shows_them():
     assert command.kind.sockets(command) == ["tcp://:80"]
     assert tree.kind.what_runs(tree) == "corral.service.MultiService"
     assert tree.kind.sockets(tree) == ["TCPServer *:8000"]
+
+
+def test_built_in_servers_are_named_where_users_import_them():
+    import asyncio
+
+    import corral
+    from corral.services import internet
+
+    server = corral.TCPServer(0, asyncio.Protocol)
+    assert kinds.class_name(server) == "corral.services.internet.TCPServer"
+    assert kinds.class_name(internet.UDPServer(0, asyncio.DatagramProtocol)) == \
+        "corral.services.internet.UDPServer"

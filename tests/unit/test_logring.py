@@ -15,9 +15,9 @@ class M:
         self.instance = instance
 
 
-def reference_tail(lines, size, n, instance=None):
+def reference_tail(lines, size, n, instance=None, after=0):
     ring = collections.deque(lines, maxlen=size) if size > 0 else []
-    picked = [e for e in ring if instance is None or e[1].instance == instance]
+    picked = [e for e in ring if (instance is None or e[1].instance == instance) and e[3] > after]
     return picked[-n:] if n > 0 else []
 
 
@@ -31,14 +31,20 @@ def test_ring_shows_what_a_deque_of_the_last_lines_shows(size):
         count = rng.choice([1, 1, 2, 5, 30, 150])
         new = [b"%d-%d" % (chunk, i) if rng.random() > 0.1 else b"" for i in range(count)]
         block = b"\n".join(new)
+        seq = len(lines) + 1 + chunk  # seqs only grow; another ring may hold the ones between
         if rng.random() < 0.5:  # as the hub passes it: b"\n" first, a partial line after
-            ring.add(chunk, m, b"\n" + block + b"\npartial", count, 1, len(block) + 1)
+            ring.add(chunk, m, b"\n" + block + b"\npartial", count, 1, len(block) + 1, seq)
         else:
-            ring.add(chunk, m, block, count)
-        lines.extend((chunk, m, line) for line in new)
+            ring.add(chunk, m, block, count, seq=seq)
+        lines.extend((chunk, m, line, seq + i) for i, line in enumerate(new))
         for n in (0, 1, 3, 50, 10**6):
             for instance in (None, "a:0", "a:1", "b"):
                 assert ring.tail(n, instance) == reference_tail(lines, size, n, instance)
+        newest = lines[-1][3]
+        for after in (newest - 200, newest - 31, newest - 1, newest):
+            for instance in (None, "a:1"):
+                assert ring.tail(10**6, instance, after) == \
+                    reference_tail(lines, size, 10**6, instance, after)
     assert ring.count < size + 150  # whole chunks are dropped once newer ones suffice
 
 

@@ -203,12 +203,27 @@ def test_ring_tail_merged_service_instance(loop, hubs):
     assert hub.tail("web:0", 0) == []
     d = hub.tail("web:1")[0]
     assert d == {"time": WALL, "name": "web:1", "service": "web", "pid": 3,
-                 "stream": "err", "line": "a1"}
+                 "stream": "err", "line": "a1", "seq": 3}
     assert hub.tail()[-1]["pid"] is None and hub.tail()[-1]["stream"] == "log"
     for i in range(10):
         hub.emit(f"x{i}", "db", "db", 2, "out")
     assert lines_of(hub) == ["x5", "x6", "x7", "x8", "x9"]
     assert lines_of(hub, "web") == ["a0", "a1", "a2"]   # per-service rings are separate
+
+
+def test_after_a_seq_gives_exactly_the_lines_not_seen(loop, hubs):
+    hub = hubs(ring_lines=100)
+    seen = []
+    hub.follow(lambda batch: seen.extend(batch))
+    hub.emit("one\ntwo", "web", "web", 1, "out")
+    hub.emit("three", "db", "db", 2, "out")
+    hub.emit("four\nfive", "web", "web", 1, "out")
+    assert [d["seq"] for d in seen] == [1, 2, 3, 4, 5]           # followers see the seqs too
+    assert [d["seq"] for d in hub.tail()] == [1, 2, 3, 4, 5]
+    assert [d["line"] for d in hub.tail(None, 100, after=2)] == ["three", "four", "five"]
+    assert [d["line"] for d in hub.tail("web", 100, after=2)] == ["four", "five"]
+    assert hub.tail(None, 100, after=5) == [] and hub.tail("db", 100, after=3) == []
+    assert [d["line"] for d in hub.tail(None, 1, after=1)] == ["five"]  # still the newest n
 
 
 def test_tail_keeps_to_a_byte_budget_newest_first(loop, hubs):
