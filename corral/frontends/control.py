@@ -17,17 +17,16 @@ import asyncio
 import os
 import signal
 import socket
-import struct
 import sys
 
 from corral import protocol
+from corral.frontends import peers
 from corral.errors import E_BAD_ARGUMENT, E_FAILED, E_TOO_LONG, ControlError, CorralError
 
 MAX_CLIENTS = 256
 FOLLOW_BUFFER = 1 << 20  # bytes queued to one follower before items are skipped
 NOTICE_POLL = 0.1  # s between looks at a follower that fell behind, to tell it
 LOGS_REPLY_BYTES = 1 << 20  # of line text in one `logs` reply: the newest lines only
-_CRED = struct.Struct("3i")
 
 # The states of a connection, in ControlServer.clients.
 IDLE = "idle"  # waiting for a request: may be pushed out for a newcomer
@@ -131,7 +130,7 @@ class ControlServer:
         self.clients[task] = BUSY  # not to be pushed out before it is served
         self._writers[task] = writer
         try:
-            if not self._peer_allowed(writer):
+            if not peers.allowed(writer):
                 writer.write(protocol.reply_error(None, E_FAILED, "permission denied"))
             elif len(self.clients) > MAX_CLIENTS and not self._push_out_idle():
                 writer.write(protocol.reply_error(None, E_FAILED, "too many clients"))
@@ -162,15 +161,6 @@ class ControlServer:
             writer.write(protocol.reply_error(None, E_FAILED, f"too many clients: closing {why}"))
         task.cancel()
         return True
-
-    def _peer_allowed(self, writer):
-        sock = writer.get_extra_info("socket")
-        try:
-            _pid, uid, _gid = _CRED.unpack(
-                sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CRED.size))
-        except OSError:
-            return False
-        return uid in (0, os.getuid())
 
     async def _requests(self, task, reader, writer):
         while True:

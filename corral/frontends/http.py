@@ -22,7 +22,6 @@ with a bearer token, which no browser sends by itself.
 """
 
 import asyncio
-import base64
 import hmac
 import http.cookies
 import importlib.resources
@@ -30,24 +29,21 @@ import ipaddress
 import json
 import os
 import secrets
-import socket
-import struct
 import urllib.parse
 
 from corral import httpspec
 from corral.errors import ControlError, CorralError
-from corral.frontends import httpmetrics
+from corral.frontends import httpmetrics, peers
 from corral.frontends.httpstream import follow_events, follow_logs, row
 from corral.frontends.control import bind_socket
 from corral.frontends.httpwire import (
-    MAX_HEAD, HttpError, error_response, json_response, read_request, response, sse)
+    MAX_HEAD, HttpError, basic_auth, error_response, json_response, read_request, response, sse)
 
 MAX_CLIENTS = 128
 WRITE_TIMEOUT = 10.0  # s a reply may wait for a slow client
 LOG_HISTORY = 200  # lines a log view starts with
 COOKIE = "corral_token"
 STATIC = {"dashboard.js": "application/javascript", "dashboard.css": "text/css"}
-_CRED = struct.Struct("3i")
 
 
 def info_path(control_socket):
@@ -122,7 +118,7 @@ class HttpServer:
         try:
             if len(self.clients) > MAX_CLIENTS:
                 writer.write(error_response(HttpError(503, "too many clients")))
-            elif self.auth == "peer" and not _peer_allowed(writer):
+            elif self.auth == "peer" and not peers.allowed(writer):
                 writer.write(error_response(HttpError(403, "permission denied")))
             else:
                 await self._one(reader, writer)
@@ -192,14 +188,10 @@ class HttpServer:
         if scheme.lower() == "bearer" and self._is_token(value.strip()):
             request.extra["auth"] = "bearer"
             return None
-        if scheme.lower() == "basic":
-            try:
-                _user, _, password = base64.b64decode(value.strip()).decode().partition(":")
-            except (ValueError, UnicodeDecodeError):
-                password = ""
-            if self._is_token(password):
-                request.extra["auth"] = "basic"
-                return None
+        basic = basic_auth(request.headers)
+        if basic is not None and self._is_token(basic[1]):
+            request.extra["auth"] = "basic"
+            return None
         cookies = http.cookies.SimpleCookie()
         try:
             cookies.load(request.headers.get("cookie", ""))
@@ -239,16 +231,6 @@ def _is_address(host):
         return True
     except ValueError:
         return False
-
-
-def _peer_allowed(writer):
-    sock = writer.get_extra_info("socket")
-    try:
-        _pid, uid, _gid = _CRED.unpack(
-            sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CRED.size))
-    except OSError:
-        return False
-    return uid in (0, os.getuid())
 
 
 # -- pages ---------------------------------------------------------------------

@@ -16,10 +16,10 @@ reaches it could run every verb.
 import ipaddress
 import os
 import xmlrpc.client
-from urllib.parse import unquote
 
 from corral.errors import CorralError
 from corral.frontends import xmlrpc_http as http
+from corral.frontends.httpwire import HttpError
 from corral.frontends.xmlrpc_logs import main_line
 from corral.frontends.xmlrpc_methods import XMLRPCInterface
 from corral.frontends.xmlrpc_structs import Faults, RPCError
@@ -36,26 +36,26 @@ class XMLRPCHandler:
         self.rpc = XMLRPCInterface(ops)
 
     async def __call__(self, request, reader, writer):
-        path = request.path.partition("?")[0]
+        path = request.path
         if path == "/RPC2":
             if request.method != "POST":
-                raise http.HTTPError(405)
+                raise HttpError(405, "XML-RPC is a POST to /RPC2")
             return http.response(200, await self.xmlrpc(request.body), "text/xml",
                                  keep_alive=request.keep_alive)
         if path.startswith("/logtail/") or path == "/mainlogtail":
             if request.method != "GET":
-                raise http.HTTPError(400)
+                raise HttpError(405, "a log tail is a GET")
             return await self.tail(path, reader, writer)
-        raise http.HTTPError(404)
+        raise HttpError(404, "no such path: /RPC2, /logtail/NAME/stdout|stderr, /mainlogtail")
 
     async def xmlrpc(self, body):
         """The response body of one call: a value or a fault, or 400."""
         try:
             params, method = xmlrpc.client.loads(body)
         except Exception:  # malformed XML, or values the marshaller refuses
-            raise http.HTTPError(400) from None
+            raise HttpError(400, "malformed XML-RPC request") from None
         if not method:
-            raise http.HTTPError(400)
+            raise HttpError(400, "an XML-RPC request without a methodName")
         try:
             value = await self.rpc.call(method, params or ())
             reply = xmlrpc.client.dumps((value,), methodresponse=True)
@@ -71,14 +71,14 @@ class XMLRPCHandler:
         if path == "/mainlogtail":
             name, stream = None, None
         else:
-            namespec, _, channel = unquote(path[len("/logtail/"):]).partition("/")
+            namespec, _, channel = path[len("/logtail/"):].partition("/")  # unquoted by httpwire
             stream = {"": "out", "stdout": "out", "stderr": "err"}.get(channel)
             try:
                 name = self.rpc.find(namespec).name if stream else None
             except RPCError:
                 name = None
             if name is None:
-                raise http.HTTPError(404)
+                raise HttpError(404, f"no such process or channel: {namespec}/{channel}")
         head = self.rpc.logs.log_bytes(name, stream)[-TAIL_HEAD:]
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain;charset=utf-8\r\n"
                      b"Transfer-Encoding: chunked\r\nX-Accel-Buffering: no\r\n"

@@ -200,7 +200,8 @@ def test_faults_and_bad_requests(ctl_master):
     assert raw(m.xsock, post(b"", length=100 << 20)).startswith(b"HTTP/1.1 413")
     for request, status in ((b"GET /RPC2", b"405"), (b"GET /nothing", b"404"),
                             (b"GET /logtail/nosuch/stdout", b"404"),
-                            (b"PUT /logtail/web/stdout", b"400"), (b"POST /RPC2", b"411")):
+                            (b"PUT /logtail/web/stdout", b"405"), (b"POST /logtail/web/stdout", b"405"),
+                            (b"POST /RPC2", b"400")):  # no Content-Length: an empty body
         reply = raw(m.xsock, request + b" HTTP/1.1\r\nConnection: close\r\n\r\n")
         assert reply.startswith(b"HTTP/1.1 " + status), (request, reply)
     assert raw(m.xsock, b"garbage\r\n\r\n").startswith(b"HTTP/1.1 400")

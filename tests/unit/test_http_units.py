@@ -99,6 +99,50 @@ def test_bad_requests(data, status):
     assert caught.value.status == status
 
 
+def test_the_xmlrpc_listener_reads_through_the_same_parser_with_its_limits():
+    from corral.frontends import xmlrpc_http
+
+    def xml(data):
+        async def go():
+            reader = asyncio.StreamReader(limit=httpwire.MAX_HEAD)
+            reader.feed_data(data)
+            reader.feed_eof()
+            return await httpwire.read_request(reader, xmlrpc_http.MAX_BODY, idle=1.0)
+        return asyncio.run(go())
+
+    request = xml(b"POST /RPC2 HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc")
+    assert (request.method, request.path, request.body, request.keep_alive) == (
+        "POST", "/RPC2", b"abc", True)                       # HTTP/1.1 keeps the connection
+    assert not xml(b"GET / HTTP/1.0\r\n\r\n").keep_alive
+    assert xml(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").keep_alive
+    assert not xml(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").keep_alive
+    assert xml(b"POST / HTTP/1.1\r\n\r\n").body == b""       # no Content-Length: no body
+    assert xml(b"") is None                                    # closed between requests
+    big = b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n"
+    for data, status in ((big % (xmlrpc_http.MAX_BODY + 1), 413),
+                         (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 411),
+                         (b"nonsense\r\n\r\n", 400), (b"GET / SPDY/3\r\n\r\n", 400)):
+        with pytest.raises(HttpError) as caught:
+            xml(data)
+        assert caught.value.status == status, data
+    body = b"x" * (httpwire.MAX_BODY + 1)                     # over the dashboard's, under XML-RPC's
+    assert xml(big % len(body) + body).body == body
+    with pytest.raises(HttpError):
+        parse(big % len(body) + body)
+
+
+def test_basic_auth_is_read_once_for_both_listeners():
+    import base64
+
+    def headers(text):
+        return {"authorization": "Basic " + base64.b64encode(text.encode()).decode()}
+
+    assert httpwire.basic_auth(headers("u:p:w")) == ("u", "p:w")
+    assert httpwire.basic_auth(headers("token")) == ("token", "")
+    for bad in ({}, {"authorization": "Bearer x"}, {"authorization": "Basic !!!"}):
+        assert httpwire.basic_auth(bad) is None
+
+
 def test_labels_are_escaped():
     out = []
     family = httpmetrics._Family(out, "x", "gauge", "help")
