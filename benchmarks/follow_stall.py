@@ -1,12 +1,16 @@
 """How long the master can keep a client waiting while log followers meet a flood.
 
-    python benchmarks/follow_stall.py [--followers 10] [--lines 2000000] [--src DIR]
+    python benchmarks/follow_stall.py [--followers 10] [--lines 2000000] [--idle 0]
+                                      [--cmd version] [--src DIR]
 
 A master runs one service that prints --lines empty lines at once (64 KiB
 reads of "\\n": the most lines per byte, so the most work per line for
 followers). Meanwhile --followers raw connections follow `logs` and never
-read (a 4 KiB receive buffer), and one `corral logs -f` reads to /dev/null.
-A client asks `version` every 20 ms for 8 s; printed: the slowest answer.
+read (a 4 KiB receive buffer), --idle connections are opened and never send
+anything, and one `corral logs -f` reads to /dev/null. A client asks --cmd
+(`version`, or `status`) every 20 ms for 8 s, each time on a fresh
+connection; printed: the median, p99 and slowest answer, the requests that
+failed, and the master's peak RSS (sampled every request).
 --src runs the corral of another checkout (a baseline: git worktree add DIR
 REV). Everything listens on a unix socket in a fresh folder under /tmp; the
 master and the CLI are ended by pid.
@@ -36,12 +40,21 @@ def ask(path, cmd):
             if not chunk:
                 raise RuntimeError("the master closed the connection")
             reply += chunk
+    if not json.loads(reply).get("ok"):
+        raise RuntimeError(f"{cmd} failed: {reply[:200]!r}")
+
+
+def rss_mb(pid):
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--followers", type=int, default=10)
     parser.add_argument("--lines", type=int, default=2_000_000)
+    parser.add_argument("--idle", type=int, default=0)
+    parser.add_argument("--cmd", default="version", choices=("version", "status"))
     parser.add_argument("--src", default=os.path.dirname(HERE))
     args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": os.path.abspath(args.src)}
@@ -67,6 +80,10 @@ def main():
                 if time.monotonic() > deadline:
                     raise RuntimeError("the master never answered") from None
                 time.sleep(0.01)
+        for _ in range(args.idle):
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(sock)
+            followers.append(s)
         for _ in range(args.followers):
             s = socket.socket(socket.AF_UNIX)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -75,14 +92,22 @@ def main():
             followers.append(s)
         cli = subprocess.Popen([sys.executable, "-m", "corral", "logs", "-f", "-n", "0",
                                 "--socket", sock], env=env, stdout=subprocess.DEVNULL)
-        worst, end = 0.0, time.monotonic() + 8
+        times, failed, peak, end = [], 0, 0.0, time.monotonic() + 8
         while time.monotonic() < end:
             started = time.monotonic()
-            ask(sock, "version")
-            worst = max(worst, time.monotonic() - started)
+            try:
+                ask(sock, args.cmd)
+                times.append(time.monotonic() - started)
+            except (OSError, RuntimeError):
+                failed += 1
+            peak = max(peak, rss_mb(master.pid))
             time.sleep(0.02)
-        print(f"corral from {args.src}: {args.followers} stuck followers + `corral logs -f`, "
-              f"{args.lines} empty lines: slowest answer {worst * 1000:.0f} ms")
+        times.sort()
+        ms = lambda q: times[min(len(times) - 1, int(q * len(times)))] * 1000  # noqa: E731
+        print(f"corral from {args.src}: {args.followers} stuck followers, {args.idle} idle, "
+              f"`corral logs -f`, {args.lines} empty lines, `{args.cmd}` x{len(times) + failed}: "
+              f"p50 {ms(0.5):.1f} ms, p99 {ms(0.99):.1f} ms, slowest {times[-1] * 1000:.0f} ms, "
+              f"{failed} failed, master peak RSS {peak:.0f} MB")
     finally:
         for s in followers:
             s.close()

@@ -6,10 +6,14 @@ that keeps a flood cheap is _framed: one bytes.replace puts the prefix
 before every line of a chunk, with no object per line.
 """
 
+import bisect
 import collections.abc
+import json
 import zlib
 
 from corral import protocol
+
+_json_string = json.JSONEncoder(ensure_ascii=False).encode  # as protocol.encode writes a str
 
 COLORS = (31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96)
 
@@ -46,11 +50,12 @@ class Batch(collections.abc.Sequence):
     first takes it, once for all of them: a follower that has room for a few
     (control.py) costs a few dicts, not one per line of a flood."""
 
-    __slots__ = ("_t", "_m", "_lines", "_seq", "_dicts", "_json")
+    __slots__ = ("_t", "_m", "_lines", "_seq", "_dicts", "_json", "_head", "_streams")
 
     def __init__(self, t, m, lines, seq):
         self._t, self._m, self._lines, self._seq = t, m, lines, seq  # seq: of lines[0]
-        self._dicts, self._json = [], []
+        self._dicts, self._json, self._head = [], [], None
+        self._streams = {}  # request id (JSON) -> [joined stream items, their end offsets]
 
     def __len__(self):
         return len(self._lines)
@@ -66,10 +71,46 @@ class Batch(collections.abc.Sequence):
         return self._dicts[index]
 
     def encoded(self, index):
-        """Line index as JSON bytes, encoded once for every follower."""
-        while len(self._json) <= index:
-            self._json.append(protocol.encode_value(self[len(self._json)]))
-        return self._json[index]
+        """Line index as JSON bytes, encoded once for every follower, and the
+        same bytes as protocol.encode_value(self[index]) but with no dict:
+        the fields every line of the chunk shares are encoded once (the
+        head), then each line's text and seq. In a flood of short lines that
+        is a tenth of the cost, and it is the work a live follower does per
+        line (benchmarks/follow_stall.py)."""
+        if self._head is None:
+            m = self._m
+            self._head = b'{"time":%s,"name":%s,"service":%s,"pid":%s,"stream":%s,"line":' % tuple(
+                protocol.encode_value(v) for v in (self._t, m.instance, m.service, m.pid, m.stream))
+        json_list, lines, head, seq = self._json, self._lines, self._head, self._seq
+        while len(json_list) <= index:
+            i = len(json_list)
+            # decode("replace") leaves no lone surrogate: the text is always UTF-8
+            text = _json_string(lines[i].decode("utf-8", "replace")).encode()
+            json_list.append(b'%s%s,"seq":%d}' % (head, text, seq + i))
+        return json_list[index]
+
+    def stream_items(self, id_json, room):
+        """(data, count): the first count lines as the control protocol's
+        stream items of request id_json, as many as fit in room bytes (one at
+        least, when room > 0), joined once for all the followers that asked
+        with that id (the CLI's is always 1): fifty followers of a flood cost
+        one join and fifty writes, not fifty joins of thousands of items."""
+        if room <= 0 or not self._lines:
+            return b"", 0
+        joined = self._streams.get(id_json)
+        if joined is None:
+            joined = self._streams[id_json] = [b"", [0]]
+        data, ends = joined
+        if ends[-1] < room and len(ends) <= len(self._lines):  # more would fit: wrap more
+            parts, end = [data], ends[-1]
+            while end < room and len(ends) <= len(self._lines):
+                item = protocol.stream_item(id_json, self.encoded(len(ends) - 1))
+                parts.append(item)
+                end += len(item)
+                ends.append(end)
+            data = joined[0] = b"".join(parts)
+        count = max(1, bisect.bisect_right(ends, room) - 1)
+        return (data if count == len(ends) - 1 else memoryview(data)[:ends[count]]), count
 
 
 def _split_long(lines, ml):

@@ -36,7 +36,9 @@ from corral.supervisor.logring import Ring
 READ_SIZE = 64 * 1024
 DRAIN_MAX_READS = 64            # drain() reads at most this many chunks per fd
 READS_PER_WAKEUP = 8            # a readable pipe: this many reads (< 1 ms) before the
-                                # loop turns; a flood costs one loop turn per 8 chunks
+                                # loop turns; a flood costs one loop turn per 8 chunks,
+LINES_PER_WAKEUP = 8192         # or fewer: 64 KiB of empty lines are 65,536 lines, and
+                                # work per line, not per byte, is what delays a `status`
 class LogHub:
     def __init__(self, loop, *, console=None, color=False, logfile=None, log_dir=None,
                  ring_lines=1000, wallclock=time.time, max_line=65536,
@@ -116,7 +118,7 @@ class LogHub:
         self._sources[fd] = src
         self._by_pid.setdefault(pid, []).append(src)
         self._inst_service[instance] = service
-        self._loop.add_reader(fd, self._drain, src, READS_PER_WAKEUP)
+        self._loop.add_reader(fd, self._drain, src, READS_PER_WAKEUP, LINES_PER_WAKEUP)
 
     def drain(self, pid):
         for src in list(self._by_pid.get(pid, ())):
@@ -188,23 +190,31 @@ class LogHub:
 
     # ----- reading and framing -----
 
-    def _drain(self, src, reads=DRAIN_MAX_READS):
-        for _ in range(reads):                # bounded: a flooding writer cannot hold us
-            if not self._read(src):
+    def _drain(self, src, reads=DRAIN_MAX_READS, lines=None):
+        """Read up to `reads` chunks (bounded: a flooding writer cannot hold
+        us), and with `lines`, stop once that many lines have come."""
+        for _ in range(reads):
+            got = self._read(src)
+            if got is None:
                 break
+            if lines is not None:
+                lines -= got
+                if lines <= 0:
+                    break
 
     def _read(self, src):
-        """Read one chunk; False when nothing more is available now (or EOF)."""
+        """Read one chunk: the count of lines it completed, or None when
+        nothing more is available now (or at EOF)."""
         try:
             data = os.read(src.fd, READ_SIZE)
         except (BlockingIOError, InterruptedError):
-            return False
+            return None
         except OSError as e:
             self._eof(src, close=e.errno != errno.EBADF)
-            return False
+            return None
         if not data:
             self._eof(src)
-            return False
+            return None
         # b"\n" first, as _framed wants: then the chunk is framed as it is.
         data = b"".join((b"\n", src.buf, data))
         if b"\r" in data and b"\r\n" in data:  # memchr first: a 2-byte search is slow
@@ -226,10 +236,10 @@ class LogHub:
             buf = buf[k * ml:]
         src.buf = buf
         if lines is None:
-            self._dispatch(src, self._wall(), None, block=data, end=nl)
-        elif lines:
-            self._dispatch(src, self._wall(), lines)
-        return True
+            return self._dispatch(src, self._wall(), None, block=data, end=nl)
+        if lines:
+            return self._dispatch(src, self._wall(), lines)
+        return 0
 
     def _eof(self, src, close=True):
         if self._sources.pop(src.fd, None) is None:
@@ -270,7 +280,7 @@ class LogHub:
     def _dispatch(self, m, t, lines, notice=False, block=None, end=None):
         """lines: a list; or None, and block, end as _framed takes them: then
         no bytes object per line is made, but for the ring's last ring_lines
-        lines when they are read, and for followers."""
+        lines when they are read, and for followers. Returns the count of lines."""
         self._depth += 1
         try:
             stamp = self._stamp(t)
@@ -311,6 +321,7 @@ class LogHub:
             self._depth -= 1
         if self._notices:
             self._flush_notices()
+        return count
 
     def _tell_followers(self, m, t, lines, block, seq):
         batch = None

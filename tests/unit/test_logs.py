@@ -3,6 +3,7 @@
 import asyncio
 import fcntl
 import itertools
+import json
 import os
 import struct
 import termios
@@ -449,3 +450,41 @@ def test_wall_clock_milliseconds(loop, hubs, tmp_path):
     hub.emit("x")
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(1_800_000_000))
     assert (tmp_path / "all.log").read_text() == f"{stamp}.999 corral log: x\n"
+
+
+def test_a_batch_encodes_each_line_as_the_protocol_would_encode_its_dict():
+    from corral import protocol
+    from corral.supervisor.loglines import Batch, _Meta
+
+    lines = [b"", b"plain", b'quote " and \\ backslash', b"tab\there \x01\x1f",
+             b"\xff\xfe bad utf8", "caf\u00e9 \u2603 \U0001f600".encode(), b"</script>"]
+    for meta in (_Meta("web:0", "web", 4242, "out"), _Meta("corral", "corral", None, "log"),
+                 _Meta("caf\u00e9", "caf\u00e9", 7, "err")):
+        batch = Batch(1795000000.125, meta, lines, 41)
+        for i in reversed(range(len(lines))):                     # any order, once each
+            assert batch.encoded(i) == protocol.encode_value(batch[i])
+        assert [json.loads(batch.encoded(i))["seq"] for i in range(len(lines))] == \
+            list(range(41, 41 + len(lines)))
+
+
+def test_stream_items_fit_the_room_one_at_least_and_are_shared_by_request_id():
+    from corral import protocol
+    from corral.supervisor.loglines import Batch, _Meta
+
+    batch = Batch(1.5, _Meta("web:0", "web", 9, "out"), [b"a" * n for n in range(20)], 1)
+    one = protocol.encode_value(1)
+    items = [protocol.stream_item(one, batch.encoded(i)) for i in range(20)]
+    assert batch.stream_items(one, 0) == (b"", 0)
+    data, count = batch.stream_items(one, 1)                    # less than one: one all the same
+    assert (bytes(data), count) == (items[0], 1)
+    room = len(b"".join(items[:7])) + 3
+    data, count = batch.stream_items(one, room)
+    assert (bytes(data), count) == (b"".join(items[:7]), 7)
+    data, count = batch.stream_items(one, len(items[0]) + len(items[1]))   # a smaller room after
+    assert (bytes(data), count) == (b"".join(items[:2]), 2)
+    data, count = batch.stream_items(one, 10**9)
+    assert (bytes(data), count) == (b"".join(items), 20)
+    other = protocol.encode_value("x")
+    data, count = batch.stream_items(other, 10**9)              # another id: its own bytes
+    assert json.loads(bytes(data).split(b"\n")[3]) == {"id": "x", "stream": batch[3]}
+    assert count == 20
