@@ -111,6 +111,19 @@ def xmlrpc_settings(master):
     return tuple(addresses), username, password
 
 
+def console_copy(master, tty):
+    """Whether the foreground master copies the merged log to its stdout.
+
+    On a terminal, yes: someone is watching. Piped or in a file (systemd,
+    a container runtime, `> out.log`) and with a logfile or log_dir that
+    holds the same lines already, no: a second copy of every line cost as
+    much master CPU as the file itself (docs/benchmarks.md), for a stream
+    nobody reads twice. `console = "always"` or `"never"` decides instead."""
+    if master.console != "auto":
+        return master.console == "always"
+    return tty or not (master.logfile or master.log_dir)
+
+
 def _absolute(path):
     return None if path is None else os.path.abspath(path)
 
@@ -120,7 +133,7 @@ async def _main(config, loader=config_module.load, owner=None, pidfile=None, ann
     """Supervise until shutdown. announce: the daemon's start-up pipe, or None
     in the foreground (then the console is our stdout). undertaker: its pid."""
     loop = asyncio.get_running_loop()
-    console = 1 if announce is None else None
+    console = 1 if announce is None and console_copy(config.master, os.isatty(1)) else None
     color = console is not None and os.isatty(1) and "NO_COLOR" not in os.environ
     master = Master(config, console=console, color=color, loader=loader)
     master.notifier = sdnotify.Notifier.from_environment()  # before any worker forks

@@ -86,6 +86,10 @@ MASTER_DEFAULTS = {
     # Log files rotate past log_max_bytes (0: never), keeping log_backups old ones.
     "log_max_bytes": 50 * 1024 * 1024,
     "log_backups": 5,
+    # The foreground master's copy of the merged log on its stdout: "auto"
+    # (on a terminal, or when no logfile or log_dir holds the log already),
+    # "always" (a container runtime or journald reads stdout) or "never".
+    "console": "auto",
     # What a FATAL service (or restart group) does to the master: "stay" (the
     # others go on) or "shutdown" (stop everything, exit 1: for containers).
     "on_fatal": "stay",
@@ -177,6 +181,7 @@ class MasterSpec:
     on_fatal: str = MASTER_DEFAULTS["on_fatal"]
     log_max_bytes: int = MASTER_DEFAULTS["log_max_bytes"]
     log_backups: int = MASTER_DEFAULTS["log_backups"]
+    console: str = MASTER_DEFAULTS["console"]
     # supervisord.conf's [unix_http_server], [inet_http_server], [supervisorctl]
     # and groups, for an XML-RPC frontend (loaders/supervisord/http.py), or None.
     # From TOML: a tuple of addresses "unix:///abs/path", "tcp://host:port".

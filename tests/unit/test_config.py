@@ -312,6 +312,22 @@ class TestTomlErrors:
         assert err.key == "socekt" and err.service is None
         assert "did you mean 'socket'?" in err.message
 
+    def test_console_copy_is_decided_by_the_key_the_terminal_and_the_log_files(self, tmp_path):
+        from corral.serve import console_copy
+
+        def master(extra=""):
+            return load(toml(tmp_path, f"[corral]\n{extra}\n[services.a]\n" + TRUE)).master
+
+        assert master().console == "auto"
+        assert console_copy(master(), tty=True) and console_copy(master(), tty=False)
+        logged = master("logfile = 'c.log'")
+        assert console_copy(logged, tty=True) and not console_copy(logged, tty=False)
+        assert not console_copy(master("log_dir = 'logs'"), tty=False)
+        assert console_copy(master("logfile = 'c.log'\nconsole = 'always'"), tty=False)
+        assert not console_copy(master("console = 'never'"), tty=True)
+        err = error(toml(tmp_path, "[corral]\nconsole = 'yes'\n[services.a]\n" + TRUE))
+        assert err.key == "console" and "one of auto, always, never" in err.message
+
     def test_corral_path_not_string(self, tmp_path):
         err = error(toml(tmp_path, "[corral]\nlogfile = 3\n[services.a]\n" + TRUE))
         assert err.key == "logfile"
