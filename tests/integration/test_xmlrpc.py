@@ -150,8 +150,9 @@ def test_tail_f_streams_new_lines(ctl_master):
 
 def test_avail_version_and_shutdown(ctl_master):
     m = ctl_master
+    # sorted by process name alone, as supervisord's getAllConfigInfo is
     assert [line.split()[:2] for line in ctl(m, "avail").stdout.splitlines()] == [
-        ["web", "in"], ["work:0", "in"], ["work:1", "in"]]
+        ["work:0", "in"], ["work:1", "in"], ["web", "in"]]
     from corral import __version__
 
     assert ctl(m, "version").stdout.strip() == __version__

@@ -105,7 +105,9 @@ def parse(path):
                           tuple(members)) for group, members in group_of.items()),
                         key=lambda row: row[1])  # start order
     xmlrpc = http.XmlRpc(unix=unix[0] if unix else None, inet=inet[0] if inet else None,
-                         ctl=ctl[0] if ctl else None, groups=tuple(group_rows), **xmlrpc)
+                         ctl=ctl[0] if ctl else None, groups=tuple(group_rows),
+                         priorities=tuple((spec.name, key[1]) for key, spec in processes),
+                         **xmlrpc)
     return MasterSpec(**settings, xmlrpc=xmlrpc), specs, notes
 
 
