@@ -78,17 +78,20 @@ class XMLRPCInterface:
     def result(self, status, code=Faults.SUCCESS, text="OK"):
         return result(self.names.of(status.name), code, text)
 
-    def _statuses(self, instances=()):
-        """The Status of these instances (all: ()), sorted by group, then name."""
+    def _statuses(self, instances=(), lexical=True):
+        """The Status of these instances (all: ()), sorted by group, then name,
+        or (lexical=False) in priority order, as supervisord's verbs go."""
+        names = self.names
         return sorted(self.ops.status(instances, usage=False),
-                      key=lambda s: self.names.of(s.name))
+                      key=(lambda s: names.of(s.name)) if lexical else
+                      (lambda s: names.rank.get(s.name, 0)))
 
     def _group(self, group):
         """The Status of each process of group, sorted; BAD_NAME if none."""
         members = self.names.members.get(group)
         if not members:
             raise RPCError(Faults.BAD_NAME, group)
-        return self._statuses(members)
+        return self._statuses(members, lexical=False)
 
     def find(self, name, must=True):
         """The Status of the process named (a namespec), or None for a group."""
@@ -275,7 +278,7 @@ class XMLRPCInterface:
         """The Status of those of names that still exist (a reload may remove some)."""
         known = set(self.ops.states())
         names = [name for name in names if name in known]
-        return self._statuses(names) if names else []
+        return self._statuses(names, lexical=False) if names else []
 
     def _not_running(self, statuses):
         return [s for s in statuses if state_of(s.state)[1] not in RUNNING_STATES]
@@ -301,7 +304,7 @@ class XMLRPCInterface:
     @rpc("array", "boolean")
     async def supervisor_startAllProcesses(self, wait=True):
         """Start every process that is not running, in dependency order."""
-        return await self._start(self._not_running(self._statuses()), wait)
+        return await self._start(self._not_running(self._statuses(lexical=False)), wait)
 
     async def _stop(self, statuses, wait):
         names = [s.name for s in statuses]
@@ -333,7 +336,7 @@ class XMLRPCInterface:
     @rpc("array", "boolean")
     async def supervisor_stopAllProcesses(self, wait=True):
         """Stop every running process, dependents first."""
-        return await self._stop(self._running(self._statuses()), wait)
+        return await self._stop(self._running(self._statuses(lexical=False)), wait)
 
     def _signal(self, statuses, value):
         sig = parse_signal(value)
@@ -368,7 +371,7 @@ class XMLRPCInterface:
     @rpc("array", "signal")
     def supervisor_signalAllProcesses(self, signal):
         """Send a signal to every signallable process."""
-        return self._signal(self._statuses(), signal)
+        return self._signal(self._statuses(lexical=False), signal)
 
     @rpc("boolean", "string", "string")
     def supervisor_sendProcessStdin(self, name, chars):

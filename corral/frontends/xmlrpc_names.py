@@ -23,7 +23,7 @@ class Names:
         priorities = dict(getattr(xmlrpc, "priorities", ()))
         grouped = {service: (group, priority) for group, priority, services in rows
                    for service in services}
-        self.where = {}  # instance -> (group, process)
+        self.where = {}  # instance -> (group, process), in priority (start) order
         self.instance = {}  # (group, process) -> instance
         self.members = {}  # group -> [instance, ...] in config order
         self.services = {}  # group -> frozenset of service names
@@ -43,6 +43,7 @@ class Names:
                 self.process_priority[instance] = priorities.get(spec.name, priority)
             self.services[group] = self.services.get(group, frozenset()) | {spec.name}
             self.priority[group] = priority
+        self.rank = {instance: i for i, instance in enumerate(self.where)}
 
     def of(self, instance):
         """(group, process) of an instance."""

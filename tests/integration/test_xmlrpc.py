@@ -7,8 +7,6 @@ talks to supervisord.
 
 import hashlib
 import os
-import re
-import signal
 import socket
 import subprocess
 import sys
@@ -249,57 +247,6 @@ def test_a_public_address_without_a_password_is_refused(master, tmp_path):
     assert m.wait_exit() != 0
     assert "is not a loopback address" in m.output()
     assert not os.path.exists(os.path.join(m.dir, "web.log"))
-
-
-SUPERVISORD = os.path.join(os.path.dirname(sys.executable), "supervisord")
-
-
-def shape(text):
-    """status output with the pids and uptimes made alike."""
-    text = re.sub(r"pid \d+", "pid N", text)
-    return re.sub(r"uptime \d+:\d\d:\d\d", "uptime T", text)
-
-
-@pytest.mark.skipif(not os.path.exists(SUPERVISORD), reason="supervisord is not installed")
-def test_status_has_the_shape_it_has_under_supervisord(master, tmp_path):
-    folder = tmp_path / "sd"
-    folder.mkdir()
-    conf = folder / "supervisord.conf"
-    conf.write_text(f"""
-[unix_http_server]
-file = {folder}/s.sock
-[supervisord]
-logfile = {folder}/supervisord.log
-pidfile = {folder}/supervisord.pid
-childlogdir = {folder}
-[rpcinterface:supervisor]
-supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
-[supervisorctl]
-serverurl = unix://{folder}/s.sock
-[program:web]
-command = sleep 1000
-startsecs = 0
-[program:idle]
-command = sleep 1000
-autostart = false
-""")
-    real = subprocess.Popen([SUPERVISORD, "-n", "-c", str(conf)], start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        url = f"unix://{folder}/s.sock"
-        wait_until(lambda: "RUNNING" in ctl(None, "status", url=url).stdout,
-                   message="supervisord's web RUNNING")
-        theirs = ctl(None, "status", url=url)
-    finally:
-        os.killpg(real.pid, signal.SIGTERM)
-        real.wait(10)
-    m = master('[corral]\nxmlrpc = "unix://x.sock"\n'
-               '[services.web]\ncommand = ["sleep", "1000"]\n'
-               '[services.idle]\ncommand = ["sleep", "1000"]\nautostart = false\n')
-    m.wait_state("web", "RUNNING")
-    ours = ctl(None, "status", url=f"unix://{m.dir}/x.sock")
-    assert "Not started" in theirs.stdout and "pid" in theirs.stdout
-    assert (ours.returncode, shape(ours.stdout)) == (theirs.returncode, shape(theirs.stdout))
 
 
 def test_reread_update_and_reload(master):
