@@ -9,6 +9,7 @@ comes from the `supervisor` package in the test extras; the comparison is
 skipped where supervisord is not installed.
 """
 
+import hashlib
 import json
 import os
 import re
@@ -21,7 +22,7 @@ import xmlrpc.client
 
 import pytest
 
-from tests.helpers import wait_until
+from tests.helpers import free_port, wait_until
 from tests.integration.harness import Master
 
 supervisor_xmlrpc = pytest.importorskip("supervisor.xmlrpc")
@@ -179,3 +180,22 @@ def test_the_same_conf_gives_the_same_supervisorctl_output_as_under_supervisord(
         shutil.rmtree(folder, ignore_errors=True)
     for ours, their in zip(under_corral, theirs, strict=True):
         assert ours == their
+
+
+def test_each_http_section_checks_its_own_username_and_password(master):
+    port = free_port()
+    digest = hashlib.sha1(b"tcp-pw").hexdigest()
+    m = master("[unix_http_server]\nfile = %(here)s/s.sock\nusername = local\n"
+               "password = unix-pw\n"
+               f"[inet_http_server]\nport = 127.0.0.1:{port}\nusername = remote\n"
+               f"password = {{SHA}}{digest}\n"
+               "[program:web]\ncommand = sleep 1000\nstartsecs = 0\n", suffix=".conf")
+    m.wait_state("web", "RUNNING")
+    local, remote = ["-u", "local", "-p", "unix-pw"], ["-u", "remote", "-p", "tcp-pw"]
+    for url, good, bad in ((f"unix://{m.dir}/s.sock", local, remote),
+                           (f"http://127.0.0.1:{port}", remote, local)):
+        (code, out), (_, refused), (_, anonymous) = ctl_all(
+            url, [[*good, "status"], [*bad, "status"], ["status"]])
+        assert (code, out.split()[:2]) == (0, ["web", "RUNNING"]), (url, out)
+        assert "Server requires authentication" in refused, url
+        assert "Server requires authentication" in anonymous, url

@@ -282,3 +282,18 @@ def test_names_are_supervisords_for_numprocs_and_group_sections(tmp_path):
     assert group_diff(old, old, {"added": [], "removed": [], "changed": []}) == ([], [], [])
     toml = Config("x.toml", MasterSpec(), (ServiceSpec("work", command=("true",), numprocs=2),))
     assert Names(toml).where == {"work:0": ("work", "0"), "work:1": ("work", "1")}
+
+
+def test_each_supervisord_listener_has_its_own_pair(tmp_path):
+    from corral.loaders import load
+    from corral.serve import xmlrpc_settings
+
+    conf = tmp_path / "supervisord.conf"
+    conf.write_text("[unix_http_server]\nfile = %(here)s/s.sock\n"
+                    "[inet_http_server]\nport = 9001\nusername = u\npassword = p\n"
+                    "[program:web]\ncommand = sleep 1\n")
+    assert xmlrpc_settings(load(str(conf)).master) == [
+        (f"unix://{tmp_path}/s.sock", None, None), ("tcp://127.0.0.1:9001", "u", "p")]
+    toml = MasterSpec(xmlrpc=("unix:///x.sock", "tcp://127.0.0.1:1"), xmlrpc_username="a",
+                      xmlrpc_password="b")
+    assert xmlrpc_settings(toml) == [("unix:///x.sock", "a", "b"), ("tcp://127.0.0.1:1", "a", "b")]
