@@ -292,7 +292,14 @@ def test_claims_by_content(tmp_path):
     ("[program:a]\ncommand = true\n[rpcinterface:mine]\nx = y\n", 3, "[rpcinterface:mine]",
      "built in"),
     ("[program:a]\ncommand = true\n[fcgi-program:x]\ncommand = true\n", 3,
-     "[fcgi-program:x]", "sockets"),
+     "[fcgi-program:x]", "needs 'socket'"),
+    ("[fcgi-program:x]\ncommand = true\nsocket = udp://:53\n", 3,
+     "[fcgi-program:x] key 'socket'", "tcp://HOST:PORT or unix:///PATH"),
+    ("[fcgi-program:x]\ncommand = true\nsocket = tcp://127.0.0.1:99999\n", 3,
+     "[fcgi-program:x] key 'socket'", "port from 1 to 65535"),
+    ("[fcgi-program:x]\ncommand = true\nsocket = unix:///tmp/x.sock\nnumprocs = 2\n"
+     "process_name = x_%(process_num)d\n", 4, "[fcgi-program:x] key 'numprocs'",
+     "FastCGI server that runs its own workers"),
     ("[program:a]\ncommand = true\n[programs:b]\n", 3, "[programs:b]",
      "did you mean 'program'"),
     ("[group:g]\nprograms = a,zz\n[program:a]\ncommand = true\n", 2,
@@ -400,3 +407,28 @@ def test_corral_convert_of_a_bad_file_is_one_error_line(tmp_path, capsys):
     assert main(["convert", str(path)]) == 1
     err = capsys.readouterr().err
     assert err == f"corral: error: {path}:3: [program:a] key 'startsecs': must be an integer >= 0, not 'x'\n"
+
+
+def test_an_fcgi_program_gets_its_socket_on_stdin(tmp_path):
+    from corral import kinds
+    from corral.loaders.supervisord.convert import convert
+
+    path = conf(tmp_path, """
+        [fcgi-program:php]
+        command = true
+        socket = unix://%(here)s/%(program_name)s.sock
+        socket_mode = 0770
+        [fcgi-program:tcp]
+        command = true
+        socket = tcp://127.0.0.1:9009
+        [group:web]
+        programs = php
+        """)
+    found = services(path)
+    assert (found["php"].kind, found["php"].sockets) == (
+        kinds.FASTCGI, (f"unix://{tmp_path}/php.sock",))
+    assert found["tcp"].sockets == ("tcp://127.0.0.1:9009",)
+    assert ("web", 999, ("php",)) in load(path).master.xmlrpc.groups
+    _toml, notes = convert(str(path))
+    assert any("socket_mode: not carried over" in note for note in notes)
+    assert any("php: its [fcgi-program] socket" in note for note in notes)

@@ -9,6 +9,7 @@ Only values that differ from corral's defaults are written.
 
 import signal
 
+from corral import kinds
 from corral.loaders.supervisord import parse
 from corral.spec import MASTER_DEFAULTS, SERVICE_DEFAULTS
 
@@ -42,6 +43,10 @@ def convert(path):
             if value == SERVICE_DEFAULTS[key] or (key == "env" and not value):
                 continue
             lines.append(f"{key} = {_toml(_plain(key, value))}")
+        if spec.kind is kinds.FASTCGI:
+            notes.append(f"{spec.name}: its [fcgi-program] socket ({spec.sockets[0]}) on fd 0 "
+                         "has no TOML form; `sockets = [...]` passes a socket as fd 3 with "
+                         "LISTEN_FDS instead")
         if spec.stream_files:
             where = ", ".join(f"{f.stream}: {f.path}" for f in spec.stream_files)
             notes.append(f"{spec.name}: raw per-stream log files ({where}) are not TOML "
