@@ -237,6 +237,10 @@ def test_http_sections(tmp_path):
     assert rpc.ctl.serverurl == f"unix://{tmp_path}/supervisor.sock" and rpc.ctl.prompt == "box"
     env = dict(load(path).services[0].env)
     assert env["SUPERVISOR_SERVER_URL"] == f"unix://{tmp_path}/supervisor.sock"
+    notes = supervisord.parse(str(path))[2]
+    assert [n for n in notes if n.startswith("[unix_http_server]")] == [
+        f"[unix_http_server] {key}: checked, not applied (the socket keeps mode 0600 and "
+        "admits only the master's uid, or root)" for key in ("chmod", "chown")]
 
 
 def test_include_globs_relative_to_the_including_file(tmp_path):

@@ -80,6 +80,10 @@ def parse(path):
     settings, master, xmlrpc = _supervisord(top, notes)
     unix = [http.unix_server(s, folder) for s in by_kind.get("unix_http_server", [])]
     inet = [http.inet_server(s) for s in by_kind.get("inet_http_server", [])]
+    for section in by_kind.get("unix_http_server", []):
+        notes.extend(f"[unix_http_server] {key}: checked, not applied (the socket keeps mode "
+                     "0600 and admits only the master's uid, or root)"
+                     for key in ("chmod", "chown") if key in section.values)
     ctl = [http.supervisorctl(s) for s in by_kind.get("supervisorctl", [])]
     if unix:
         master.serverurl = f"unix://{unix[0].path}"
