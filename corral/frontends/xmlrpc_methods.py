@@ -184,12 +184,24 @@ class XMLRPCInterface:
     async def _apply(self, diff):
         """corral applies the whole difference at once, at the first add or
         remove of an `update`; its later stops, adds and removes of the
-        groups it changed find their part done (until the next reloadConfig)."""
+        groups it changed find their part done (until the next reloadConfig).
+        A changed group restarts whole, as under supervisord: all of its
+        processes stop first, and those that autostart start again after."""
+        changed = [i for group in diff["changed"] for i in self.names.members.get(group, ())]
+        if changed:
+            await self.ops.stop(changed)
         try:
             await self.ops.reload()
         except ControlError as exc:
             raise RPCError(Faults.CANT_REREAD, exc.message) from None
         self.applied.update(diff["added"] + diff["changed"] + diff["removed"])
+        names = self.names  # the new config's
+        autostart = {i for spec in self.ops.config.services if spec.autostart
+                     for i in spec.instance_names()}
+        again = [i for group in diff["changed"] for i in names.members.get(group, ())
+                 if i in autostart]
+        if again:
+            await self.ops.start(again, wait=False)
 
     @rpc("boolean", "string")
     async def supervisor_addProcessGroup(self, name):

@@ -59,16 +59,23 @@ autostart = false
 programs = db,cache
 priority = 10
 """
+# reread and update: web grows a process, idle goes, extra comes.
+UPDATED = CONF.replace("numprocs = 2", "numprocs = 3").replace(
+    "[program:idle]\ncommand = sleep 1003\nautostart = false\n",
+    "[program:extra]\ncommand = sleep 1004\nstartsecs = 0\n")
 RUNNING = ("shop:db", "shop:cache", "web:web_00", "web:web_01")
+RUNNING_UPDATED = ("extra:extra", "shop:db", "shop:cache", "web:web_00", "web:web_01", "web:web_02")
 # Each in turn, against both; the state they leave is the next one's start.
 COMMANDS = (
     ("status",), ("status", "web:*"), ("status", "shop:db", "web:web_01"),
     ("status", "nosuch", "web:nosuch", "web_00"), ("stop", "web:*"), ("status", "web:*"),
     ("start", "web:*"), ("start", "idle"), ("restart", "shop:db"), ("stop", "shop:*"),
-    ("start", "shop:db"), ("stop", "web:web_00"), ("status",), ("avail",),
+    ("start", "shop:db"), ("start", "shop:cache"), ("stop", "web:web_00"), ("status",),
+    ("avail",),
 )
 # (A start under corral also starts the lower priority layers it waits for:
-# `start shop:cache` here would start shop:db too, so the commands avoid it.)
+# `start shop:cache` while shop:db is stopped would start shop:db too, so the
+# commands avoid it.)
 
 
 # supervisorctl's own Controller, one command after another in one process
@@ -109,23 +116,30 @@ def proxy(url):
     return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
 
 
-def running(url):
+def running(url, names=RUNNING):
     try:
         infos = proxy(url).supervisor.getAllProcessInfo()
     except OSError:  # not listening yet
         return False
     up = {f"{i['group']}:{i['name']}" for i in infos if i["statename"] == "RUNNING"}
-    return set(RUNNING) <= up
+    return set(names) <= up
 
 
-def session(url):
-    """[(command, exit code, output)] of COMMANDS, then getAllProcessInfo's names."""
+def session(url, conf):
+    """[(command, exit code, output)] of COMMANDS, getAllProcessInfo's names,
+    then reread and update to UPDATED, and the status once it settled."""
     wait_until(lambda: running(url), message=f"every autostarted program RUNNING at {url}")
     seen = [(command, code, shape(out))
             for command, (code, out) in zip(COMMANDS, ctl_all(url, COMMANDS))]
     infos = proxy(url).supervisor.getAllProcessInfo()
     seen.append(("getAllProcessInfo", [(i["group"], i["name"], i["statename"]) for i in infos]))
-    return seen
+    with open(conf, "w") as f:
+        f.write(UPDATED)
+    seen.extend((command, code, out) for command, (code, out) in
+                zip((("reread",), ("update",)), ctl_all(url, [["reread"], ["update"]])))
+    wait_until(lambda: running(url, RUNNING_UPDATED), message=f"the update applied at {url}")
+    seen.append(("after update", *ctl_all(url, [["status"]])[0]))
+    return [(row[0], row[1], shape(row[2])) if len(row) == 3 else row for row in seen]
 
 
 def folder_with_conf():
@@ -141,7 +155,7 @@ def under_corral():
     m = Master(CONF, suffix=".conf")
     try:
         m.start()
-        seen = session(f"unix://{m.dir}/s.sock")
+        seen = session(f"unix://{m.dir}/s.sock", m.config)
         assert m.status("web_01")["state"] == "RUNNING"  # corral's own name, on its socket
     finally:
         m.close()
@@ -152,7 +166,7 @@ def test_numprocs_and_group_names_are_supervisords(under_corral):
     seen = {row[0]: row[1:] for row in under_corral}
     code, out = seen[("status",)]
     assert code == 3 and [line.split()[:2] for line in out.splitlines()] == [
-        ["idle", "RUNNING"], ["shop:cache", "STOPPED"], ["shop:db", "RUNNING"],
+        ["idle", "RUNNING"], ["shop:cache", "RUNNING"], ["shop:db", "RUNNING"],
         ["web:web_00", "STOPPED"], ["web:web_01", "RUNNING"]]
     assert seen[("stop", "web:*")] == (0, "web:web_00: stopped\nweb:web_01: stopped\n")
     assert seen[("start", "web:*")] == (0, "web:web_00: started\nweb:web_01: started\n")
@@ -161,8 +175,14 @@ def test_numprocs_and_group_names_are_supervisords(under_corral):
         "web_00: ERROR (no such process)"]  # corral's own name is not supervisord's
     assert "shop:db                          in use    auto      10:5" in seen[("avail",)][1]
     assert seen[("stop", "shop:*")] == (0, "shop:db: stopped\nshop:cache: stopped\n")
+    assert seen[("reread",)] == (0, "extra: available\nidle: disappeared\nweb: changed\n")
+    assert seen[("update",)] == (0, "idle: stopped\nidle: removed process group\nweb: stopped\n"
+                                    "web: updated process group\nextra: added process group\n")
+    assert [line.split()[:2] for line in seen["after update"][1].splitlines()] == [
+        ["extra", "RUNNING"], ["shop:cache", "RUNNING"], ["shop:db", "RUNNING"],
+        ["web:web_00", "RUNNING"], ["web:web_01", "RUNNING"], ["web:web_02", "RUNNING"]]
     assert seen["getAllProcessInfo"] == ([
-        ("idle", "idle", "RUNNING"), ("shop", "cache", "STOPPED"), ("shop", "db", "RUNNING"),
+        ("idle", "idle", "RUNNING"), ("shop", "cache", "RUNNING"), ("shop", "db", "RUNNING"),
         ("web", "web_00", "STOPPED"), ("web", "web_01", "RUNNING")],)
 
 
@@ -173,13 +193,16 @@ def test_the_same_conf_gives_the_same_supervisorctl_output_as_under_supervisord(
                             start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
-        theirs = session(f"unix://{folder}/s.sock")
+        theirs = session(f"unix://{folder}/s.sock", os.path.join(folder, "supervisord.conf"))
     finally:
         os.killpg(real.pid, signal.SIGTERM)
         real.wait(20)
         shutil.rmtree(folder, ignore_errors=True)
+    def alike(row):  # supervisord lists a group verb's results as each completes
+        return (*row[:-1], sorted(row[-1].splitlines())) if isinstance(row[-1], str) else row
+
     for ours, their in zip(under_corral, theirs, strict=True):
-        assert ours == their
+        assert alike(ours) == alike(their)
 
 
 def test_each_http_section_checks_its_own_username_and_password(master):
