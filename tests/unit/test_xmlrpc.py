@@ -297,3 +297,19 @@ def test_each_supervisord_listener_has_its_own_pair(tmp_path):
     toml = MasterSpec(xmlrpc=("unix:///x.sock", "tcp://127.0.0.1:1"), xmlrpc_username="a",
                       xmlrpc_password="b")
     assert xmlrpc_settings(toml) == [("unix:///x.sock", "a", "b"), ("tcp://127.0.0.1:1", "a", "b")]
+
+
+def test_a_reload_takes_the_files_groups_and_keeps_the_listeners(tmp_path):
+    from corral.loaders import load
+
+    conf = tmp_path / "supervisord.conf"
+    conf.write_text("[unix_http_server]\nfile = %(here)s/a.sock\n[program:web]\ncommand = sleep 1\n")
+    old = load(str(conf)).master
+    conf.write_text("[unix_http_server]\nfile = %(here)s/b.sock\n[program:web]\ncommand = sleep 1\n"
+                    "numprocs = 2\nprocess_name = w%(process_num)d\npriority = 3\n")
+    new = load(str(conf)).master
+    kept = old.reloaded(new).xmlrpc
+    assert kept.groups == (("web", 3, ("w0", "w1")),) and dict(kept.priorities)["w1"] == 3
+    assert kept.unix.path == str(tmp_path / "a.sock")  # the master's listeners stay
+    toml = MasterSpec(xmlrpc=("unix:///x.sock",))
+    assert toml.reloaded(MasterSpec(xmlrpc=("unix:///y.sock",))) is toml
