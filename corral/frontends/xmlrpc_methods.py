@@ -73,7 +73,8 @@ class XMLRPCInterface:
         return self._names[1]
 
     def info(self, status, now):
-        return process_info(status, self.names.of(status.name), now)
+        names = self.names
+        return process_info(status, names.of(status.name), now, names.logfiles.get(status.name))
 
     def result(self, status, code=Faults.SUCCESS, text="OK"):
         return result(self.names.of(status.name), code, text)
@@ -126,8 +127,9 @@ class XMLRPCInterface:
 
     @rpc("string")
     def supervisor_getIdentification(self):
-        """Return the identifying string of this master."""
-        return "corral"
+        """Return the identifying string of this master: a supervisord.conf's
+        [supervisord] identifier, else "corral"."""
+        return getattr(self.ops.config.master.xmlrpc, "identifier", "corral")
 
     @rpc("struct")
     def supervisor_getState(self):

@@ -29,6 +29,7 @@ class Names:
         self.services = {}  # group -> frozenset of service names
         self.priority = {}  # group -> its priority
         self.process_priority = {}  # instance -> its program's priority
+        self.logfiles = {}  # instance -> (stdout file, stderr file): supervisord.conf's
         for spec in config.services:
             group, priority = grouped.get(spec.name, (spec.name, DEFAULT_PRIORITY))
             for instance in spec.instance_names():
@@ -41,6 +42,8 @@ class Names:
                 self.instance[(group, process)] = instance
                 self.members.setdefault(group, []).append(instance)
                 self.process_priority[instance] = priorities.get(spec.name, priority)
+                files = {f.stream: f.path for f in spec.stream_files}
+                self.logfiles[instance] = (files.get("out", ""), files.get("err", ""))
             self.services[group] = self.services.get(group, frozenset()) | {spec.name}
             self.priority[group] = priority
         self.rank = {instance: i for i, instance in enumerate(self.where)}

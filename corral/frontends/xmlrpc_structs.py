@@ -80,8 +80,10 @@ def uptime_text(seconds):
     return str(datetime.timedelta(seconds=int(max(0, seconds))))  # H:MM:SS, "1 day, H:MM:SS"
 
 
-def process_info(status, where, now):
-    """getProcessInfo's struct, from a report.Status and its (group, process)."""
+def process_info(status, where, now, logfiles=None):
+    """getProcessInfo's struct, from a report.Status, its (group, process) and
+    its raw (stdout, stderr) files (supervisord.conf's), if any."""
+    stdout_logfile, stderr_logfile = logfiles or ("", "")
     code, statename = state_of(status.state)
     ran = status.last_exit is not None or status.restarts or status.uptime is not None
     start = int(now - status.uptime) if status.uptime is not None else \
@@ -91,7 +93,8 @@ def process_info(status, where, now):
     if statename == "RUNNING":
         description = f"pid {status.pid}, uptime {uptime_text(status.uptime or 0)}"
     elif statename in ("FATAL", "BACKOFF"):
-        description = spawnerr or status.reason or f'unknown error (try "tail {status.name}")'
+        namespec = where[1] if where[0] == where[1] else f"{where[0]}:{where[1]}"
+        description = spawnerr or status.reason or f'unknown error (try "tail {namespec}")'
     elif statename in ("STOPPED", "EXITED"):
         description = time.strftime("%b %d %I:%M %p", time.localtime(stop)) if ran \
             else "Not started"
@@ -100,8 +103,9 @@ def process_info(status, where, now):
     return {
         "name": where[1], "group": where[0], "start": start, "stop": stop,
         "now": int(now), "state": code, "statename": statename, "spawnerr": xml_text(spawnerr),
-        "exitstatus": status.exit_code or 0, "logfile": "", "stdout_logfile": "",
-        "stderr_logfile": "", "pid": status.pid or 0, "description": xml_text(description),
+        "exitstatus": status.exit_code or 0, "logfile": stdout_logfile,
+        "stdout_logfile": stdout_logfile, "stderr_logfile": stderr_logfile,
+        "pid": status.pid or 0, "description": xml_text(description),
     }
 
 

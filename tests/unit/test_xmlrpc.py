@@ -273,6 +273,11 @@ def test_names_are_supervisords_for_numprocs_and_group_sections(tmp_path):
                                                     "web:web_1"]
     assert (old.members["shop"], old.priority["shop"], old.process_priority["db"]) == (
         ["db", "cache"], 10, 5)
+    out, err = old.logfiles["web_1"]  # AUTO files, as getProcessInfo names them
+    assert out.endswith("/web_1-stdout---supervisor.log") and err.endswith("-stderr---supervisor.log")
+    ops = FakeOps()
+    ops.config = load(str(conf))
+    assert run(XMLRPCInterface(ops).call("supervisor.getIdentification", ())) == "supervisor"
     conf.write_text(programs.replace("numprocs=2", "numprocs=1").replace("sleep 1\npriority",
                                                                          "sleep 2\npriority")
                     + "[program:new]\ncommand=sleep 1\n[group:shop]\nprograms=db,cache\n")
