@@ -283,3 +283,32 @@ def test_reread_update_and_reload(master):
     with open(m.config, "w") as f:
         f.write("[corral]\nbroken = \n")
     assert "ERROR" in ctl(m, "reread").stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a client of another uid needs root to start it")
+def test_the_unix_socket_admits_only_the_masters_uid(ctl_master):
+    import pwd
+
+    m = ctl_master
+    os.chmod(m.dir, 0o755)  # past the modes: the peer-uid check answers alone
+    os.chmod(m.xsock, 0o666)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the client, as nobody (no interpreter of ours is theirs to run)
+        code = 1
+        try:
+            os.setuid(pwd.getpwnam("nobody").pw_uid)
+            with socket.socket(socket.AF_UNIX) as conn:
+                conn.settimeout(10)
+                conn.connect(m.xsock)
+                conn.sendall(b"GET /RPC2 HTTP/1.1\r\n\r\n")
+                os.write(write_end, conn.recv(100))
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    reply = os.read(read_end, 100)
+    os.close(read_end)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert reply.startswith(b"HTTP/1.1 403"), reply
+    assert ctl(m, "status").returncode == 0
