@@ -69,7 +69,9 @@ RUNNING_UPDATED = ("extra:extra", "shop:db", "shop:cache", "web:web_00", "web:we
 COMMANDS = (
     ("status",), ("status", "web:*"), ("status", "shop:db", "web:web_01"),
     ("status", "nosuch", "web:nosuch", "web_00"), ("stop", "web:*"), ("status", "web:*"),
-    ("start", "web:*"), ("start", "idle"), ("restart", "shop:db"), ("stop", "shop:*"),
+    ("start", "web:*"), ("signal", "CONT", "web:*"), ("pid", "web:web_01"),
+    ("tail", "web:web_01"), ("tail", "shop:db", "stderr"), ("clear", "web:web_01"),
+    ("start", "idle"), ("restart", "shop:db"), ("stop", "shop:*"),
     ("start", "shop:db"), ("start", "shop:cache"), ("stop", "web:web_00"), ("status",),
     ("avail",),
 )
@@ -106,7 +108,7 @@ def ctl_all(url, commands):
 
 def shape(text):
     """Output with the pids, uptimes and stop times made alike."""
-    text = re.sub(r"pid \d+", "pid N", text)
+    text = re.sub(r"pid \d+|^\d+$", "pid N", text, flags=re.M)
     text = re.sub(r"uptime \d+:\d\d:\d\d", "uptime T", text)
     return re.sub(r"[A-Z][a-z]{2} \d\d \d\d:\d\d [AP]M", "TIME", text)
 
@@ -174,6 +176,10 @@ def test_numprocs_and_group_names_are_supervisords(under_corral):
         "nosuch: ERROR (no such process)", "web:nosuch: ERROR (no such process)",
         "web_00: ERROR (no such process)"]  # corral's own name is not supervisord's
     assert "shop:db                          in use    auto      10:5" in seen[("avail",)][1]
+    assert seen[("signal", "CONT", "web:*")] == (
+        0, "web:web_00: signalled\nweb:web_01: signalled\n")
+    assert seen[("pid", "web:web_01")] == (0, "pid N\n")
+    assert seen[("clear", "web:web_01")] == (0, "web:web_01: cleared\n")
     assert seen[("stop", "shop:*")] == (0, "shop:db: stopped\nshop:cache: stopped\n")
     assert seen[("reread",)] == (0, "extra: available\nidle: disappeared\nweb: changed\n")
     assert seen[("update",)] == (0, "idle: stopped\nidle: removed process group\nweb: stopped\n"
