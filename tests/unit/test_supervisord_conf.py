@@ -361,6 +361,12 @@ CONVERTIBLE = """
     logfile_backups = 2
     [unix_http_server]
     file = %(here)s/s.sock
+    username = u
+    password = p
+    [inet_http_server]
+    port = 9001
+    username = u
+    password = p
     [program:db]
     command = /bin/sleep 100
     priority = 1
@@ -391,7 +397,8 @@ def test_convert_writes_toml_that_loads_to_the_same_services(tmp_path):
         assert dataclasses.replace(before, source=None) == dataclasses.replace(after, source=None)
     assert (again.master.logfile, again.master.log_backups) == (str(tmp_path / "main.log"), 2)
     assert any("web.err" in note for note in notes)           # raw stream files: a note
-    assert any("XML-RPC" in note for note in notes)
+    assert again.master.xmlrpc == (f"unix://{tmp_path}/s.sock", "tcp://127.0.0.1:9001")
+    assert (again.master.xmlrpc_username, again.master.xmlrpc_password) == ("u", "p")
 
 
 def test_corral_convert_prints_toml_and_notes(tmp_path, capsys):
@@ -436,3 +443,27 @@ def test_an_fcgi_program_gets_its_socket_on_stdin(tmp_path):
     _toml, notes = convert(str(path))
     assert any("socket_mode: not carried over" in note for note in notes)
     assert any("php: its [fcgi-program] socket" in note for note in notes)
+
+
+def test_convert_says_what_the_xmlrpc_keys_cannot_carry(tmp_path):
+    from corral.loaders.supervisord.convert import convert
+
+    path = conf(tmp_path, """
+        [unix_http_server]
+        file = %(here)s/s.sock
+        chmod = 0770
+        [inet_http_server]
+        port = 9001
+        username = u
+        password = p
+        [program:web]
+        command = /bin/sleep 100
+        numprocs = 2
+        process_name = web_%(process_num)d
+        """)
+    text, notes = convert(str(path))
+    assert f'xmlrpc = ["unix://{tmp_path}/s.sock", "tcp://127.0.0.1:9001"]' in text
+    assert "xmlrpc_username" not in text
+    assert any("different usernames or passwords" in note for note in notes)
+    assert any("chmod: checked, not applied" in note for note in notes)
+    assert any("web:web_0, web:web_1" in note for note in notes)
