@@ -1,10 +1,14 @@
 """`supervisorctl status` with N programs: corral's XML-RPC against supervisord's.
 
-Both run the same N `sleep` programs in the same run; each is asked ROUNDS
-times (in turn), as a whole `supervisorctl status` command (wall ms, Python start-up
+Both run the same supervisord.conf (N `sleep` programs) in the same run;
+each is asked ROUNDS times (in turn), as a whole `supervisorctl status` command (wall ms, Python start-up
 included) and as one getAllProcessInfo call over a kept connection.
 
-    .venv/bin/python benchmarks/xmlrpc_status.py [N] [ROUNDS]
+    .venv/bin/python benchmarks/xmlrpc_status.py [N] [ROUNDS] [BEFORE]
+
+BEFORE: the folder of another corral checkout (e.g. /work/main), run as a
+third master on the same file (PYTHONPATH=BEFORE), to compare a change
+with the code before it in the same run.
 """
 
 import os
@@ -58,29 +62,39 @@ def measure(urls, rounds):
     return {url: (statistics.median(ctl[url]), statistics.median(call[url])) for url in urls}
 
 
-def main(n=100, rounds=20):
-    folder = tempfile.mkdtemp(prefix="xrbench-", dir="/tmp")
+def write_conf(folder, n):
+    """The same supervisord.conf for both, each in its own folder (%(here)s)."""
+    os.makedirs(folder)
     with open(f"{folder}/supervisord.conf", "w") as f:
-        f.write(f"[unix_http_server]\nfile = {folder}/s.sock\n[supervisord]\n"
-                f"logfile = {folder}/sd.log\npidfile = {folder}/sd.pid\nchildlogdir = {folder}\n"
-                "[rpcinterface:supervisor]\nsupervisor.rpcinterface_factory = "
-                "supervisor.rpcinterface:make_main_rpcinterface\n")
+        f.write("[unix_http_server]\nfile = %(here)s/s.sock\n[supervisord]\n"
+                "logfile = %(here)s/sd.log\npidfile = %(here)s/sd.pid\n"
+                "childlogdir = %(here)s\n[rpcinterface:supervisor]\n"
+                "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n")
         for i in range(n):
             f.write(f"[program:p{i:03d}]\ncommand = sleep 100000\nstartsecs = 0\n")
-    with open(f"{folder}/corral.toml", "w") as f:
-        f.write(f'[corral]\nxmlrpc = "unix://{folder}/c.sock"\n')
-        for i in range(n):
-            f.write(f'[services.p{i:03d}]\ncommand = ["sleep", "100000"]\n')
+    return f"{folder}/supervisord.conf"
+
+
+def corral(conf, folder, pythonpath=None):
+    env = dict(os.environ, PYTHONPATH=pythonpath) if pythonpath else None
+    return subprocess.Popen([sys.executable, "-m", "corral", "run", conf, "--socket",
+                             f"{folder}/ctl.sock"], start_new_session=True, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def main(n=100, rounds=20, before=None):
+    folder = tempfile.mkdtemp(prefix="xrbench-", dir="/tmp")
+    theirs, ours = write_conf(f"{folder}/sd", n), write_conf(f"{folder}/corral", n)
     procs = {
-        "supervisord": (subprocess.Popen([os.path.join(BIN, "supervisord"), "-n", "-c",
-                                          f"{folder}/supervisord.conf"], start_new_session=True,
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-                        f"unix://{folder}/s.sock"),
-        "corral": (subprocess.Popen([sys.executable, "-m", "corral", "run", f"{folder}/corral.toml",
-                                     "--socket", f"{folder}/ctl.sock"], start_new_session=True,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-                   f"unix://{folder}/c.sock"),
+        "supervisord": (subprocess.Popen([os.path.join(BIN, "supervisord"), "-n", "-c", theirs],
+                                         start_new_session=True, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL),
+                        f"unix://{folder}/sd/s.sock"),
+        "corral": (corral(ours, f"{folder}/corral"), f"unix://{folder}/corral/s.sock"),
     }
+    if before:
+        procs["corral before"] = (corral(write_conf(f"{folder}/before", n), f"{folder}/before",
+                                         os.path.abspath(before)), f"unix://{folder}/before/s.sock")
     try:
         for name, (_proc, url) in procs.items():
             wait_running(url, n)
@@ -89,7 +103,7 @@ def main(n=100, rounds=20):
         results = measure([url for _proc, url in procs.values()], rounds)
         for name, (_proc, url) in procs.items():
             ctl, call = results[url]
-            print(f"  {name:12} {ctl:8.1f} | {call:6.2f}")
+            print(f"  {name:14} {ctl:8.1f} | {call:6.2f}")
     finally:
         for proc, _url in procs.values():
             os.killpg(proc.pid, signal.SIGTERM)
@@ -97,4 +111,4 @@ def main(n=100, rounds=20):
 
 
 if __name__ == "__main__":
-    main(*(int(a) for a in sys.argv[1:3]))
+    main(*(int(a) for a in sys.argv[1:3]), *sys.argv[3:4])

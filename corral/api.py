@@ -221,7 +221,8 @@ class Operations:
 
     def preview(self):
         """What reload() would do now, without doing it: {"added", "removed",
-        "changed", "unchanged"} service names. Raises ControlError(E_CONFIG)
+        "changed", "unchanged"} service names, and "config", the Config the
+        file gives now. Raises ControlError(E_CONFIG)
         naming the error when the config does not load."""
         try:
             new = self.master.loader(self.master.config.path)
@@ -229,7 +230,8 @@ class Operations:
             raise ControlError(E_CONFIG, str(exc)) from None
         added, removed, changed, unchanged = spec_module.diff(
             self.master.config.services, new.services)
-        return {"added": added, "removed": removed, "changed": changed, "unchanged": unchanged}
+        return {"added": added, "removed": removed, "changed": changed, "unchanged": unchanged,
+                "config": new}
 
     def shutdown(self):
         """Begin the ordered shutdown now; await the result to wait for its end."""

@@ -132,6 +132,14 @@ class Command(Kind):
         return {"kind": self.name, "class": None, "children": []}
 
 
+class FastCGICommand(Command):
+    """supervisord's [fcgi-program:x]: an exec'd program whose one listening
+    socket, held by the master, is its stdin (fd 0), as FastCGI servers take
+    it, instead of socket activation's fd 3."""
+
+    name = "fcgi"
+
+
 class PythonTree(Kind):
     """corral's own service tree, built in the master by the config, run in
     a forked worker by the asyncio runtime."""
@@ -160,6 +168,7 @@ class TwistedTree(Kind):
 
 
 COMMAND = Command()
+FASTCGI = FastCGICommand()
 PYTHON_TREE = PythonTree()
 TWISTED_TREE = TwistedTree()
 

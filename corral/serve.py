@@ -92,23 +92,23 @@ def _default_socket(setting, config_path):
 
 
 def xmlrpc_settings(master):
-    """(addresses, username, password) of the XML-RPC frontend: [corral]'s
-    xmlrpc keys, or a supervisord.conf's [unix_http_server] and
-    [inet_http_server] (loaders/supervisord/http.py's XmlRpc)."""
+    """[(address, username, password)] the XML-RPC frontend listens on:
+    [corral]'s xmlrpc keys (one pair for every address), or a
+    supervisord.conf's [unix_http_server] and [inet_http_server], each with
+    its own section's pair, as supervisord checks them
+    (loaders/supervisord/http.py's XmlRpc)."""
     value = master.xmlrpc
     if not value:
-        return (), None, None
+        return []
     if isinstance(value, (tuple, list)):
-        return tuple(value), master.xmlrpc_username, master.xmlrpc_password
-    addresses, username, password = [], None, None
-    for server in (value.unix, value.inet):
-        if server is None:
-            continue
-        addresses.append(f"unix://{server.path}" if server is value.unix
-                         else f"tcp://{server.host}:{server.port}")
-        # one pair for every address: the first section that sets one
-        username, password = username or server.username, password or server.password
-    return tuple(addresses), username, password
+        return [(address, master.xmlrpc_username, master.xmlrpc_password) for address in value]
+    listeners = []
+    if value.unix is not None:
+        listeners.append((f"unix://{value.unix.path}", value.unix.username, value.unix.password))
+    if value.inet is not None:
+        listeners.append((f"tcp://{value.inet.host}:{value.inet.port}", value.inet.username,
+                          value.inet.password))
+    return listeners
 
 
 def console_copy(master, tty):
@@ -148,9 +148,9 @@ async def _main(config, loader=config_module.load, owner=None, pidfile=None, ann
         if config.master.http:  # listens once the logs are open, before any worker
             web = HttpServer(ops, config.master.http, master.log, auth=config.master.http_auth,
                              token=config.master.http_token, control_socket=config.master.socket)
-        addresses, username, password = xmlrpc_settings(config.master)
-        if addresses:  # supervisord's interface (docs/xmlrpc.md)
-            xmlrpc = XMLRPCServer(ops, addresses, master.log, username, password)
+        listeners = xmlrpc_settings(config.master)
+        if listeners:  # supervisord's interface (docs/xmlrpc.md)
+            xmlrpc = XMLRPCServer(ops, listeners, master.log)
             await xmlrpc.start()
             if owner is not None:
                 xmlrpc.hand_over(owner.uid, owner.gid)

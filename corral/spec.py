@@ -6,7 +6,7 @@ should leave the service untouched.
 """
 
 import signal
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from corral import kinds
 
@@ -191,6 +191,15 @@ class MasterSpec:
     http_token: str = field(default=None, repr=False)
     xmlrpc_username: str = None  # TOML's, for every address in a tuple xmlrpc
     xmlrpc_password: str = None  # or "{SHA}" + hex SHA-1, as supervisord takes
+
+    def reloaded(self, new):
+        """These settings after a reload to new's: the master's own (socket,
+        logs, listeners) stay as it started, but a supervisord.conf's groups
+        describe its services, so they follow the file (xmlrpc.groups)."""
+        if not (hasattr(self.xmlrpc, "groups") and hasattr(new.xmlrpc, "groups")):
+            return self
+        return replace(self, xmlrpc=replace(self.xmlrpc, groups=new.xmlrpc.groups,
+                                            priorities=new.xmlrpc.priorities))
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ only this command pays for that.
 
 import os
 
-from corral import order, socketpath
+from corral import kinds, order, socketpath
 from corral.cli import render
 from corral.errors import EXIT_OK
 
@@ -42,7 +42,8 @@ def describe(config):
     services = []
     for spec in config.services:
         what = {"kind": spec.kind.name,
-                "command" if spec.kind.name == "command" else "service": spec.kind.what_runs(spec)}
+                "command" if isinstance(spec.kind, kinds.Command) else "service":
+                    spec.kind.what_runs(spec)}
         services.append({
             "name": spec.name, **what,
             "instances": spec.instance_names(),

@@ -60,6 +60,10 @@ def units_of(config, prefix):
     commands = {spec.name for spec in config.services if spec.kind is kinds.COMMAND}
     folder = os.path.dirname(config.path)
     for spec in config.services:
+        if spec.kind is kinds.FASTCGI:
+            notes.append(f"{spec.name}: not exported: an [fcgi-program] takes its socket as "
+                         "fd 0, which a systemd socket unit gives only with StandardInput=socket")
+            continue
         if spec.kind is not kinds.COMMAND:
             notes.append(f"{spec.name}: not exported: a Python service runs inside corral's master "
                          "(its tree is forked from it); run `corral run CONFIG` as a unit for it")

@@ -127,25 +127,28 @@ def check_access(addresses, username, password):
 
 
 class XMLRPCServer:
-    """The frontend: listens on each address of [corral] xmlrpc."""
+    """The frontend: listens on each (address, username, password) of
+    listeners, each address with its own basic auth pair (or none)."""
 
-    def __init__(self, ops, addresses, log, username=None, password=None):
-        check_access(addresses, username, password)
-        self.ops, self.addresses, self.log = ops, tuple(addresses), log
-        self.http = http.HTTPServer(XMLRPCHandler(ops, log), log, username, password)
+    def __init__(self, ops, listeners, log):
+        for address, username, password in listeners:
+            check_access((address,), username, password)
+        self.ops, self.listeners, self.log = ops, tuple(listeners), log
+        self.http = http.HTTPServer(XMLRPCHandler(ops, log), log)
         self.paths = []
 
     async def start(self):
         from corral.frontends.control import bind_socket
 
-        for address in self.addresses:
+        for address, username, password in self.listeners:
             if address.startswith("unix://"):
                 path = address[len("unix://"):]
-                await self.http.listen_unix(bind_socket(path))
+                await self.http.listen_unix(bind_socket(path), username, password)
                 self.paths.append(path)
             else:
                 host, _, port = address[len("tcp://"):].rpartition(":")
-                await self.http.listen_tcp(host.strip("[]") or None, int(port))
+                await self.http.listen_tcp(host.strip("[]") or None, int(port), username,
+                                           password)
 
     def hand_over(self, uid, gid):
         """Give the unix sockets to the uid the master becomes (as the

@@ -14,10 +14,13 @@ closes); a head or body that does not arrive within READ_TIMEOUT s, or a
 reply the client does not take within WRITE_TIMEOUT s, ends the
 connection. A unix socket admits only the master's uid (or root), as the
 control socket does; with a username, every request needs basic auth
-(the password may be supervisord's "{SHA}" + the hex SHA-1 of it).
+(the password may be supervisord's "{SHA}" + the hex SHA-1 of it). Each
+listener has its own pair, as supervisord's [unix_http_server] and
+[inet_http_server] do.
 """
 
 import asyncio
+import functools
 import hashlib
 import hmac
 
@@ -59,19 +62,21 @@ class HTTPServer:
     """Serves handler(request, reader, writer) -> bytes to write, or None when the
     handler has answered itself (a stream) and the connection is done."""
 
-    def __init__(self, handler, log, username=None, password=None):
+    def __init__(self, handler, log):
         self.handler, self.log = handler, log
-        self.username, self.password = username, password
         self.servers = []
         self.clients = set()
 
-    async def listen_unix(self, sock):
+    async def listen_unix(self, sock, username=None, password=None):
+        """Serve on a bound unix socket; with a username, basic auth with this pair."""
         self.servers.append(await asyncio.start_unix_server(
-            self._serve, sock=sock, limit=MAX_HEAD))
+            functools.partial(self._serve, auth=(username, password)), sock=sock,
+            limit=MAX_HEAD))
 
-    async def listen_tcp(self, host, port):
+    async def listen_tcp(self, host, port, username=None, password=None):
         self.servers.append(await asyncio.start_server(
-            self._serve, host, port, limit=MAX_HEAD, reuse_address=True))
+            functools.partial(self._serve, auth=(username, password)), host, port,
+            limit=MAX_HEAD, reuse_address=True))
 
     async def close(self):
         for server in self.servers:
@@ -81,7 +86,7 @@ class HTTPServer:
         if self.clients:
             await asyncio.wait(list(self.clients), timeout=1.0)
 
-    async def _serve(self, reader, writer):
+    async def _serve(self, reader, writer, auth):
         task = asyncio.current_task()
         self.clients.add(task)
         try:
@@ -90,14 +95,14 @@ class HTTPServer:
             elif len(self.clients) > MAX_CLIENTS:
                 await self._send(writer, response(503, "too many clients\n"))
             else:
-                await self._requests(reader, writer)
+                await self._requests(reader, writer, auth)
         except (ConnectionError, asyncio.TimeoutError, asyncio.CancelledError):
             pass
         finally:
             self.clients.discard(task)
             writer.transport.abort()
 
-    async def _requests(self, reader, writer):
+    async def _requests(self, reader, writer, auth):
         while True:
             try:
                 request = await read_request(reader, MAX_BODY, READ_TIMEOUT, idle=IDLE_TIMEOUT)
@@ -107,7 +112,7 @@ class HTTPServer:
             if request is None:
                 return
             keep = request.keep_alive
-            if not authorized(request.headers, self.username, self.password):
+            if not authorized(request.headers, *auth):
                 await self._send(writer, response(
                     401, "unauthorized\n", keep_alive=keep,
                     headers=[("WWW-Authenticate", 'Basic realm="corral"')]))

@@ -10,7 +10,7 @@ corral's own files and rings keep every line (no data is lost).
 
 import time
 
-from corral.frontends.xmlrpc_structs import read_slice, result, rpc, tail_slice, xml_text
+from corral.frontends.xmlrpc_structs import read_slice, rpc, tail_slice, xml_text
 
 RING_LINES = 100_000  # asked of Operations.logs: the ring holds fewer
 
@@ -22,10 +22,11 @@ def main_line(line):
 
 
 class LogMethods:
-    """find(namespec) -> Status or RPCError(BAD_NAME); statuses() -> all, sorted."""
+    """find(namespec) -> Status or RPCError(BAD_NAME); statuses() -> all, sorted;
+    result(status) -> its entry in a group verb's array."""
 
-    def __init__(self, ops, find, statuses):
-        self.ops, self.find, self.statuses = ops, find, statuses
+    def __init__(self, ops, find, statuses, result):
+        self.ops, self.find, self.statuses, self.result = ops, find, statuses, result
         self.cleared = {}  # instance, or None for the main log -> time of the last line hidden
 
     # -- supervisor: logs ------------------------------------------------------
@@ -100,4 +101,4 @@ class LogMethods:
         statuses = self.statuses()
         for status in statuses:
             self._clear(status.name)
-        return [result(s) for s in statuses]
+        return [self.result(s) for s in statuses]

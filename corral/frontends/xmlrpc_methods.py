@@ -4,7 +4,8 @@ Each method is marked with its XML-RPC signature; call() checks the
 argument count and types (INCORRECT_PARAMETERS), refuses `supervisor.*`
 during the shutdown (SHUTDOWN_STATE), as supervisord does, and awaits the
 verbs that wait. Nothing here decides: the verbs are Operations'.
-The log methods are in xmlrpc_logs.py.
+The log methods are in xmlrpc_logs.py; supervisord's names of corral's
+instances are xmlrpc_names.py's.
 """
 
 import asyncio
@@ -14,9 +15,10 @@ import time
 from corral import __version__
 from corral.errors import E_NO_SUCH_SERVICE, E_SHUTTING_DOWN, ControlError
 from corral.frontends.xmlrpc_logs import LogMethods
+from corral.frontends.xmlrpc_names import Names, group_diff
 from corral.frontends.xmlrpc_structs import (
-    API_VERSION, RUNNING_STATES, SIGNALLABLE, Faults, RPCError, instance_name, parse_signal,
-    process_info, process_name, result, rpc, split_namespec, state_of)
+    API_VERSION, RUNNING_STATES, SIGNALLABLE, Faults, RPCError, config_info, parse_signal,
+    process_info, result, rpc, split_namespec, state_of)
 
 _TYPES = {"string": str, "int": int, "boolean": bool, "array": list, "struct": dict}
 
@@ -28,14 +30,14 @@ class XMLRPCInterface:
         self.ops = ops
         self.applied = set()  # groups an `update`'s first add or remove applied
         self.restarting = None  # the task of supervisor.restart
-        self.logs = LogMethods(ops, self.find, self._statuses)
+        self._names = (None, None)  # (the Config, its Names)
+        self.logs = LogMethods(ops, self.find, self._statuses, self.result)
         self.methods = {}
         for part in (self, self.logs):
-            for attr in dir(part):
-                func = getattr(part, attr)
-                if hasattr(func, "signature"):
+            for attr in dir(type(part)):  # the class's: a property is not run
+                if hasattr(getattr(type(part), attr), "signature"):
                     namespace, _, name = attr.partition("_")
-                    self.methods[f"{namespace}.{name}"] = func
+                    self.methods[f"{namespace}.{name}"] = getattr(part, attr)
 
     async def call(self, method, params):
         func = self.methods.get(method)
@@ -62,30 +64,45 @@ class XMLRPCInterface:
 
     # -- names -----------------------------------------------------------------
 
-    def _statuses(self, names=()):
-        return sorted(self.ops.status(names, usage=False),
-                      key=lambda s: (s.service, process_name(s)))
+    @property
+    def names(self):
+        """The Names of the config in force, made again after a reload."""
+        config = self.ops.config
+        if self._names[0] is not config:
+            self._names = (config, Names(config))
+        return self._names[1]
+
+    def info(self, status, now):
+        names = self.names
+        return process_info(status, names.of(status.name), now, names.logfiles.get(status.name))
+
+    def result(self, status, code=Faults.SUCCESS, text="OK"):
+        return result(self.names.of(status.name), code, text)
+
+    def _statuses(self, instances=(), lexical=True):
+        """The Status of these instances (all: ()), sorted by group, then name,
+        or (lexical=False) in priority order, as supervisord's verbs go."""
+        names = self.names
+        return sorted(self.ops.status(instances, usage=False),
+                      key=(lambda s: names.of(s.name)) if lexical else
+                      (lambda s: names.rank.get(s.name, 0)))
 
     def _group(self, group):
         """The Status of each process of group, sorted; BAD_NAME if none."""
-        try:
-            found = [s for s in self._statuses([group]) if s.service == group]
-        except ControlError:
-            found = []
-        if not found or any(ch in group for ch in "*?["):
+        members = self.names.members.get(group)
+        if not members:
             raise RPCError(Faults.BAD_NAME, group)
-        return found
+        return self._statuses(members, lexical=False)
 
     def find(self, name, must=True):
         """The Status of the process named (a namespec), or None for a group."""
         group, process = split_namespec(name)
-        if process is not None and not any(ch in name for ch in "*?["):
-            wanted = instance_name(group, process)
+        instance = self.names.instance.get((group, process)) if process is not None else None
+        if instance is not None:
             try:
-                for status in self.ops.status([wanted], usage=False):
-                    if status.name == wanted and status.service == group:
-                        return status
-            except ControlError:
+                (status,) = self.ops.status([instance], usage=False)
+                return status
+            except ControlError:  # gone with a reload meanwhile
                 pass
         if must:
             raise RPCError(Faults.BAD_NAME, name)
@@ -110,8 +127,9 @@ class XMLRPCInterface:
 
     @rpc("string")
     def supervisor_getIdentification(self):
-        """Return the identifying string of this master."""
-        return "corral"
+        """Return the identifying string of this master: a supervisord.conf's
+        [supervisord] identifier, else "corral"."""
+        return getattr(self.ops.config.master.xmlrpc, "identifier", "corral")
 
     @rpc("struct")
     def supervisor_getState(self):
@@ -147,10 +165,16 @@ class XMLRPCInterface:
                               for name in spec.instance_names()], wait=False)
 
     def _preview(self):
+        """What a reload would do, by supervisord's group names:
+        {"added", "changed", "removed", "unchanged"}."""
         try:
-            return self.ops.preview()
+            services = self.ops.preview()
         except ControlError as exc:
             raise RPCError(Faults.CANT_REREAD, exc.message) from None
+        new = Names(services["config"])
+        added, changed, removed = group_diff(self.names, new, services)
+        return {"added": added, "changed": changed, "removed": removed,
+                "unchanged": [g for g in new.members if g not in added + changed]}
 
     @rpc("array")
     def supervisor_reloadConfig(self):
@@ -159,15 +183,27 @@ class XMLRPCInterface:
         self.applied.clear()  # an `update` begins here
         return [[diff["added"], diff["changed"], diff["removed"]]]
 
-    async def _apply(self):
+    async def _apply(self, diff):
         """corral applies the whole difference at once, at the first add or
         remove of an `update`; its later stops, adds and removes of the
-        groups it changed find their part done (until the next reloadConfig)."""
+        groups it changed find their part done (until the next reloadConfig).
+        A changed group restarts whole, as under supervisord: all of its
+        processes stop first, and those that autostart start again after."""
+        changed = [i for group in diff["changed"] for i in self.names.members.get(group, ())]
+        if changed:
+            await self.ops.stop(changed)
         try:
-            done = await self.ops.reload()
+            await self.ops.reload()
         except ControlError as exc:
             raise RPCError(Faults.CANT_REREAD, exc.message) from None
-        self.applied.update(done["added"] + done["changed"] + done["removed"])
+        self.applied.update(diff["added"] + diff["changed"] + diff["removed"])
+        names = self.names  # the new config's
+        autostart = {i for spec in self.ops.config.services if spec.autostart
+                     for i in spec.instance_names()}
+        again = [i for group in diff["changed"] for i in names.members.get(group, ())
+                 if i in autostart]
+        if again:
+            await self.ops.start(again, wait=False)
 
     @rpc("boolean", "string")
     async def supervisor_addProcessGroup(self, name):
@@ -176,7 +212,7 @@ class XMLRPCInterface:
             return True
         diff = self._preview()
         if name in diff["added"] + diff["changed"]:
-            await self._apply()
+            await self._apply(diff)
             return True
         if name in diff["unchanged"]:
             raise RPCError(Faults.ALREADY_ADDED, name)
@@ -193,7 +229,7 @@ class XMLRPCInterface:
             raise RPCError(Faults.STILL_RUNNING, name)
         diff = self._preview()
         if name in diff["removed"] + diff["changed"]:
-            await self._apply()
+            await self._apply(diff)
             return True
         raise RPCError(Faults.FAILED, f"{name} is in the config: reread first")
 
@@ -202,33 +238,26 @@ class XMLRPCInterface:
     @rpc("struct", "string")
     def supervisor_getProcessInfo(self, name):
         """Get info about a process named name ('name' or 'group:name')."""
-        return process_info(self.find(name), time.time())
+        return self.info(self.find(name), time.time())
 
     @rpc("array")
     def supervisor_getAllProcessInfo(self):
         """Get info about all processes, sorted by group then name."""
         now = time.time()
-        return [process_info(s, now) for s in self._statuses()]
+        return [self.info(s, now) for s in self._statuses()]
 
     @rpc("array")
     def supervisor_getAllConfigInfo(self):
-        """Get info about every configured process (groups flattened)."""
-        infos = []
+        """Get info about every configured process (groups flattened), by name."""
+        names, infos = self.names, []
         for spec in self.ops.config.services:
-            what = spec.kind.what_runs(spec)
-            command = " ".join(what) if isinstance(what, list) else (what or "")
-            for name in spec.instance_names():
-                infos.append({
-                    "name": name if name == spec.name else name[len(spec.name) + 1:],
-                    "group": spec.name, "inuse": True, "autostart": spec.autostart,
-                    "command": command, "directory": spec.cwd or "", "uid": spec.user or 0,
-                    "exitcodes": [0], "group_prio": 999, "process_prio": 999,
-                    "killasgroup": True, "redirect_stderr": False,
-                    "startretries": spec.max_restarts, "startsecs": 0,
-                    "stopsignal": int(spec.stop_signal), "stopwaitsecs": int(spec.stop_timeout),
-                    "stdout_logfile": "", "stderr_logfile": "", "serverurl": "AUTO",
-                })
-        return sorted(infos, key=lambda info: (info["group"], info["name"]))
+            for instance in spec.instance_names():
+                group, process = names.of(instance)
+                infos.append((names.priority[group], config_info(
+                    spec, group, process, names.priority[group],
+                    names.process_priority[instance])))
+        infos.sort(key=lambda row: row[0])  # the groups in start order, as supervisord's
+        return sorted((info for _, info in infos), key=lambda info: info["name"])
 
     # -- supervisor: start, stop, signal --------------------------------------
 
@@ -249,20 +278,21 @@ class XMLRPCInterface:
         for status in self._statuses_of(names):
             statename = state_of(status.state)[1]
             if not wait or statename == "RUNNING":
-                results.append(result(status))
+                results.append(self.result(status))
             elif status.spawn_error:
-                results.append(result(status, Faults.SPAWN_ERROR,
-                                      f"SPAWN_ERROR: {status.name}"))
+                results.append(self.result(status, Faults.SPAWN_ERROR, "SPAWN_ERROR: "
+                                           + self.names.namespec(status.name)))
             else:
-                results.append(result(status, Faults.ABNORMAL_TERMINATION,
-                                      f"ABNORMAL_TERMINATION: {status.name}"))
+                results.append(self.result(status, Faults.ABNORMAL_TERMINATION,
+                                           "ABNORMAL_TERMINATION: "
+                                           + self.names.namespec(status.name)))
         return results
 
     def _statuses_of(self, names):
         """The Status of those of names that still exist (a reload may remove some)."""
         known = set(self.ops.states())
         names = [name for name in names if name in known]
-        return self.ops.status(names, usage=False) if names else []
+        return self._statuses(names, lexical=False) if names else []
 
     def _not_running(self, statuses):
         return [s for s in statuses if state_of(s.state)[1] not in RUNNING_STATES]
@@ -288,13 +318,13 @@ class XMLRPCInterface:
     @rpc("array", "boolean")
     async def supervisor_startAllProcesses(self, wait=True):
         """Start every process that is not running, in dependency order."""
-        return await self._start(self._not_running(self._statuses()), wait)
+        return await self._start(self._not_running(self._statuses(lexical=False)), wait)
 
     async def _stop(self, statuses, wait):
         names = [s.name for s in statuses]
         if names:
             await self.ops.stop(names, wait=wait)
-        return [result(s) for s in statuses]
+        return [self.result(s) for s in statuses]
 
     def _running(self, statuses):
         return [s for s in statuses if state_of(s.state)[1] in RUNNING_STATES]
@@ -320,7 +350,7 @@ class XMLRPCInterface:
     @rpc("array", "boolean")
     async def supervisor_stopAllProcesses(self, wait=True):
         """Stop every running process, dependents first."""
-        return await self._stop(self._running(self._statuses()), wait)
+        return await self._stop(self._running(self._statuses(lexical=False)), wait)
 
     def _signal(self, statuses, value):
         sig = parse_signal(value)
@@ -329,8 +359,8 @@ class XMLRPCInterface:
             if state_of(status.state)[1] not in SIGNALLABLE:
                 continue
             (outcome,) = self.ops.signal([status.name], sig, group=False)
-            results.append(result(status) if outcome.ok else
-                           result(status, Faults.NOT_RUNNING, f"NOT_RUNNING: {status.name}"))
+            results.append(self.result(status) if outcome.ok else self.result(
+                status, Faults.NOT_RUNNING, "NOT_RUNNING: " + self.names.namespec(status.name)))
         return results
 
     @rpc("boolean", "string", "signal")
@@ -355,7 +385,7 @@ class XMLRPCInterface:
     @rpc("array", "signal")
     def supervisor_signalAllProcesses(self, signal):
         """Send a signal to every signallable process."""
-        return self._signal(self._statuses(), signal)
+        return self._signal(self._statuses(lexical=False), signal)
 
     @rpc("boolean", "string", "string")
     def supervisor_sendProcessStdin(self, name, chars):

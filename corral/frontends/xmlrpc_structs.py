@@ -2,8 +2,8 @@
 
 Pure functions from report.Status and bytes to the values supervisord's
 XML-RPC returns (docs/xmlrpc.md), so that they are tested without a master.
-Names: a namespec is always corral's instance name (`web`, `web:0`), its
-group the service; WAITING reads as STARTING, FAILING as STOPPING.
+Names (group, process) come from xmlrpc_names.py; WAITING reads as
+STARTING, FAILING as STOPPING.
 """
 
 import datetime
@@ -76,21 +76,14 @@ def split_namespec(name):
     return group, (None if process == "*" else process)
 
 
-def instance_name(group, process):
-    return process if group == process else f"{group}:{process}"
-
-
-def process_name(status):
-    """supervisord's process name of an instance: its name within the group."""
-    return status.name if status.name == status.service else status.name[len(status.service) + 1:]
-
-
 def uptime_text(seconds):
     return str(datetime.timedelta(seconds=int(max(0, seconds))))  # H:MM:SS, "1 day, H:MM:SS"
 
 
-def process_info(status, now):
-    """getProcessInfo's struct, from a report.Status."""
+def process_info(status, where, now, logfiles=None):
+    """getProcessInfo's struct, from a report.Status, its (group, process) and
+    its raw (stdout, stderr) files (supervisord.conf's), if any."""
+    stdout_logfile, stderr_logfile = logfiles or ("", "")
     code, statename = state_of(status.state)
     ran = status.last_exit is not None or status.restarts or status.uptime is not None
     start = int(now - status.uptime) if status.uptime is not None else \
@@ -100,24 +93,54 @@ def process_info(status, now):
     if statename == "RUNNING":
         description = f"pid {status.pid}, uptime {uptime_text(status.uptime or 0)}"
     elif statename in ("FATAL", "BACKOFF"):
-        description = spawnerr or status.reason or f'unknown error (try "tail {status.name}")'
+        namespec = where[1] if where[0] == where[1] else f"{where[0]}:{where[1]}"
+        description = spawnerr or status.reason or f'unknown error (try "tail {namespec}")'
     elif statename in ("STOPPED", "EXITED"):
         description = time.strftime("%b %d %I:%M %p", time.localtime(stop)) if ran \
             else "Not started"
     else:
         description = ""
     return {
-        "name": process_name(status), "group": status.service, "start": start, "stop": stop,
+        "name": where[1], "group": where[0], "start": start, "stop": stop,
         "now": int(now), "state": code, "statename": statename, "spawnerr": xml_text(spawnerr),
-        "exitstatus": status.exit_code or 0, "logfile": "", "stdout_logfile": "",
-        "stderr_logfile": "", "pid": status.pid or 0, "description": xml_text(description),
+        "exitstatus": status.exit_code or 0, "logfile": stdout_logfile,
+        "stdout_logfile": stdout_logfile, "stderr_logfile": stderr_logfile,
+        "pid": status.pid or 0, "description": xml_text(description),
     }
 
 
-def result(status, code=Faults.SUCCESS, text="OK"):
-    """One entry of a group verb's array."""
-    return {"name": process_name(status), "group": status.service, "status": code,
-            "description": text}
+def config_info(spec, group, process, group_priority, priority):
+    """getAllConfigInfo's struct of one process, from its ServiceSpec; 'none'
+    where supervisord has no value, as it writes one."""
+    what = spec.kind.what_runs(spec)
+    files = {f.stream: f for f in spec.stream_files}
+    out, err = files.get("out"), files.get("err")
+    info = {
+        "name": process, "group": group, "inuse": True, "autostart": spec.autostart,
+        "command": " ".join(what) if isinstance(what, list) else (what or ""),
+        "directory": spec.cwd or "none", "uid": "none" if spec.user is None else spec.user,
+        "exitcodes": list(spec.exit_codes), "group_prio": group_priority,
+        "process_prio": priority, "killasgroup": True,
+        "redirect_stderr": bool(out and err and out.path == err.path),
+        "startretries": spec.max_restarts,
+        "startsecs": int(spec.ready[1]) if spec.ready and spec.ready[0] == "seconds" else 0,
+        "stopsignal": int(spec.stop_signal), "stopwaitsecs": int(spec.stop_timeout),
+        "serverurl": "none",
+    }
+    for stream, file in (("stdout", out), ("stderr", err)):
+        info.update({
+            f"{stream}_logfile": file.path if file else "none",
+            f"{stream}_logfile_maxbytes": file.max_bytes if file else 0,
+            f"{stream}_logfile_backups": file.backups if file else 0,
+            f"{stream}_capture_maxbytes": 0, f"{stream}_events_enabled": False,
+            f"{stream}_syslog": False,
+        })
+    return info
+
+
+def result(where, code=Faults.SUCCESS, text="OK"):
+    """One entry of a group verb's array, for the process at (group, process)."""
+    return {"name": where[1], "group": where[0], "status": code, "description": text}
 
 
 def parse_signal(value):

@@ -24,6 +24,14 @@ class CommandKind:
         return spawner.exec_command(spec, instance, index, fds)
 
 
+class FastCGIKind(CommandKind):
+    """A FastCGI program: its one socket on fd 0, no LISTEN_* variables."""
+
+    def spawn(self, spawner, spec, instance, index, fds):
+        ((fd, _name),) = fds
+        return spawner.exec_command(spec, instance, index, stdin=fd)
+
+
 class PythonTreeKind:
     """corral's own tree: the master runs privilegedStartService on its copy
     once; the forked worker inherits the sockets and runs the tree on asyncio."""
@@ -58,7 +66,8 @@ class TwistedTreeKind:
         return spawner.fork_worker(spec, instance, index, self.runtime, sockets=fds)
 
 
-BY_NAME = {"command": CommandKind(), "python": PythonTreeKind(), "twisted": TwistedTreeKind()}
+BY_NAME = {"command": CommandKind(), "fcgi": FastCGIKind(), "python": PythonTreeKind(),
+           "twisted": TwistedTreeKind()}
 
 
 def of(spec):

@@ -31,9 +31,11 @@ async def apply(master, stop):
     await stop(going)
     master.sockets.close(removed + changed)  # before the new trees bind (sockets.py)
 
-    # The master's own settings (socket, log paths) stay as the master started;
-    # a service's log_max_bytes/log_backups apply now (they restart nothing).
-    master.replace(dataclasses.replace(new, master=master.config.master), keep=unchanged)
+    # The master's own settings (socket, log paths) stay as the master started
+    # (MasterSpec.reloaded); a service's log_max_bytes/log_backups apply now
+    # (they restart nothing).
+    master.replace(dataclasses.replace(new, master=master.config.master.reloaded(new.master)),
+                   keep=unchanged)
     master.loghub.set_rotation(new.services)
     starting = [r.name for spec in new.services if spec.name in added + changed and spec.autostart
                 for r in master.instances_of(spec.name)]

@@ -261,8 +261,9 @@ class Spawner:
         child = self.children.get(pid)
         return child is not None and child.exit is None
 
-    def exec_command(self, spec, instance, index, fds=()):
-        """Exec spec.command; fds are passed by socket activation (sockets.py)."""
+    def exec_command(self, spec, instance, index, fds=(), stdin=None):
+        """Exec spec.command; fds are passed by socket activation (sockets.py);
+        stdin: an fd to give it as fd 0 (a FastCGI socket), else /dev/null."""
         out_r, out_w = _pipe()
         err_r, err_w = _pipe()
         master_pid = self.master_pid
@@ -285,7 +286,7 @@ class Spawner:
             with contextlib.nullcontext() if shim else signals_blocked(), activation.reserved():
                 popen = subprocess.Popen(
                     shim + list(spec.command) if shim else spec.command,
-                    stdin=subprocess.DEVNULL,
+                    stdin=subprocess.DEVNULL if stdin is None else stdin,
                     stdout=out_w,
                     stderr=err_w,
                     cwd=None if drop.cwd else spec.cwd,

@@ -3,6 +3,8 @@ and the same file read by supervisord's own parser, where it is installed."""
 
 import os
 import shutil
+import subprocess
+import sys
 import urllib.request
 
 import pytest
@@ -12,6 +14,7 @@ from tests.integration.harness import Master, wait_until
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "supervisord")
 PROGRAMS = ("worker_0", "worker_1", "web", "cron")
+SUPERVISORCTL = os.path.join(os.path.dirname(sys.executable), "supervisorctl")
 
 
 def example_master():
@@ -31,6 +34,14 @@ def read(path):
         return b""
 
 
+def _page(port):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=5) as reply:
+            return reply.read()
+    except OSError:
+        return None
+
+
 @pytest.mark.timeout(60)
 def test_the_example_runs_unchanged_in_priority_order_with_supervisords_files():
     m, folder = example_master()
@@ -43,8 +54,14 @@ def test_the_example_runs_unchanged_in_priority_order_with_supervisords_files():
         # priority 10 (workers) is RUNNING before 20 (web) starts, and 20 before 30 (cron).
         for low, high in (("worker_0", "web"), ("worker_1", "web"), ("web", "cron")):
             assert events.index((low, "RUNNING")) < events.index((high, "STARTING")), events
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=5) as reply:
-            assert reply.read() == b"<h1>shop</h1>\n"
+        # RUNNING is "stayed up startsecs" (1 s), as under supervisord: not "listening".
+        wait_until(lambda: _page(port) == b"<h1>shop</h1>\n", message="the web page", dump=m.output)
+        if os.path.exists(SUPERVISORCTL):  # supervisorctl -c the same file, as with supervisord
+            done = subprocess.run([SUPERVISORCTL, "-c", m.config, "status"], capture_output=True,
+                                  text=True, timeout=30)
+            assert [line.split()[:2] for line in done.stdout.splitlines()] == [
+                ["cron", "RUNNING"], ["web", "RUNNING"], ["worker:worker_0", "RUNNING"],
+                ["worker:worker_1", "RUNNING"]], done.stdout + done.stderr
         logs = os.path.join(folder, "logs")
         # stdout_logfile: the program's bytes as written, no prefix; stderr apart.
         wait_until(lambda: b"worker 0: job 2 done\n" in read(os.path.join(logs, "worker_0.log")),

@@ -237,6 +237,10 @@ def test_http_sections(tmp_path):
     assert rpc.ctl.serverurl == f"unix://{tmp_path}/supervisor.sock" and rpc.ctl.prompt == "box"
     env = dict(load(path).services[0].env)
     assert env["SUPERVISOR_SERVER_URL"] == f"unix://{tmp_path}/supervisor.sock"
+    notes = supervisord.parse(str(path))[2]
+    assert [n for n in notes if n.startswith("[unix_http_server]")] == [
+        f"[unix_http_server] {key}: checked, not applied (the socket keeps mode 0600 and "
+        "admits only the master's uid, or root)" for key in ("chmod", "chown")]
 
 
 def test_include_globs_relative_to_the_including_file(tmp_path):
@@ -292,7 +296,14 @@ def test_claims_by_content(tmp_path):
     ("[program:a]\ncommand = true\n[rpcinterface:mine]\nx = y\n", 3, "[rpcinterface:mine]",
      "built in"),
     ("[program:a]\ncommand = true\n[fcgi-program:x]\ncommand = true\n", 3,
-     "[fcgi-program:x]", "sockets"),
+     "[fcgi-program:x]", "needs 'socket'"),
+    ("[fcgi-program:x]\ncommand = true\nsocket = udp://:53\n", 3,
+     "[fcgi-program:x] key 'socket'", "tcp://HOST:PORT or unix:///PATH"),
+    ("[fcgi-program:x]\ncommand = true\nsocket = tcp://127.0.0.1:99999\n", 3,
+     "[fcgi-program:x] key 'socket'", "port from 1 to 65535"),
+    ("[fcgi-program:x]\ncommand = true\nsocket = unix:///tmp/x.sock\nnumprocs = 2\n"
+     "process_name = x_%(process_num)d\n", 4, "[fcgi-program:x] key 'numprocs'",
+     "FastCGI server that runs its own workers"),
     ("[program:a]\ncommand = true\n[programs:b]\n", 3, "[programs:b]",
      "did you mean 'program'"),
     ("[group:g]\nprograms = a,zz\n[program:a]\ncommand = true\n", 2,
@@ -350,6 +361,12 @@ CONVERTIBLE = """
     logfile_backups = 2
     [unix_http_server]
     file = %(here)s/s.sock
+    username = u
+    password = p
+    [inet_http_server]
+    port = 9001
+    username = u
+    password = p
     [program:db]
     command = /bin/sleep 100
     priority = 1
@@ -380,7 +397,8 @@ def test_convert_writes_toml_that_loads_to_the_same_services(tmp_path):
         assert dataclasses.replace(before, source=None) == dataclasses.replace(after, source=None)
     assert (again.master.logfile, again.master.log_backups) == (str(tmp_path / "main.log"), 2)
     assert any("web.err" in note for note in notes)           # raw stream files: a note
-    assert any("XML-RPC" in note for note in notes)
+    assert again.master.xmlrpc == (f"unix://{tmp_path}/s.sock", "tcp://127.0.0.1:9001")
+    assert (again.master.xmlrpc_username, again.master.xmlrpc_password) == ("u", "p")
 
 
 def test_corral_convert_prints_toml_and_notes(tmp_path, capsys):
@@ -400,3 +418,52 @@ def test_corral_convert_of_a_bad_file_is_one_error_line(tmp_path, capsys):
     assert main(["convert", str(path)]) == 1
     err = capsys.readouterr().err
     assert err == f"corral: error: {path}:3: [program:a] key 'startsecs': must be an integer >= 0, not 'x'\n"
+
+
+def test_an_fcgi_program_gets_its_socket_on_stdin(tmp_path):
+    from corral import kinds
+    from corral.loaders.supervisord.convert import convert
+
+    path = conf(tmp_path, """
+        [fcgi-program:php]
+        command = true
+        socket = unix://%(here)s/%(program_name)s.sock
+        socket_mode = 0770
+        [fcgi-program:tcp]
+        command = true
+        socket = tcp://127.0.0.1:9009
+        [group:web]
+        programs = php
+        """)
+    found = services(path)
+    assert (found["php"].kind, found["php"].sockets) == (
+        kinds.FASTCGI, (f"unix://{tmp_path}/php.sock",))
+    assert found["tcp"].sockets == ("tcp://127.0.0.1:9009",)
+    assert ("web", 999, ("php",)) in load(path).master.xmlrpc.groups
+    _toml, notes = convert(str(path))
+    assert any("socket_mode: not carried over" in note for note in notes)
+    assert any("php: its [fcgi-program] socket" in note for note in notes)
+
+
+def test_convert_says_what_the_xmlrpc_keys_cannot_carry(tmp_path):
+    from corral.loaders.supervisord.convert import convert
+
+    path = conf(tmp_path, """
+        [unix_http_server]
+        file = %(here)s/s.sock
+        chmod = 0770
+        [inet_http_server]
+        port = 9001
+        username = u
+        password = p
+        [program:web]
+        command = /bin/sleep 100
+        numprocs = 2
+        process_name = web_%(process_num)d
+        """)
+    text, notes = convert(str(path))
+    assert f'xmlrpc = ["unix://{tmp_path}/s.sock", "tcp://127.0.0.1:9001"]' in text
+    assert "xmlrpc_username" not in text
+    assert any("different usernames or passwords" in note for note in notes)
+    assert any("chmod: checked, not applied" in note for note in notes)
+    assert any("web:web_0, web:web_1" in note for note in notes)

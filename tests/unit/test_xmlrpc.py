@@ -20,6 +20,7 @@ from corral.frontends.xmlrpc_methods import XMLRPCInterface
 from corral.frontends.xmlrpc_structs import (
     Faults, RPCError, parse_signal, process_info, read_slice, split_namespec, state_of,
     tail_slice)
+from corral.spec import Config, MasterSpec, ServiceSpec
 from corral.supervisor.report import Status
 from tests.helpers import run
 
@@ -27,6 +28,7 @@ BASE = Status(name="web", service="web", state="RUNNING", pid=42, uptime=3725.4,
               since=1000.0, restarts=0, last_exit=None, exit_code=None, exit_signal=None,
               spawn_error=None, cpu_percent=None, rss=None, reason="running",
               retry_in=None, status_text=None, health=None, log_error=None)
+WEB = ("web", "web")
 
 
 def test_state_codes_are_supervisords():
@@ -40,7 +42,7 @@ def test_state_codes_are_supervisords():
 
 
 def test_process_info_running_has_pid_and_uptime():
-    info = process_info(BASE, now=10_000.0)
+    info = process_info(BASE, ("web", "web"), now=10_000.0)
     assert info["description"] == "pid 42, uptime 1:02:05"
     assert (info["name"], info["group"], info["state"], info["statename"]) == (
         "web", "web", 20, "RUNNING")
@@ -53,18 +55,18 @@ def test_process_info_running_has_pid_and_uptime():
 
 def test_process_info_of_other_states():
     never = replace(BASE, state="STOPPED", pid=None, uptime=None, since=None)
-    assert process_info(never, 10.0)["description"] == "Not started"
-    assert process_info(never, 10.0)["pid"] == 0
+    assert process_info(never, WEB, 10.0)["description"] == "Not started"
+    assert process_info(never, WEB, 10.0)["pid"] == 0
     stopped = replace(never, since=1_700_000_000.0, last_exit="SIGTERM", exit_code=None)
-    assert process_info(stopped, 1.0)["description"] == time.strftime(
+    assert process_info(stopped, WEB, 1.0)["description"] == time.strftime(
         "%b %d %I:%M %p", time.localtime(1_700_000_000))
     fatal = replace(never, state="FATAL", spawn_error="no such file", last_exit="x",
                     exit_code=2)
-    info = process_info(fatal, 1.0)
+    info = process_info(fatal, WEB, 1.0)
     assert (info["description"], info["spawnerr"], info["exitstatus"]) == (
         "no such file", "no such file", 2)
     sub = replace(BASE, name="work:3", service="work", state="STOPPING")
-    info = process_info(sub, 1.0)
+    info = process_info(sub, ("work", "3"), 1.0)
     assert (info["name"], info["group"], info["description"], info["state"]) == (
         "3", "work", "", 40)
 
@@ -153,6 +155,7 @@ class FakeOps:
     """Enough of api.Operations for the marshalling: one RUNNING instance."""
 
     shutting_down = False
+    config = Config("x.toml", MasterSpec(), (ServiceSpec("web", command=("true",)),))
 
     def status(self, names=(), usage=True):
         if names and not set(names) <= {"web", "all"}:
@@ -229,3 +232,67 @@ def test_a_refused_verb_is_a_supervisord_fault():
         run(XMLRPCInterface(ops).call("supervisor.startProcess", ("web",)))
     assert (err.value.code, err.value.text) == (
         Faults.SHUTDOWN_STATE, "SHUTDOWN_STATE: start: the master is shutting down")
+
+
+def test_names_are_supervisords_for_numprocs_and_group_sections(tmp_path):
+    from corral.frontends.xmlrpc_names import Names, group_diff
+    from corral.loaders import load
+
+    conf = tmp_path / "supervisord.conf"
+    programs = ("[program:web]\ncommand=sleep 1\nnumprocs=2\n"
+                "process_name=%(program_name)s_%(process_num)d\n"
+                "[program:db]\ncommand=sleep 1\npriority=5\n[program:cache]\ncommand=sleep 1\n")
+    conf.write_text(programs + "[group:shop]\nprograms=db,cache\npriority=10\n")
+    old = Names(load(str(conf)))
+    assert old.where == {"db": ("shop", "db"), "cache": ("shop", "cache"),
+                         "web_0": ("web", "web_0"), "web_1": ("web", "web_1")}
+    assert old.instance[("web", "web_1")] == "web_1" and ("web_1", "web_1") not in old.instance
+    assert [old.namespec(i) for i in old.where] == ["shop:db", "shop:cache", "web:web_0",
+                                                    "web:web_1"]
+    assert (old.members["shop"], old.priority["shop"], old.process_priority["db"]) == (
+        ["db", "cache"], 10, 5)
+    out, err = old.logfiles["web_1"]  # AUTO files, as getProcessInfo names them
+    assert out.endswith("/web_1-stdout---supervisor.log") and err.endswith("-stderr---supervisor.log")
+    ops = FakeOps()
+    ops.config = load(str(conf))
+    assert run(XMLRPCInterface(ops).call("supervisor.getIdentification", ())) == "supervisor"
+    conf.write_text(programs.replace("numprocs=2", "numprocs=1").replace("sleep 1\npriority",
+                                                                         "sleep 2\npriority")
+                    + "[program:new]\ncommand=sleep 1\n[group:shop]\nprograms=db,cache\n")
+    new = Names(load(str(conf)))
+    services = {"added": ["web_0", "new"], "removed": ["web_1"], "changed": ["db"]}
+    assert group_diff(old, new, services) == (["new"], ["shop", "web"], [])
+    assert group_diff(old, old, {"added": [], "removed": [], "changed": []}) == ([], [], [])
+    toml = Config("x.toml", MasterSpec(), (ServiceSpec("work", command=("true",), numprocs=2),))
+    assert Names(toml).where == {"work:0": ("work", "0"), "work:1": ("work", "1")}
+
+
+def test_each_supervisord_listener_has_its_own_pair(tmp_path):
+    from corral.loaders import load
+    from corral.serve import xmlrpc_settings
+
+    conf = tmp_path / "supervisord.conf"
+    conf.write_text("[unix_http_server]\nfile = %(here)s/s.sock\n"
+                    "[inet_http_server]\nport = 9001\nusername = u\npassword = p\n"
+                    "[program:web]\ncommand = sleep 1\n")
+    assert xmlrpc_settings(load(str(conf)).master) == [
+        (f"unix://{tmp_path}/s.sock", None, None), ("tcp://127.0.0.1:9001", "u", "p")]
+    toml = MasterSpec(xmlrpc=("unix:///x.sock", "tcp://127.0.0.1:1"), xmlrpc_username="a",
+                      xmlrpc_password="b")
+    assert xmlrpc_settings(toml) == [("unix:///x.sock", "a", "b"), ("tcp://127.0.0.1:1", "a", "b")]
+
+
+def test_a_reload_takes_the_files_groups_and_keeps_the_listeners(tmp_path):
+    from corral.loaders import load
+
+    conf = tmp_path / "supervisord.conf"
+    conf.write_text("[unix_http_server]\nfile = %(here)s/a.sock\n[program:web]\ncommand = sleep 1\n")
+    old = load(str(conf)).master
+    conf.write_text("[unix_http_server]\nfile = %(here)s/b.sock\n[program:web]\ncommand = sleep 1\n"
+                    "numprocs = 2\nprocess_name = w%(process_num)d\npriority = 3\n")
+    new = load(str(conf)).master
+    kept = old.reloaded(new).xmlrpc
+    assert kept.groups == (("web", 3, ("w0", "w1")),) and dict(kept.priorities)["w1"] == 3
+    assert kept.unix.path == str(tmp_path / "a.sock")  # the master's listeners stay
+    toml = MasterSpec(xmlrpc=("unix:///x.sock",))
+    assert toml.reloaded(MasterSpec(xmlrpc=("unix:///y.sock",))) is toml

@@ -2,8 +2,9 @@
 
 It claims a .conf or .ini file, or any file whose first section is
 [supervisord] or [program:NAME]. ini.py reads the sections with their
-lines (following [include]), programs.py maps each [program:x] onto
-corral's model with supervisord's meaning, http.py checks the sections an
+lines (following [include]), programs.py maps each [program:x] (and
+[fcgi-program:x]) onto corral's model with supervisord's meaning, http.py
+checks the sections an
 XML-RPC frontend will serve. Sections with no corral counterpart are an
 error that says what to use instead. parse() also returns notes: what
 loads but means something else under corral (`corral convert` prints them).
@@ -38,12 +39,10 @@ UNSUPPORTED = {
                      "`corral events -f` (JSON lines) instead",
     "rpcinterface": "corral's API is built in; only [rpcinterface:supervisor] with "
                     "supervisor.rpcinterface:make_main_rpcinterface is accepted",
-    "fcgi-program": "use a [program:x] whose command serves on a socket corral holds: "
-                    "`corral convert` then a TOML service with sockets = [\"unix://...\"]",
     "ctlplugin": "supervisorctl plugins are not supported; corral's CLI has its own commands",
 }
 KNOWN = ("supervisord", "program", "group", "include", "unix_http_server",
-         "inet_http_server", "supervisorctl", *UNSUPPORTED)
+         "inet_http_server", "supervisorctl", "fcgi-program", *UNSUPPORTED)
 MAIN_RPC = "supervisor.rpcinterface:make_main_rpcinterface"
 
 
@@ -68,7 +67,7 @@ def parse(path):
         kind = section.kind
         if kind not in KNOWN:
             raise section.error(unknown(kind, KNOWN, "section") + " (supervisord's sections: "
-                                + ", ".join(f"[{k}]" for k in KNOWN[:7]) + ")")
+                                + ", ".join(f"[{k}]" for k in KNOWN[:8]) + ")")
         if kind == "rpcinterface" and section.title == "supervisor" and \
                 _raw(section, "supervisor.rpcinterface_factory") == MAIN_RPC:
             continue
@@ -81,14 +80,19 @@ def parse(path):
     settings, master, xmlrpc = _supervisord(top, notes)
     unix = [http.unix_server(s, folder) for s in by_kind.get("unix_http_server", [])]
     inet = [http.inet_server(s) for s in by_kind.get("inet_http_server", [])]
+    for section in by_kind.get("unix_http_server", []):
+        notes.extend(f"[unix_http_server] {key}: checked, not applied (the socket keeps mode "
+                     "0600 and admits only the master's uid, or root)"
+                     for key in ("chmod", "chown") if key in section.values)
     ctl = [http.supervisorctl(s) for s in by_kind.get("supervisorctl", [])]
     if unix:
         master.serverurl = f"unix://{unix[0].path}"
     elif inet:
         master.serverurl = f"http://{inet[0].host or '127.0.0.1'}:{inet[0].port}"
-    groups = _groups(by_kind.get("group", []), by_kind.get("program", []))
+    program_sections = [s for s in sections if s.kind in ("program", "fcgi-program")]
+    groups = _groups(by_kind.get("group", []), program_sections)
     processes, group_of = [], {}
-    for section in by_kind.get("program", []):
+    for section in program_sections:
         group, group_priority = groups.get(section.title, (section.title, None))
         for priority, spec in programs.program(section, master, group, notes):
             processes.append(((group_priority if group_priority is not None else priority,
@@ -105,7 +109,9 @@ def parse(path):
                           tuple(members)) for group, members in group_of.items()),
                         key=lambda row: row[1])  # start order
     xmlrpc = http.XmlRpc(unix=unix[0] if unix else None, inet=inet[0] if inet else None,
-                         ctl=ctl[0] if ctl else None, groups=tuple(group_rows), **xmlrpc)
+                         ctl=ctl[0] if ctl else None, groups=tuple(group_rows),
+                         priorities=tuple((spec.name, key[1]) for key, spec in processes),
+                         **xmlrpc)
     return MasterSpec(**settings, xmlrpc=xmlrpc), specs, notes
 
 

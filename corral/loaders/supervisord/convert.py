@@ -9,6 +9,7 @@ Only values that differ from corral's defaults are written.
 
 import signal
 
+from corral import kinds
 from corral.loaders.supervisord import parse
 from corral.spec import MASTER_DEFAULTS, SERVICE_DEFAULTS
 
@@ -25,15 +26,11 @@ def convert(path):
     corral = [(key, getattr(master, key)) for key in ("logfile", "pidfile", "log_max_bytes",
                                                       "log_backups")
               if getattr(master, key) != MASTER_DEFAULTS[key]]
+    corral += _xmlrpc(master.xmlrpc, notes)
     if corral:
         lines.append("[corral]")
         lines.extend(f"{key} = {_toml(value)}" for key, value in corral)
         lines.append("")
-    rpc = master.xmlrpc
-    if rpc is not None and (rpc.unix or rpc.inet or rpc.ctl):
-        notes.append("[unix_http_server]/[inet_http_server]/[supervisorctl]: corral's TOML "
-                     "has no XML-RPC server; use `corral status/start/stop/logs` on the "
-                     "control socket")
     for spec in specs:
         lines.append(f"[services.{_key(spec.name)}]")
         lines.append(f"command = {_toml(list(spec.command))}")
@@ -42,12 +39,42 @@ def convert(path):
             if value == SERVICE_DEFAULTS[key] or (key == "env" and not value):
                 continue
             lines.append(f"{key} = {_toml(_plain(key, value))}")
+        if spec.kind is kinds.FASTCGI:
+            notes.append(f"{spec.name}: its [fcgi-program] socket ({spec.sockets[0]}) on fd 0 "
+                         "has no TOML form; `sockets = [...]` passes a socket as fd 3 with "
+                         "LISTEN_FDS instead")
         if spec.stream_files:
             where = ", ".join(f"{f.stream}: {f.path}" for f in spec.stream_files)
             notes.append(f"{spec.name}: raw per-stream log files ({where}) are not TOML "
                          "settings; set [corral] log_dir for one timestamped file per service")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n", notes
+
+
+def _xmlrpc(rpc, notes):
+    """[corral] xmlrpc keys for the http sections; notes for what TOML cannot say."""
+    listeners = [(f"unix://{rpc.unix.path}", rpc.unix.username, rpc.unix.password)] \
+        if rpc.unix else []
+    if rpc.inet:
+        listeners.append((f"tcp://{rpc.inet.host}:{rpc.inet.port}", rpc.inet.username,
+                          rpc.inet.password))
+    if not listeners:
+        return []
+    keys = [("xmlrpc", [address for address, _, _ in listeners])]
+    pairs = {(username, password) for _, username, password in listeners}
+    username, password = pairs.pop() if len(pairs) == 1 else (None, None)
+    if pairs:
+        notes.append("[unix_http_server] and [inet_http_server] have different usernames or "
+                     "passwords; corral's TOML has one pair for every xmlrpc address: set "
+                     "xmlrpc_username and xmlrpc_password")
+    elif username is not None:
+        keys += [("xmlrpc_username", username), ("xmlrpc_password", password)]
+    renamed = [f"{group}:{name}" for group, _, names in rpc.groups for name in names
+               if name != group]
+    if renamed:
+        notes.append("supervisorctl names the processes " + ", ".join(renamed) + " under "
+                     "supervisord.conf; from the TOML each is a service of its own name")
+    return keys
 
 
 def _plain(key, value):

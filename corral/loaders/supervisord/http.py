@@ -57,6 +57,8 @@ class XmlRpc:
     # (group name, priority, (corral service names...)) in start order:
     # supervisord's process groups, whose full names are "group:process".
     groups: tuple = ()
+    # (corral service name, its [program:x] priority): getAllConfigInfo's process_prio.
+    priorities: tuple = ()
     # [supervisord] settings of the master that `corral run` options carry
     # (--uid, --umask, --rundir, -d), kept for the frontend and for convert.
     master_user: str = None

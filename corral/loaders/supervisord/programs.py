@@ -1,4 +1,4 @@
-"""[program:x] sections -> corral ServiceSpecs, with supervisord's meaning.
+"""[program:x] and [fcgi-program:x] sections -> corral ServiceSpecs, with supervisord's meaning.
 
 One supervisord process is one corral service, named by its process_name
 (numprocs = 3 with process_name = %(program_name)s_%(process_num)02d gives
@@ -8,10 +8,18 @@ says; every value then goes through settings.supervision(), so it gets
 corral's own checks, and a bad one is blamed on the supervisord key and
 its line. What a key cannot mean under corral is a note (`corral convert`
 prints the notes), never silently a different behaviour.
+
+An [fcgi-program:x] is a program whose `socket` the master binds and holds
+across restarts and gives it as its stdin (kinds.FASTCGI), as supervisord
+does. One process only: corral holds sockets per service, and here each
+process is a service of its own, so numprocs > 1 would need one socket
+shared by several services.
 """
 
+import dataclasses
 import os
 
+from corral import kinds, socketspec
 from corral.loaders import common
 from corral.loaders.supervisord.expand import boolean, environment, expand, int_list, integer
 from corral.loaders.toml import command as check_command
@@ -31,6 +39,7 @@ KEYS = (
 # Known to supervisord, without a corral meaning: accepted, and a note says so.
 IGNORED = tuple(f"{stream}_{what}" for stream in ("stdout", "stderr")
                 for what in ("capture_maxbytes", "events_enabled", "syslog"))
+FCGI_KEYS = ("socket", "socket_backlog", "socket_owner", "socket_mode")
 DEFAULT_PRIORITY = 999
 # supervisord's defaults for the log files of a program.
 DEFAULT_MAXBYTES, DEFAULT_BACKUPS = 50 << 20, 10
@@ -48,13 +57,15 @@ class Master:
 
 
 def program(section, master, group, notes):
-    """[(process name, priority, ServiceSpec)] of one [program:x] section."""
+    """[(priority, ServiceSpec)] of one [program:x] or [fcgi-program:x] section."""
     program_name = section.title
     if not program_name:
-        raise section.error("needs a name: [program:NAME]")
+        raise section.error(f"needs a name: [{section.kind}:NAME]")
+    fcgi = section.kind == "fcgi-program"
+    keys = KEYS + FCGI_KEYS if fcgi else KEYS
     for key in section.values:
-        if key not in KEYS and key not in IGNORED:
-            raise section.error(unknown(key, KEYS, "key"), key)
+        if key not in keys and key not in IGNORED:
+            raise section.error(unknown(key, keys, "key"), key)
     for key in IGNORED:
         if key in section.values:
             notes.append(f"[{section.name}] {key}: not carried over (corral has no "
@@ -77,7 +88,33 @@ def program(section, master, group, notes):
     for num in range(start, start + numprocs):
         names["process_num"] = num
         found.append((priority, _process(section, master, dict(names), raw_name, notes)))
+    if fcgi:
+        if numprocs > 1:
+            raise section.error("numprocs > 1 is not supported: corral gives each process "
+                                "its own socket, so they cannot share one; use numprocs = 1 "
+                                "with a FastCGI server that runs its own workers",
+                                "numprocs")
+        url = _fcgi_socket(section, names)
+        found = [(p, dataclasses.replace(spec, kind=kinds.FASTCGI, sockets=(url,)))
+                 for p, spec in found]
+        for key in FCGI_KEYS[1:]:
+            if key in section.values:
+                notes.append(f"[{section.name}] {key}: not carried over (corral binds the "
+                             "socket with its own backlog, mode and owner)")
     return found
+
+
+def _fcgi_socket(section, names):
+    """The socket URL: tcp://HOST:PORT or unix:///PATH, as supervisord takes it."""
+    if "socket" not in section.values:
+        raise section.error("needs 'socket' (tcp://HOST:PORT or unix:///PATH)")
+    text = _value(section, "socket", names)
+    if not text.startswith(("tcp://", "unix:///")):
+        raise section.error(f"must be tcp://HOST:PORT or unix:///PATH, not {text!r}", "socket")
+    try:
+        return socketspec.parse(text, os.path.dirname(os.path.abspath(section.path))).url
+    except ValueError as exc:
+        raise section.error(str(exc), "socket") from None
 
 
 def _raw(section, key, default):
