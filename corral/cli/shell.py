@@ -18,7 +18,6 @@ last command's code.
 """
 
 import os
-import shlex
 import sys
 import time
 
@@ -43,6 +42,7 @@ def add(subcommands, common):
 
 
 def run(client, args, out):
+    client.close()  # it found the master; each command connects on its own
     shell = Shell(client.path, args.reparse, args.root_parser, out)
     if _isatty(sys.stdin):
         return shell.interactive()
@@ -81,6 +81,8 @@ class Shell:
 
     def execute(self, line):
         """Run one line; its exit code. Raises Leave for quit and exit."""
+        import shlex  # here: every other command of the CLI starts without it
+
         try:
             words = shlex.split(line, comments=True)
         except ValueError as exc:  # "No closing quotation"
@@ -117,7 +119,7 @@ class Shell:
             if words[0] in REFUSED:
                 dispatch.error(f"{words[0]}: {REFUSED[words[0]]}")
                 return EXIT_USAGE
-            return self.execute(shlex.join([words[0], "--help"]))
+            return self.execute(f"{words[0]} --help")
         subparsers = next(a for a in self.parser._actions if hasattr(a, "_choices_actions"))
         helps = {choice.dest: choice.help for choice in subparsers._choices_actions}
         helps.update({"help": "help [COMMAND]: the commands, or one command's options",

@@ -13,7 +13,6 @@ character: a service's output cannot move the cursor or change colours.
 """
 
 import time
-import unicodedata
 
 from corral.cli import render
 
@@ -162,6 +161,8 @@ def clean(text):
 
 
 def _width(ch):
+    import unicodedata  # only for text that is not plain ASCII
+
     if unicodedata.combining(ch):
         return 0
     return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1

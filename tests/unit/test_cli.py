@@ -712,7 +712,8 @@ def test_client_path_imports_nothing_heavy(short_dir):
             file.write(text)
     sock = os.path.join(short_dir, "x.sock")
     runs = [["status", "--socket", sock], ["status"], ["-c", "app.toml", "status"], ["-c", "app.py", "logs", "-f"],
-            ["events", "--socket", sock], ["start", "web", "--socket", sock], ["version"], ["_names"]]
+            ["events", "--socket", sock], ["start", "web", "--socket", sock], ["version"], ["_names"],
+            ["top", "--socket", sock], ["shell", "--socket", sock]]
     for argv in runs:
         code, names = imported_by(argv, short_dir, {"PYTHONPATH": root, "CORRAL_SOCKET": ""})
         assert code in (0, 3), (argv, code)
