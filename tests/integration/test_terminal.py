@@ -11,6 +11,7 @@ import fcntl
 import os
 import re
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -37,13 +38,17 @@ class Terminal:
     def __init__(self, args, env=None, size=(100, 30)):
         self.master_fd, slave = os.openpty()
         columns, lines = size
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
+        self.resize(columns, lines, slave)
         child_env = {**os.environ, "TERM": "xterm", **(env or {})}
         child_env.pop("NO_COLOR", None)
         self.proc = subprocess.Popen([sys.executable, "-m", "corral", *args], stdin=slave, stdout=slave,
                                      stderr=slave, start_new_session=True, env=child_env)
         os.close(slave)
         self.raw = b""
+
+    def resize(self, columns, lines, fd=None):
+        fcntl.ioctl(self.master_fd if fd is None else fd, termios.TIOCSWINSZ,
+                    struct.pack("HHHH", lines, columns, 0, 0))
 
     def __enter__(self):
         return self
@@ -124,9 +129,14 @@ def test_top_shows_the_services_and_restarts_the_selected_one(master):
         term.expect(r"web: RUNNING", since=mark)  # the restart's answer, in the footer
         term.expect(rf"web tick {new_pid}", since=mark)
         assert master.status("db")["restarts"] == 0  # the selected one only
+        mark = term.mark()
+        term.resize(60, 12)
+        term.proc.send_signal(signal.SIGWINCH)  # as the terminal would: the next frame fits
+        term.expect(r"(?m)^corral top [^\n]{48}\n", since=mark)  # the header, cut to 59 columns
         term.send(b"q")
         assert term.wait() == 0
         assert term.raw.endswith(b"\x1b[?25h\x1b[?1049l")  # the screen and cursor given back
+        assert b"\x1b[2J" not in term.raw  # never cleared: drawn over, without flicker
 
 
 def test_top_prints_one_plain_snapshot_when_piped(master):
