@@ -229,7 +229,11 @@ class Operations:
             raise ControlError(E_CONFIG, str(exc)) from None
         added, removed, changed, unchanged = spec_module.diff(
             self.master.config.services, new.services)
-        return {"added": added, "removed": removed, "changed": changed, "unchanged": unchanged}
+        result = {"added": added, "removed": removed, "changed": changed, "unchanged": unchanged}
+        kept = reload_module.not_applied(self.master, new)
+        if kept:
+            result["not_applied"] = kept
+        return result
 
     def shutdown(self):
         """Begin the ordered shutdown now; await the result to wait for its end."""

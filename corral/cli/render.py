@@ -293,10 +293,13 @@ def reload_summary(result):
         if names:
             lines.append(f"{key}: {', '.join(map(str, names))}")
     unchanged = len(result.get("unchanged") or [])
+    kept = result.get("not_applied") or []
+    note = [f"not applied, the master must be started again for: [corral] {', '.join(map(str, kept))}"] \
+        if kept else []
     if not lines:
-        return f"no changes ({unchanged} unchanged)"
+        return "\n".join([f"no changes ({unchanged} unchanged)"] + note)
     lines.append(f"unchanged: {unchanged}")
-    return "\n".join(lines)
+    return "\n".join(lines + note)
 
 
 def version_line(result, client_version):

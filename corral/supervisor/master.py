@@ -33,8 +33,11 @@ EVENT_RING = 1000
 
 class Master:
     def __init__(self, config, *, clock=None, spawner=None, loader=config_module.load,
-                 console=None, color=False):
+                 console=None, color=False, as_loaded=None):
         self.config = config
+        # [corral] as the loader read it at start, before `corral run`'s
+        # options: what a reload's new load is compared with (reload.py).
+        self.as_loaded = as_loaded or config.master
         self.clock = clock or Clock()
         self.spawner = spawner or Spawner()
         self.loader = loader
