@@ -59,7 +59,7 @@ class Master:
         self.loop = None
         self.loghub = None
         self.done = None
-        self.usage = report.Usage()
+        self.usage = report.UsageCache()  # one /proc pass for status, metrics and max_memory
         self.notify = readiness.CommandNotify(self)  # commands' NOTIFY_SOCKET
         self.reload_lock = asyncio.Lock()
         self.notifier = sdnotify.Notifier()  # serve.py sets one for $NOTIFY_SOCKET
@@ -218,8 +218,9 @@ class Master:
 
     def _sample_memory(self, effect):
         records = [self.records[n] for n in effect.names if n in self.records]
-        sizes = health.tree_rss([r.pid for r in records if r.pid is not None])
-        self.feed(m.MemorySampled(tuple((r.name, sizes.get(r.pid)) for r in records)))
+        found = self.usage.refresh(self.records.values(), [r.pid for r in records if r.pid is not None])
+        self.feed(m.MemorySampled(tuple((r.name, found[r.pid].rss if r.pid in found else None)
+                                        for r in records)))
 
     def _arm(self, effect):
         """Make the timers of one record (or the master) match its deadlines."""
