@@ -58,11 +58,14 @@ class Dropped:
 class Client:
     """One connection to the master; requests are answered in order."""
 
-    def __init__(self, path):
+    def __init__(self, path, timeout=None):
+        """timeout: seconds a read may wait before TimeoutError (an OSError);
+        None waits as long as the master takes."""
         self.path = path
         self._buffer = b""
         self._next_id = 1
         self._sock = _connect(path)
+        self._sock.settimeout(timeout)
 
     def close(self):
         if self._sock is not None:

@@ -23,6 +23,7 @@ import time
 
 from corral.cli import completion, discovery, dispatch
 from corral.cli.client import Client, ClientError, NoMaster
+from corral.cli.commands import isatty
 from corral.errors import EXIT_OK, EXIT_USAGE, ControlError
 
 HELP = "an interactive prompt for the client commands, with history and completion"
@@ -44,16 +45,9 @@ def add(subcommands, common):
 def run(client, args, out):
     client.close()  # it found the master; each command connects on its own
     shell = Shell(client.path, args.reparse, args.root_parser, out)
-    if _isatty(sys.stdin):
+    if isatty(sys.stdin):
         return shell.interactive()
     return shell.script(sys.stdin)
-
-
-def _isatty(stream):
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 def history_path(environ=None):

@@ -30,6 +30,7 @@ from collections import deque
 
 from corral.cli import render, topview
 from corral.cli.client import Client, ClientError, NoMaster
+from corral.cli.commands import isatty
 from corral.errors import EXIT_OK, ControlError
 
 HELP = "a live view of the services: state, CPU, RSS, restarts, the selected one's log; keys act on it"
@@ -37,6 +38,7 @@ LOG_KEEP = 500  # log lines kept for the pane (and asked as history)
 SNAPSHOT_LINES = 10  # log lines in the plain snapshot
 FRAME_GAP = 0.05  # seconds between two frames at least
 MESSAGE_FOR = 5.0  # seconds an action's answer stays in the footer
+STATUS_TIMEOUT = 5.0  # seconds a status answer may take before the view says so
 
 
 def interval(text):
@@ -65,16 +67,10 @@ def add(subcommands, common):
 
 def run(client, args, out):
     view = topview.View(sort=args.sort, filter=args.filter)
-    if not (out.tty and _isatty(sys.stdin)):
+    if not (out.tty and isatty(sys.stdin)):
         return snapshot(client, args, view, out)
-    return Top(client, args, view, out).run()
-
-
-def _isatty(stream):
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
+    client.close()  # it found the master; the view opens the connections it needs
+    return Top(client.path, args, view, out).run()
 
 
 def _status_args(names):
@@ -97,10 +93,9 @@ def snapshot(client, args, view, out):
 class Top:
     """The live view: the terminal, the connections, the loop."""
 
-    def __init__(self, client, args, view, out):
-        self.path = client.path
-        self.given = client  # the caller closes this one
-        self.client = client  # status; replaced by a new connection if the master comes back
+    def __init__(self, path, args, view, out):
+        self.path = path
+        self.client = None  # status, with a timeout: a master that hangs cannot freeze the view
         self.names = args.names
         self.interval = args.interval
         self.view = view
@@ -140,7 +135,7 @@ class Top:
             os.close(wake_r)
             os.close(wake_w)
             for other in [self.follower, self.client, *self.actions]:
-                if other is not None and other is not self.given:
+                if other is not None:
                     other.close()
         return EXIT_OK
 
@@ -205,14 +200,15 @@ class Top:
     def poll(self):
         try:
             if self.client is None:
-                self.client = Client(self.path)
+                self.client = Client(self.path, timeout=STATUS_TIMEOUT)
             self.items = self.client.call("status", **_status_args(self.names)) or []
             self.trouble = None
-        except (NoMaster, ClientError) as exc:
-            if self.client is not None and self.client is not self.given:
-                self.client.close()
+        except (NoMaster, ClientError, OSError) as exc:  # OSError: TimeoutError
+            if self.client is not None:
+                self.client.close()  # a reply may be half read: start afresh
             self.client, self.items = None, []
-            self.trouble = f"{exc}; trying again"
+            reason = f"no answer within {STATUS_TIMEOUT:g} s" if isinstance(exc, TimeoutError) else str(exc)
+            self.trouble = f"{reason}; trying again"
         except ControlError as exc:
             self.items, self.trouble = [], exc.message or exc.code
         self.follow(retry=True)

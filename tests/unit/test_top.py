@@ -9,6 +9,7 @@ import pytest
 
 from corral.cli import topview
 from corral.cli.topview import View
+from tests.unit.test_cli import error, fake, ok  # noqa: F401 (fake is a fixture)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -182,3 +183,58 @@ def test_footer_says_what_is_typed_or_answered():
     view.message = "web:0: RUNNING"
     assert topview.footer(view) == "web:0: RUNNING"
     assert topview.log_title(View(follow=False), "db") == "-- logs: db (paused: f to follow)"
+
+
+# -- the live view's requests, against a fake master (no terminal) ------------------
+
+
+def make_top(path, monkeypatch):
+    from types import SimpleNamespace
+
+    from corral.cli import top
+
+    monkeypatch.setattr(top, "STATUS_TIMEOUT", 0.3)
+    args = SimpleNamespace(names=[], interval=1.0)
+    return top.Top(path, args, View(), SimpleNamespace(colour=False))
+
+
+def test_a_master_that_is_gone_or_hangs_is_said_and_tried_again(short_dir, monkeypatch):
+    import os
+    import socket
+
+    path = os.path.join(short_dir, "c.sock")
+    view = make_top(path, monkeypatch)
+    view.poll()
+    assert view.items == [] and view.trouble.endswith("no such socket; trying again")
+    hung = socket.socket(socket.AF_UNIX)
+    hung.bind(path)
+    hung.listen(4)  # accepts (in the backlog), never answers
+    try:
+        view.poll()
+        assert view.trouble == "no answer within 0.3 s; trying again" and view.client is None
+    finally:
+        hung.close()
+
+
+def test_an_action_is_answered_later_on_its_own_connection(fake, monkeypatch):
+    import select
+
+    def handler(request):
+        if request["cmd"] == "restart":
+            return [ok(request, [{"name": "web", "state": "RUNNING", "ok": True, "message": ""}])]
+        return [error(request, "no_such_service", "no service matches 'x'")]
+
+    master = fake(handler)
+    view = make_top(master.path, monkeypatch)
+    view.act("restart", "web")
+    assert view.view.message == "restart web: asked"
+    (client,) = view.actions
+    while not view.answered(client):
+        select.select([client], [], [], 5)
+    assert view.view.message == "web: RUNNING" and view.actions == {}
+    view.act("stop", "x")
+    (client,) = view.actions
+    while not view.answered(client):
+        select.select([client], [], [], 5)
+    assert view.view.message == "stop x: no service matches 'x'"
+    assert [r["cmd"] for r in master.requests] == ["restart", "stop"]
