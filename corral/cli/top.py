@@ -13,8 +13,8 @@ A frame is drawn by one write: cursor home, each line followed by "erase to
 the end of line", then "erase below", on the terminal's alternate screen,
 so nothing is cleared first and nothing flickers. At most 20 frames a
 second, however fast the log lines come. The size is read at each frame;
-SIGWINCH only wakes the loop. When stdout or stdin is not a terminal, one
-plain snapshot is printed instead (topview.snapshot).
+SIGWINCH only wakes the loop. When stdout or stdin is not a terminal, or
+with --json, one snapshot is printed instead (topview.snapshot).
 
 Standard library only (termios, tty, select): the client path imports no
 asyncio (tests/unit/test_cli.py).
@@ -67,7 +67,7 @@ def add(subcommands, common):
 
 def run(client, args, out):
     view = topview.View(sort=args.sort, filter=args.filter)
-    if not (out.tty and isatty(sys.stdin)):
+    if args.json or not (out.tty and isatty(sys.stdin)):
         return snapshot(client, args, view, out)
     client.close()  # it found the master; the view opens the connections it needs
     return Top(client.path, args, view, out).run()

@@ -8,6 +8,7 @@ processes in tests/unit/test_top.py.
 """
 
 import fcntl
+import json
 import os
 import re
 import select
@@ -147,6 +148,10 @@ def test_top_prints_one_plain_snapshot_when_piped(master):
     assert lines[0] == "2 instances: 2 RUNNING"
     assert re.match(r"  db\s+RUNNING\s+\d+", lines[2]) and re.match(r"  web\s+RUNNING", lines[3])
     assert lines[4] == "-- logs: db" and "db tick" in done.stdout
+    done = master.cli("top", "--json", "--filter", "WEB")
+    snapshot = json.loads(done.stdout)
+    assert [row["name"] for row in snapshot["status"]] == ["web"]
+    assert snapshot["logs"] and all(line["service"] == "web" for line in snapshot["logs"])
 
 
 def test_shell_runs_status_completes_a_name_and_keeps_history(master, tmp_path):
