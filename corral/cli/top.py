@@ -178,8 +178,9 @@ class Top:
                         pass
                 elif reader is self.follower:
                     self.read_logs()
-                elif self.answered(reader):
+                elif reader in self.actions and self.answered(reader):
                     next_poll = 0.0  # and the new pid
+                # else: a follower a key of this batch replaced (closed already)
 
     def draw(self, fd_out):
         try:
