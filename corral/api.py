@@ -28,7 +28,6 @@ import collections
 import fnmatch
 import os
 import re
-import time
 from dataclasses import asdict, dataclass
 
 from corral.core import messages as m
@@ -37,10 +36,10 @@ from corral import spec as spec_module
 from corral.errors import E_CONFIG, E_NO_SUCH_SERVICE, E_SHUTTING_DOWN, ControlError, CorralError
 from corral.supervisor import reload as reload_module
 from corral.supervisor import procfs, report
+from corral.supervisor.report import USAGE_MAX_AGE, TreeUsage  # noqa: F401 (the API's names)
 from corral.supervisor.subscriptions import LogSubscription
 
 SETTLED = frozenset({State.RUNNING, State.FATAL, State.EXITED, State.STOPPED})
-USAGE_MAX_AGE = 1.0  # s: one /proc pass serves status and /metrics within it
 RESTART_REASONS = ("crash", "health", "memory", "watchdog", "operator")
 
 
@@ -55,15 +54,6 @@ class Outcome:
 
     def as_dict(self):
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class TreeUsage:
-    """A worker's whole process tree: CPU since each member began, RSS now."""
-
-    cpu_seconds: float
-    cpu_percent: float  # of one CPU since the previous sample (0.0 the first time)
-    rss: int  # bytes
 
 
 @dataclass
@@ -95,7 +85,7 @@ class Check:
 class Operations:
     def __init__(self, master):
         self.master = master
-        self._usage = UsageCache()
+        self._usage = master.usage  # the master's one cache: max_memory reads it too
         self._restarts = collections.Counter()  # (instance, reason) -> count
         self._failing = {}  # instance -> "health" or "memory", while FAILING
         master.event_topic.subscribe(self._count_restart)
@@ -230,8 +220,12 @@ class Operations:
             raise ControlError(E_CONFIG, str(exc)) from None
         added, removed, changed, unchanged = spec_module.diff(
             self.master.config.services, new.services)
-        return {"added": added, "removed": removed, "changed": changed, "unchanged": unchanged,
-                "config": new}
+        result = {"added": added, "removed": removed, "changed": changed, "unchanged": unchanged,
+                  "config": new}
+        kept = reload_module.not_applied(self.master, new)
+        if kept:
+            result["not_applied"] = kept
+        return result
 
     def shutdown(self):
         """Begin the ordered shutdown now; await the result to wait for its end."""
@@ -357,56 +351,6 @@ class Operations:
         if errors:  # only when some log output cannot be written (docs/protocol.md)
             result["errors"] = errors
         return result
-
-
-class UsageCache:
-    """One pass over /proc for every worker's tree, reused for USAGE_MAX_AGE
-    s: status and /metrics (and a scrape every few seconds) share it. CPU
-    percent counts, per process, the ticks since the previous pass."""
-
-    def __init__(self, clock=time.monotonic):
-        self._clock = clock
-        self._when = None
-        self._found = {}  # root pid -> TreeUsage
-        self._last = {}  # pid -> (start ticks, cpu ticks, when)
-
-    def refresh(self, records, wanted):
-        """{pid: TreeUsage}; rescans all records' pids when stale or missing one."""
-        now = self._clock()
-        fresh = self._when is not None and now - self._when < USAGE_MAX_AGE
-        if fresh and all(pid in self._found for pid in wanted):
-            return self._found
-        pids = {r.pid for r in records if r.pid is not None} | set(wanted)
-        procs = report._scan()  # {pid: (ppid, cpu ticks, start ticks, rss pages)}
-        children = {}
-        for pid, info in procs.items():
-            children.setdefault(info[0], []).append(pid)
-        last, self._last, found = self._last, {}, {}
-        for root in pids:
-            ticks_all, percent, rss = 0, 0.0, 0
-            todo, alive = [root], False
-            while todo:
-                member = todo.pop()
-                info = procs.get(member)
-                if info is None:
-                    continue
-                alive = True
-                todo.extend(children.get(member, ()))
-                _, ticks, start, pages = info
-                before = last.get(member)
-                if before is not None and before[0] == start and now > before[2]:
-                    percent += (ticks - before[1]) / _TICKS / (now - before[2]) * 100
-                self._last[member] = (start, ticks, now)
-                ticks_all += ticks
-                rss += pages * _PAGE
-            if alive:
-                found[root] = TreeUsage(ticks_all / _TICKS, round(percent, 1), rss)
-        self._when, self._found = now, found
-        return found
-
-    def sample(self, pids):
-        """report.status's view: {pid: (cpu_percent, rss)} from the last refresh."""
-        return {pid: (u.cpu_percent, u.rss) for pid, u in self._found.items()}
 
 
 class _NoUsage:

@@ -41,7 +41,7 @@ def run_master(config_path, socket=None, logfile=None, log_dir=None, loader=None
     plugin = loader is not None
     loader = loader or config_module.load
     config = loader(config_path)
-    settings = config.master
+    settings = as_loaded = config.master
     if socket is None:
         socket = _default_socket(settings.socket, None if plugin else config.path)
     settings = dataclasses.replace(  # absolute before any chdir (--rundir, -d)
@@ -74,7 +74,7 @@ def run_master(config_path, socket=None, logfile=None, log_dir=None, loader=None
         lock = daemon_module.lock_pidfile(settings.pidfile) if settings.pidfile else None
         try:
             return asyncio.run(_main(config, loader, owner=owner, pidfile=lock, announce=announce,
-                                     undertaker=undertaker, reset_state=reset_state))
+                                     undertaker=undertaker, reset_state=reset_state, as_loaded=as_loaded))
         finally:
             daemon_module.release_pidfile(lock)
     except BaseException as exc:
@@ -129,13 +129,13 @@ def _absolute(path):
 
 
 async def _main(config, loader=config_module.load, owner=None, pidfile=None, announce=None,
-                undertaker=None, reset_state=False):
+                undertaker=None, reset_state=False, as_loaded=None):
     """Supervise until shutdown. announce: the daemon's start-up pipe, or None
     in the foreground (then the console is our stdout). undertaker: its pid."""
     loop = asyncio.get_running_loop()
     console = 1 if announce is None and console_copy(config.master, os.isatty(1)) else None
     color = console is not None and os.isatty(1) and "NO_COLOR" not in os.environ
-    master = Master(config, console=console, color=color, loader=loader)
+    master = Master(config, console=console, color=color, loader=loader, as_loaded=as_loaded)
     master.notifier = sdnotify.Notifier.from_environment()  # before any worker forks
     ops = Operations(master)
     control = ControlServer(ops, config.master.socket, master.log)

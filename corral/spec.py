@@ -6,7 +6,7 @@ should leave the service untouched.
 """
 
 import signal
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 from corral import kinds
 
@@ -219,6 +219,11 @@ class Config:
     master: MasterSpec
     services: tuple  # ServiceSpec, in the file's order
     groups: tuple = ()  # GroupSpec
+
+
+def master_changes(old, new):
+    """The [corral] keys (MasterSpec fields) whose values differ, in field order."""
+    return [f.name for f in fields(MasterSpec) if getattr(old, f.name) != getattr(new, f.name)]
 
 
 def diff(old, new):

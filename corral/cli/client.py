@@ -58,11 +58,14 @@ class Dropped:
 class Client:
     """One connection to the master; requests are answered in order."""
 
-    def __init__(self, path):
+    def __init__(self, path, timeout=None):
+        """timeout: seconds a read may wait before TimeoutError (an OSError);
+        None waits as long as the master takes."""
         self.path = path
         self._buffer = b""
         self._next_id = 1
         self._sock = _connect(path)
+        self._sock.settimeout(timeout)
 
     def close(self):
         if self._sock is not None:
@@ -101,6 +104,38 @@ class Client:
             elif message.get("ok") is False:
                 self._result(request_id, message)  # raises ControlError
 
+    # -- without blocking (for a select loop) ----------------------------
+
+    def fileno(self):
+        return self._sock.fileno()
+
+    def send(self, cmd, **args):
+        """Send one request and return its id; read the answer with messages()."""
+        return self._send(cmd, args)
+
+    def messages(self):
+        """The messages complete after one read: call it when select() says the
+        socket is readable, so that it does not block. None once the master
+        has closed the connection (after the messages still buffered)."""
+        try:
+            chunk = self._sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            chunk = None
+        except ConnectionResetError:
+            chunk = b""
+        if chunk:
+            self._buffer += chunk
+        found = []
+        while (message := self._take_message()) is not None:
+            found.append(message)
+        if chunk == b"" and not found:
+            return None
+        return found
+
+    def result(self, message):
+        """The result of a reply from messages(); ControlError for an error."""
+        return self._result(message.get("id"), message)
+
     # -- internals -------------------------------------------------------
 
     def _send(self, cmd, args):
@@ -129,21 +164,29 @@ class Client:
             raise ClientError(f"bad reply from master on {self.path}: {message!r}")
         raise ControlError(str(error.get("code", "")), str(error.get("message", "")))
 
+    def _take_message(self):
+        """The next complete JSON object in the buffer, or None."""
+        while True:
+            newline = self._buffer.find(b"\n")
+            if newline < 0:
+                return None
+            line = self._buffer[:newline]
+            self._buffer = self._buffer[newline + 1 :]
+            if not line.strip():
+                continue
+            try:
+                message = json.loads(line)
+            except ValueError:
+                raise ClientError(f"bad reply from master on {self.path}: {line[:200]!r}") from None
+            if not isinstance(message, dict):
+                raise ClientError(f"bad reply from master on {self.path}: {line[:200]!r}")
+            return message
+
     def _read_message(self):
         """Return the next JSON object from the master, or None at end of stream."""
         while True:
-            newline = self._buffer.find(b"\n")
-            if newline >= 0:
-                line = self._buffer[:newline]
-                self._buffer = self._buffer[newline + 1 :]
-                if not line.strip():
-                    continue
-                try:
-                    message = json.loads(line)
-                except ValueError:
-                    raise ClientError(f"bad reply from master on {self.path}: {line[:200]!r}") from None
-                if not isinstance(message, dict):
-                    raise ClientError(f"bad reply from master on {self.path}: {line[:200]!r}")
+            message = self._take_message()
+            if message is not None:
                 return message
             try:
                 chunk = self._sock.recv(65536)

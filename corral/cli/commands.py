@@ -18,7 +18,7 @@ class Output:
     def __init__(self, stream):
         self.stream = stream
         self.colour = render.use_colour(stream)
-        self.tty = _isatty(stream)
+        self.tty = isatty(stream)
         encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
         self.unicode = encoding in ("utf8", "utf_8")
 
@@ -28,7 +28,7 @@ class Output:
             self.stream.flush()
 
 
-def _isatty(stream):
+def isatty(stream):
     try:
         return stream.isatty()
     except (AttributeError, ValueError):

@@ -9,7 +9,6 @@ no master answering it prints nothing and the shell offers nothing.
 
 import argparse
 
-from corral import protocol
 from corral.errors import EXIT_OK
 
 SHELLS = ("bash", "zsh", "fish")
@@ -30,14 +29,19 @@ def add(subcommands):
 
 
 def service_names(client, args, out):
+    for name in names_of(client.call("status") or ()):
+        out.line(name)
+    return EXIT_OK
+
+
+def names_of(items):
+    """The service and instance names in status rows, each once, in order."""
     seen = []
-    for item in client.call("status") or ():
+    for item in items:
         for name in (item.get("service"), item.get("name")):
             if name and name not in seen:
                 seen.append(name)
-    for name in seen:
-        out.line(name)
-    return EXIT_OK
+    return seen
 
 
 def print_script(args, out):
@@ -54,8 +58,9 @@ def grammar(parser):
             continue
         commands.append(name)
         options[name] = sorted({flag for action in sub._actions for flag in action.option_strings})
-    takes_names = [name for name, command in protocol.REGISTRY.items()
-                   if any(arg.name in ("names", "name") for arg in command.args)]
+    takes_names = [name for name, sub in subparsers.choices.items() if not name.startswith("_")
+                   and any(not action.option_strings and action.dest in ("names", "name")
+                           for action in sub._actions)]
     return commands, options, takes_names
 
 

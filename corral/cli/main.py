@@ -14,6 +14,9 @@ of the master's control socket. The layout:
     completion.py completion scripts for bash, zsh and fish
     export.py     export systemd: one unit per command service
     render.py     results -> text
+    dispatch.py   one parsed command run: connect, errors to one line and an exit code
+    top.py        top: the live view (topview.py lays out its frames)
+    shell.py      shell: the interactive prompt over the same commands
 
 The client path imports only the standard library's light modules and
 corral.protocol/errors/socketpath: never asyncio, multiprocess or the
@@ -26,34 +29,15 @@ answering on the socket, 130 interrupted, 141 stdout closed by its reader.
 import os
 import sys
 
-from corral.cli import commands, discovery, parser as grammar
-from corral.cli.client import NoMaster
+from corral.cli import parser as grammar
 from corral.cli.commands import Output
-from corral.cli.discovery import UsageError
-from corral.errors import EXIT_FAILED, EXIT_NO_MASTER, EXIT_OK, EXIT_USAGE, ControlError, CorralError
+from corral.cli.dispatch import error, run_command
+from corral.errors import EXIT_USAGE
 
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
 
 build_parser = grammar.build_parser  # the tests' and the completion's way in
-
-
-def run_client(args, out):
-    try:
-        client = discovery.connect(args)
-    except NoMaster as exc:
-        if args.command == "version":
-            commands.version_without_master(args, out)
-            error(exc, prefix="corral: note: ")
-            return EXIT_OK
-        raise
-    with client:
-        return args.handler(client, args, out)
-
-
-def error(message, prefix="corral: error: "):
-    text = " ".join(str(message).split()) if "\n" in str(message) else str(message)
-    print(prefix + text, file=sys.stderr, flush=True)
 
 
 def main(argv=None):
@@ -68,9 +52,7 @@ def main(argv=None):
         pass
     out = Output(sys.stdout)
     try:
-        if args.client:
-            return run_client(args, out)
-        return args.handler(args, out)
+        return run_command(args, out)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
@@ -80,21 +62,6 @@ def main(argv=None):
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
         return EXIT_BROKEN_PIPE
-    except NoMaster as exc:
-        error(exc)
-        return EXIT_NO_MASTER
-    except UsageError as exc:
-        error(exc)
-        return EXIT_USAGE
-    except ControlError as exc:
-        error(exc.message or exc.code)
-        return EXIT_FAILED
-    except CorralError as exc:
-        detail = getattr(exc, "detail", None)
-        if detail is not None:
-            sys.stderr.write(detail if detail.endswith("\n") else detail + "\n")
-        error(exc)
-        return EXIT_FAILED
 
 
 if __name__ == "__main__":

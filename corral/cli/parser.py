@@ -13,7 +13,7 @@ client talks to an older master as long as it asks nothing new.
 import argparse
 
 from corral import protocol
-from corral.cli import check, commands, completion, convert, dashboard, export, runcmd, streams
+from corral.cli import check, commands, completion, convert, dashboard, export, runcmd, shell, streams, top
 
 CLIENT_HANDLERS = {**commands.HANDLERS, **streams.HANDLERS}
 CLIENT_OPTIONS = {**commands.OPTIONS, **streams.OPTIONS}
@@ -108,7 +108,8 @@ def build_parser():
         for flags, kwargs in CLIENT_OPTIONS.get(name, ()):
             sub.add_argument(*flags, **kwargs)
         sub.set_defaults(handler=CLIENT_HANDLERS[name], client=True)
-    dashboard.add(subcommands, common)
+    for module in (dashboard, top, shell):  # clients of their own
+        module.add(subcommands, common)
     for module in (runcmd, check, completion, export, convert):  # local: no master needed
         module.add(subcommands)
     return parser
@@ -119,6 +120,7 @@ def parse(argv=None, parser=None):
     parser = parser or build_parser()
     args = parser.parse_args(argv)
     args.root_parser = parser  # completion scripts are made from the whole grammar
+    args.reparse = lambda words: parse(words, parser)[1]  # corral shell parses its lines with it
     command = protocol.REGISTRY.get(args.command)
     if command is not None and getattr(args, "client", False):
         args.request = request_of(command, args)

@@ -111,20 +111,24 @@ def status_row(item):
     ]
 
 
-def status_table(items, colour=False):
+_RIGHT = {2, 4, 5, 6}  # numbers are right-aligned: PID RESTARTS CPU RSS
+
+
+def status_grid(items):
+    """The status table as padded cells: the header row, then one per item.
+    The last column (DESCRIPTION) is not padded. `status` and `top` lay it out."""
     rows = [list(STATUS_COLUMNS)] + [status_row(item) for item in items]
     widths = [max(len(row[i]) for row in rows) for i in range(len(STATUS_COLUMNS) - 1)]
-    right = {2, 4, 5, 6}  # numbers are right-aligned: PID RESTARTS CPU RSS
+    return [[text.rjust(widths[i]) if i in _RIGHT else text.ljust(widths[i]) for i, text in enumerate(row[:-1])]
+            + [row[-1]] for row in rows]
+
+
+def status_table(items, colour=False):
     lines = []
-    for index, row in enumerate(rows):
-        cells = []
-        for i, width in enumerate(widths):
-            text = row[i]
-            padded = text.rjust(width) if i in right else text.ljust(width)
-            if i == 1 and index > 0:
-                padded = state(text, colour) + " " * (width - len(text))
-            cells.append(padded)
-        cells.append(row[-1])
+    for index, cells in enumerate(status_grid(items)):
+        if index > 0 and colour:
+            text = cells[1].rstrip()
+            cells[1] = state(text, colour) + " " * (len(cells[1]) - len(text))
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
 
@@ -190,11 +194,17 @@ def log_line(item, width=0, colour=False, date=True):
     pad = " " * max(0, width - len(name))
     if colour:
         name = f"\033[{colour_of(name)}m{name}{_RESET}"
-        if _SEVERE.search(text):
-            text = f"\033[31m{text}{_RESET}"
-        elif _WARNING.search(text):
-            text = f"\033[33m{text}{_RESET}"
+        text = severity(text)
     return f"{timestamp(item.get('time'), date)} {name}{pad} {text}"
+
+
+def severity(text):
+    """A log line's text in red if it says ERROR or Traceback, yellow if WARNING."""
+    if _SEVERE.search(text):
+        return f"\033[31m{text}{_RESET}"
+    if _WARNING.search(text):
+        return f"\033[33m{text}{_RESET}"
+    return text
 
 
 def event_line(item, width=0, colour=False, date=True):
@@ -283,10 +293,13 @@ def reload_summary(result):
         if names:
             lines.append(f"{key}: {', '.join(map(str, names))}")
     unchanged = len(result.get("unchanged") or [])
+    kept = result.get("not_applied") or []
+    note = [f"not applied, the master must be started again for: [corral] {', '.join(map(str, kept))}"] \
+        if kept else []
     if not lines:
-        return f"no changes ({unchanged} unchanged)"
+        return "\n".join([f"no changes ({unchanged} unchanged)"] + note)
     lines.append(f"unchanged: {unchanged}")
-    return "\n".join(lines)
+    return "\n".join(lines + note)
 
 
 def version_line(result, client_version):

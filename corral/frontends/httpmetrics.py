@@ -1,7 +1,8 @@
 """/metrics: the master's facts in Prometheus' text exposition format (0.0.4).
 
 Everything comes from api.Operations in one pass: the status rows, one
-cached usage sample (api.UsageCache, shared with `status`), the counters.
+cached usage sample (the master's report.UsageCache, shared with `status`
+and max_memory), the counters.
 No pid is a label (a restart would make a new series); instances and
 services are. The state is one 0/1 series per state per instance, in the
 style of node_systemd_unit_state, so `corral_instance_state{state="FATAL"}

@@ -1,4 +1,4 @@
-"""Health probes and RSS passes: the I/O that core/watch.py decides on.
+"""Health probes: the I/O that core/watch.py decides on.
 
 Invariant: nothing here blocks the loop, and nothing runs at all for
 services without `health` or `max_memory`: the core asks for one probe at a
@@ -18,8 +18,9 @@ restart policy) is the core's. Probes:
   instance `NAME/health`, so the undertaker kills it if the master dies,
   and it is never taken for a leftover of the worker itself.
 
-Memory: one pass over /proc/*/stat (parent and RSS of every process, one
-read each) sums the RSS of each watched worker's whole process tree.
+Memory is not read here: the master's one report.UsageCache (one pass over
+/proc/*/stat, shared with status and /metrics) gives each watched worker's
+whole process tree's RSS.
 """
 
 import os
@@ -27,7 +28,7 @@ import signal
 import subprocess
 
 from corral import privileges, probes
-from corral.supervisor import report, spawn
+from corral.supervisor import spawn
 
 
 async def probe_target(target, timeout):
@@ -112,13 +113,6 @@ class ProbeProcess:
             os.kill(self.popen.pid, signal.SIGKILL)
         except OSError:
             pass
-
-
-def tree_rss(pids):
-    """{pid: RSS bytes of pid and all its descendants} for the pids alive
-    (report.Usage's one pass over /proc; the CPU figures are not needed)."""
-    sample = report.Usage().sample(pids)
-    return {pid: rss for pid, (_cpu, rss) in sample.items() if rss is not None}
 
 
 def _signal_name(number):

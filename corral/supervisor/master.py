@@ -33,8 +33,11 @@ EVENT_RING = 1000
 
 class Master:
     def __init__(self, config, *, clock=None, spawner=None, loader=config_module.load,
-                 console=None, color=False):
+                 console=None, color=False, as_loaded=None):
         self.config = config
+        # [corral] as the loader read it at start, before `corral run`'s
+        # options: what a reload's new load is compared with (reload.py).
+        self.as_loaded = as_loaded or config.master
         self.clock = clock or Clock()
         self.spawner = spawner or Spawner()
         self.loader = loader
@@ -56,7 +59,7 @@ class Master:
         self.loop = None
         self.loghub = None
         self.done = None
-        self.usage = report.Usage()
+        self.usage = report.UsageCache()  # one /proc pass for status, metrics and max_memory
         self.notify = readiness.CommandNotify(self)  # commands' NOTIFY_SOCKET
         self.reload_lock = asyncio.Lock()
         self.notifier = sdnotify.Notifier()  # serve.py sets one for $NOTIFY_SOCKET
@@ -215,8 +218,9 @@ class Master:
 
     def _sample_memory(self, effect):
         records = [self.records[n] for n in effect.names if n in self.records]
-        sizes = health.tree_rss([r.pid for r in records if r.pid is not None])
-        self.feed(m.MemorySampled(tuple((r.name, sizes.get(r.pid)) for r in records)))
+        found = self.usage.refresh(self.records.values(), [r.pid for r in records if r.pid is not None])
+        self.feed(m.MemorySampled(tuple((r.name, found[r.pid].rss if r.pid in found else None)
+                                        for r in records)))
 
     def _arm(self, effect):
         """Make the timers of one record (or the master) match its deadlines."""

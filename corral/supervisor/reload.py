@@ -5,7 +5,8 @@ or for Python trees a different structure or changed code, see
 config.tree_fingerprint and usercode.py) stop and start again with the new
 settings; unchanged ones are not touched,
 not even their restart history. A config that does not load is refused with
-its error and changes nothing.
+its error and changes nothing. The [corral] keys are the master's own and
+are not applied: the result names those that changed (`not_applied`).
 """
 
 import dataclasses
@@ -26,6 +27,10 @@ async def apply(master, stop):
     summary = [f"{label} {' '.join(names)}" for label, names in
                (("added", added), ("removed", removed), ("changed", changed)) if names]
     master.log("reload: " + ("; ".join(summary) if summary else "nothing changed"))
+    kept = not_applied(master, new)
+    if kept:
+        master.log(f"reload: [corral] {', '.join(kept)} changed: not applied; "
+                   "they take effect when the master is started again")
 
     going = [r for r in master.records.values() if r.service in removed + changed]
     await stop(going)
@@ -41,4 +46,14 @@ async def apply(master, stop):
                 for r in master.instances_of(spec.name)]
     if starting:
         master.feed(m.Start(tuple(starting)))
-    return {"added": added, "removed": removed, "changed": changed, "unchanged": unchanged}
+    result = {"added": added, "removed": removed, "changed": changed, "unchanged": unchanged}
+    if kept:
+        result["not_applied"] = kept
+    return result
+
+
+def not_applied(master, new):
+    """The [corral] keys that differ in the new load: the master's own settings
+    (the socket, the log files, the HTTP and XML-RPC listeners, on_fatal)
+    stay as it started, so a reload names them instead of pretending."""
+    return spec_module.master_changes(master.as_loaded, new.master)

@@ -3,8 +3,9 @@
 Read-only views of the records. Usage (cpu, rss) covers a worker's whole
 process tree, from one read of /proc/PID/stat per process (its parent, CPU
 ticks, start time and RSS): reading /proc for a few hundred processes takes
-a few milliseconds, so it is done on the loop, and only when someone asks.
-CPU percent is psutil's cpu_percent(None): the share of one CPU since the
+a few milliseconds, so it is done on the loop, and only when someone asks:
+status, /metrics or the max_memory check, which share one pass a second
+(UsageCache, the master's `usage`). CPU percent is psutil's cpu_percent(None): the share of one CPU since the
 previous sample of the same process (0.0 the first time).
 """
 
@@ -36,42 +37,67 @@ def _scan():
     return found
 
 
-class Usage:
+USAGE_MAX_AGE = 1.0  # s: one /proc pass serves status, /metrics and max_memory within it
+
+
+@dataclass(frozen=True)
+class TreeUsage:
+    """A worker's whole process tree: CPU since each member began, RSS now."""
+
+    cpu_seconds: float
+    cpu_percent: float  # of one CPU since the previous sample (0.0 the first time)
+    rss: int  # bytes
+
+
+class UsageCache:
+    """One pass over /proc for every worker's tree, reused for USAGE_MAX_AGE
+    s: status, /metrics and the max_memory check (the master's one instance,
+    `master.usage`) share it. CPU percent counts, per process, the ticks
+    since the previous pass."""
+
     def __init__(self, clock=time.monotonic):
         self._clock = clock
-        self._last = {}  # pid -> (start ticks, cpu ticks, when), for cpu deltas
+        self._when = None
+        self._found = {}  # root pid -> TreeUsage
+        self._last = {}  # pid -> (start ticks, cpu ticks, when)
 
-    def sample(self, pids):
-        """{pid: (cpu_percent, rss bytes)} for each pid with all its descendants.
-
-        One pass over /proc finds every process's parent, CPU and RSS, so the
-        cost is one scan per request, not one per worker.
-        """
-        procs = _scan()
+    def refresh(self, records, wanted):
+        """{pid: TreeUsage}; rescans all records' pids when stale or missing one."""
         now = self._clock()
+        fresh = self._when is not None and now - self._when < USAGE_MAX_AGE
+        if fresh and all(pid in self._found for pid in wanted):
+            return self._found
+        pids = {r.pid for r in records if r.pid is not None} | set(wanted)
+        procs = _scan()  # {pid: (ppid, cpu ticks, start ticks, rss pages)}
         children = {}
-        for pid, (ppid, _, _, _) in procs.items():
-            children.setdefault(ppid, []).append(pid)
-        last, self._last = self._last, {}
-        result = {}
-        for pid in pids:
-            cpu, rss, alive = 0.0, 0, False
-            todo = [pid]
+        for pid, info in procs.items():
+            children.setdefault(info[0], []).append(pid)
+        last, self._last, found = self._last, {}, {}
+        for root in pids:
+            ticks_all, percent, rss = 0, 0.0, 0
+            todo, alive = [root], False
             while todo:
                 member = todo.pop()
                 info = procs.get(member)
                 if info is None:
                     continue
+                alive = True
                 todo.extend(children.get(member, ()))
                 _, ticks, start, pages = info
                 before = last.get(member)
                 if before is not None and before[0] == start and now > before[2]:
-                    cpu += (ticks - before[1]) / _TICKS / (now - before[2]) * 100
+                    percent += (ticks - before[1]) / _TICKS / (now - before[2]) * 100
                 self._last[member] = (start, ticks, now)
+                ticks_all += ticks
                 rss += pages * _PAGE
-                alive = True
-            result[pid] = (round(cpu, 1), rss) if alive else (None, None)
-        return result
+            if alive:
+                found[root] = TreeUsage(ticks_all / _TICKS, round(percent, 1), rss)
+        self._when, self._found = now, found
+        return found
+
+    def sample(self, pids):
+        """report.status's view: {pid: (cpu_percent, rss)} from the last refresh."""
+        return {pid: (u.cpu_percent, u.rss) for pid, u in self._found.items()}
 
 
 @dataclass(frozen=True)

@@ -236,3 +236,26 @@ stop_timeout = 1
     text = m.log_text()
     assert "reload: added" not in text and "extra" not in text
     assert "stubborn: stopped (killed after its stop_timeout of 1 s)" in text
+
+
+@pytest.mark.timeout(30)
+def test_reload_names_the_corral_keys_it_does_not_apply(master):
+    """[corral] is the master's own (the HTTP listener among it): a reload
+    says which keys changed and need a master restart, and applies the
+    services' changes as usual. The master's --socket and --logfile
+    (the harness's) are no change of the file."""
+    m = master("[corral]\non_fatal = \"stay\"\n" + service("keep"))
+    m.wait_state("keep", "RUNNING")
+    assert "not_applied" not in m.call("reload")
+    write(m, "[corral]\non_fatal = \"shutdown\"\n"
+             f"http = \"unix://{m.dir}/web.sock\"\nhttp_auth = \"none\"\n" + service("keep"))
+    result = m.call("reload")
+    assert result["not_applied"] == ["on_fatal", "http", "http_auth"]
+    assert result["unchanged"] == ["keep"]
+    m.wait_log(r"reload: \[corral\] on_fatal, http, http_auth changed: not applied; "
+               r"they take effect when the master is started again")
+    assert not os.path.exists(os.path.join(m.dir, "web.sock"))  # as it says: no listener
+    done = m.cli("reload")
+    assert done.returncode == 0
+    assert done.stdout == ("no changes (1 unchanged)\nnot applied, the master must be started again for: "
+                           "[corral] on_fatal, http, http_auth\n")

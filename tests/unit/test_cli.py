@@ -620,6 +620,18 @@ def test_reload_summary(fake, capsys):
     assert render.reload_summary({"added": [], "removed": [], "changed": [], "unchanged": ["a"]}) == (
         "no changes (1 unchanged)"
     )
+    assert render.reload_summary({"added": ["b"], "removed": [], "changed": [], "unchanged": [],
+                                  "not_applied": ["http", "http_auth"]}) == (
+        "added: b\nunchanged: 0\nnot applied, the master must be started again for: [corral] http, http_auth")
+
+
+def test_master_changes_names_the_corral_keys_that_differ():
+    from corral.spec import MasterSpec, master_changes
+
+    old = MasterSpec(socket="/a.sock", http="127.0.0.1:9001")
+    assert master_changes(old, old) == []
+    assert master_changes(old, MasterSpec(socket="/a.sock", http="127.0.0.1:9002", http_token="t" * 16,
+                                          on_fatal="shutdown")) == ["on_fatal", "http", "http_token"]
 
 
 def test_reload_config_error(fake, capsys):
@@ -712,7 +724,8 @@ def test_client_path_imports_nothing_heavy(short_dir):
             file.write(text)
     sock = os.path.join(short_dir, "x.sock")
     runs = [["status", "--socket", sock], ["status"], ["-c", "app.toml", "status"], ["-c", "app.py", "logs", "-f"],
-            ["events", "--socket", sock], ["start", "web", "--socket", sock], ["version"], ["_names"]]
+            ["events", "--socket", sock], ["start", "web", "--socket", sock], ["version"], ["_names"],
+            ["top", "--socket", sock], ["shell", "--socket", sock]]
     for argv in runs:
         code, names = imported_by(argv, short_dir, {"PYTHONPATH": root, "CORRAL_SOCKET": ""})
         assert code in (0, 3), (argv, code)

@@ -16,7 +16,7 @@ from corral.errors import ConfigError
 from corral.healthspec import Health, format_bytes, parse_health, parse_memory
 from corral.probes import Target
 from corral.spec import ServiceSpec
-from corral.supervisor import health
+from corral.supervisor import health, report
 from corral.core.record import Record
 from corral.core.states import Event
 from tests.helpers import free_port, run_without_threads
@@ -296,11 +296,38 @@ def test_tree_rss_counts_descendants():
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
     try:
         child.stdout.readline()
-        mine = health.tree_rss([os.getpid()])[os.getpid()]
-        alone = health.tree_rss([child.pid])[child.pid]
+        found = report.UsageCache().refresh([], [os.getpid(), child.pid, 2 ** 22 + 1])
+        mine, alone = found[os.getpid()].rss, found[child.pid].rss
         assert alone > 30 << 20
         assert mine > alone
-        assert health.tree_rss([2 ** 22 + 1]) == {}  # no such pid
+        assert 2 ** 22 + 1 not in found  # no such pid
     finally:
         child.kill()
         child.wait()
+
+
+def test_one_usage_sample_serves_metrics_status_and_max_memory(monkeypatch):
+    """The max_memory check reads the master's one UsageCache, as status and
+    /metrics do (api.Operations uses master.usage): within USAGE_MAX_AGE,
+    one /proc pass serves all three."""
+    from types import SimpleNamespace
+
+    from corral.api import Operations
+    from corral.core import messages as m
+    from corral.supervisor.master import Master
+
+    real_scan, scans = report._scan, []
+    monkeypatch.setattr(report, "_scan", lambda: scans.append(1) or real_scan())
+    now = [100.0]
+    record = SimpleNamespace(name="web", service="web", pid=os.getpid())
+    fed = []
+    master = SimpleNamespace(records={"web": record}, usage=report.UsageCache(clock=lambda: now[0]),
+                             event_topic=SimpleNamespace(subscribe=lambda callback: None), feed=fed.append)
+    ops = Operations(master)
+    usage = ops.usage()  # what /metrics and status read
+    Master._sample_memory(master, m.SampleMemory(("web",)))
+    assert len(scans) == 1
+    assert fed == [m.MemorySampled((("web", usage["web"].rss),))]
+    now[0] += report.USAGE_MAX_AGE  # stale: the next one reads /proc again
+    Master._sample_memory(master, m.SampleMemory(("web",)))
+    assert len(scans) == 2
