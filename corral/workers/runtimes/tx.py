@@ -23,13 +23,11 @@ with its traceback in the log: the master does not retry it.
 """
 
 import asyncio
-import inspect
 import logging
 import sys
 import traceback
 
 from twisted.internet import asyncioreactor
-from twisted.internet.defer import Deferred
 
 from corral.errors import EXIT_WORKER_BOOT
 from corral.twisted import logs, servers, tacfile
@@ -46,11 +44,6 @@ class TwistedHost(aio.Host):
 
     def new_loop(self):
         return self.loop
-
-    def awaitable(self, result):
-        if isinstance(result, Deferred):
-            return result.asFuture(self.loop)
-        return result if inspect.isawaitable(result) else None
 
     def before_close(self, loop):
         from twisted.internet import reactor
