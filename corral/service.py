@@ -59,7 +59,9 @@ def as_awaitable(result):
 
 
 def _is_deferred(value):
-    return type(value).__name__ == "Deferred" and hasattr(value, "asFuture")
+    """A Twisted Deferred (or DeferredList...): only if Twisted was imported."""
+    defer = sys.modules.get("twisted.internet.defer")
+    return defer is not None and isinstance(value, defer.Deferred)
 
 
 async def _bridge(coro):

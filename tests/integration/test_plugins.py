@@ -33,12 +33,14 @@ def corral(*args, env=None, cwd=None):
 
 
 class PluginMaster(Master):
-    """`corral run --socket S --logfile L NAME [plugin options]` in a fresh folder."""
+    """`corral run --socket S --logfile L NAME [plugin options]` in a fresh
+    folder (or in cwd: twistd's plugins are found from the current folder)."""
 
-    def __init__(self, argv, env=None):
+    def __init__(self, argv, env=None, cwd=None):
         super().__init__("", suffix=".unused")
         self.argv = list(argv)
         self.env = env
+        self.cwd = cwd
 
     def start(self, wait=True):
         with open(self.stdout_path, "wb") as out:
@@ -46,7 +48,7 @@ class PluginMaster(Master):
                 [sys.executable, "-m", "corral", "run", "--socket", self.socket,
                  "--logfile", self.logfile, *self.argv],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self.dir, start_new_session=True, env=self.env,
+                cwd=self.cwd or self.dir, start_new_session=True, env=self.env,
             )
         if wait:
             wait_until(self._answers, message="the master to answer", dump=self.output)

@@ -633,3 +633,17 @@ def test_a_cancelled_start_reaches_the_coroutine_awaiting_a_deferred():
 
     asyncio.run(main())
     assert seen == ["cancelled"]
+
+
+def test_a_deferred_list_is_awaited_as_a_deferred():
+    from twisted.internet import defer
+
+    d = defer.Deferred()
+    both = defer.DeferredList([d, defer.succeed(2)])
+
+    async def main():
+        pending = as_awaitable(both)
+        asyncio.get_running_loop().call_soon(d.callback, 1)
+        return await pending
+
+    assert asyncio.run(main()) == [(True, 1), (True, 2)]
