@@ -6,8 +6,13 @@ config.tree_fingerprint and usercode.py) stop and start again with the new
 settings; unchanged ones are not touched,
 not even their restart history. A config that does not load is refused with
 its error and changes nothing.
+
+A loader that only waits on a child process (a Twisted application's probe,
+loader.in_thread(path)) runs in a thread, so that the master's loop goes
+on serving meanwhile; the others run on the loop's thread.
 """
 
+import asyncio
 import dataclasses
 
 from corral import spec as spec_module
@@ -18,7 +23,7 @@ from corral.errors import E_CONFIG, ControlError, CorralError
 async def apply(master, stop):
     """stop(records): the operations' ordered stop, awaited until at rest."""
     try:
-        new = master.loader(master.config.path)
+        new = await load(master.loader, master.config.path)
     except CorralError as exc:
         master.log(f"reload refused: {exc}")
         raise ControlError(E_CONFIG, str(exc)) from None
@@ -40,3 +45,11 @@ async def apply(master, stop):
     if starting:
         master.feed(m.Start(tuple(starting)))
     return {"added": added, "removed": removed, "changed": changed, "unchanged": unchanged}
+
+
+async def load(loader, path):
+    """loader(path), in a thread when the loader says it may (see above)."""
+    in_thread = getattr(loader, "in_thread", None)
+    if in_thread is not None and in_thread(path):
+        return await asyncio.to_thread(loader, path)
+    return loader(path)

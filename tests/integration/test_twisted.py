@@ -19,7 +19,7 @@ import pytest
 from corral.config import load
 from corral.errors import ConfigError
 from tests.helpers import free_port
-from tests.integration.harness import Master, ask, running_pid
+from tests.integration.harness import Master, ask, running_pid, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -28,6 +28,19 @@ EXAMPLES = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os
 
 APP = """
 import os
+import sys
+import time
+
+# The master's probe waits here while HOLD exists beside the file, until GO
+# does (the reload test: the master must serve meanwhile); the workers do not.
+here = os.path.dirname(os.path.abspath(__file__))
+if os.path.basename(sys.argv[0]) == "probe.py" and os.path.exists(os.path.join(here, "HOLD")):
+    open(os.path.join(here, "PROBING"), "w").close()
+    deadline = time.monotonic() + 20
+    while not os.path.exists(os.path.join(here, "GO")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if not os.path.exists(os.path.join(here, "GO")):
+        open(os.path.join(here, "GAVE-UP"), "w").close()
 
 from twisted.application import internet, service, strports
 from twisted.internet import defer, protocol, reactor, task
@@ -113,6 +126,34 @@ def test_the_master_learns_the_tree_without_a_reactor(app):
     # The names came from a throwaway child; each service has its own worker.
     pids = {app.status(name)["pid"] for name in ("echo", "udp", "endpoint", "slow")}
     assert len(pids) == 4 and app.proc.pid not in pids
+
+
+def test_a_reload_probes_the_tac_off_the_masters_loop(app):
+    """The probe of a reload (a child that loads the .tac) is waited on in a
+    thread: the master answers while it runs, and applies the result after."""
+    here = app.dir
+    open(os.path.join(here, "HOLD"), "w").close()
+    reload = subprocess.Popen([sys.executable, "-m", "corral", "reload", "--socket", app.socket],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: os.path.exists(os.path.join(here, "PROBING")),
+                   message="the reload's probe to load the file")
+        # Answered while the probe still waits for GO (a blocked loop would
+        # answer only once it gave up, 20 s on).
+        assert app.status("echo")["state"] == "RUNNING"
+        assert not os.path.exists(os.path.join(here, "GAVE-UP"))
+        open(os.path.join(here, "GO"), "w").close()
+        out, _ = reload.communicate(timeout=30)
+        assert reload.returncode == 0, out
+        assert "no changes" in out
+    finally:
+        if reload.poll() is None:
+            reload.kill()
+            reload.wait()
+        for name in ("HOLD", "PROBING", "GO"):
+            if os.path.exists(os.path.join(here, name)):
+                os.remove(os.path.join(here, name))
+    assert not os.path.exists(os.path.join(here, "GAVE-UP"))
 
 
 def test_a_tcp_server_serves_on_the_held_socket_and_refuses_nothing_across_sigkill(app):
