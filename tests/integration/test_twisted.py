@@ -123,6 +123,9 @@ def test_the_master_learns_the_tree_without_a_reactor(app):
     tree = app.call("tree")
     assert tree["name"] == "twisted-app"
     assert [c["name"] for c in tree["children"]] == ["echo", "udp", "endpoint", "slow", "broken"]
+    shown = {c["name"]: (c["kind"], c["class"]) for c in tree["children"]}
+    assert shown["echo"] == ("twisted", "twisted.application.internet.TCPServer")
+    assert shown["slow"] == ("twisted", "Slow")  # a class of the .tac itself
     # The names came from a throwaway child; each service has its own worker.
     pids = {app.status(name)["pid"] for name in ("echo", "udp", "endpoint", "slow")}
     assert len(pids) == 4 and app.proc.pid not in pids
