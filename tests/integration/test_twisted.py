@@ -290,7 +290,7 @@ def test_bad_twisted_configs_get_one_clear_line(tmp_path):
 
 
 def test_twisted_application_uid_gid_are_the_services_user_and_group(tmp_path):
-    path = tmp_path / "app.tac"
+    path = tmp_path / "app.py"  # a .py whose application is Twisted's, as a .tac
     uid, gid = os.getuid(), os.getgid()
     path.write_text("from twisted.application import internet, service\n"
                     f"application = service.Application('x', uid={uid}, gid={gid})\n"
@@ -354,3 +354,34 @@ def test_application_uid_gid_run_the_worker_and_a_port_below_1024_is_held_for_it
         assert ask(port) == f"uid {nobody.pw_uid} gid {nobody.pw_gid}"
     finally:
         m.close()
+
+
+def test_a_twistd_plugin_whose_make_service_raises_is_a_clear_config_error(tmp_path):
+    from corral.loaders import plugin
+
+    folder = tmp_path / "twisted" / "plugins"
+    folder.mkdir(parents=True)
+    (folder / "shaky_plugin.py").write_text(textwrap.dedent("""
+        from zope.interface import implementer
+        from twisted.application.service import IServiceMaker
+        from twisted.plugin import IPlugin
+        from twisted.python import usage
+
+        class Options(usage.Options):
+            optParameters = [["db", None, None, "The database."]]
+
+        @implementer(IServiceMaker, IPlugin)
+        class Maker:
+            tapname = "shaky"
+            description = "Needs a database."
+            options = Options
+
+            def makeService(self, options):
+                raise ValueError(f"no database {options['db']!r}")
+
+        maker = Maker()
+    """))
+    with pytest.raises(ConfigError) as err:
+        plugin.load_twisted("shaky", ["--db", "pg"], str(tmp_path))
+    assert str(err.value) == "plugin shaky: makeService raised ValueError: no database 'pg'"
+    assert "shaky_plugin.py" in err.value.detail  # the traceback, shown before the line
