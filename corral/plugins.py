@@ -187,13 +187,24 @@ def _traceback(exc):
     return "".join(tb.format())
 
 
-def listing(found):
-    """`corral plugins`: name, then description or (broken: ...), names aligned."""
+def listing(found, twistd=()):
+    """`corral plugins`: name, then description or (broken: ...), names
+    aligned; then twistd's (twistd: [{"name", "description"}]), if any."""
     if not found:
-        return f"no plugins installed (none in the entry-point group {GROUP!r})"
-    width = max(len(f.name) for f in found)
-    return "\n".join(f"{f.name.ljust(width)}  {f'(broken: {f.error})' if f.error else f.description}".rstrip()
-                     for f in found)
+        text = f"no plugins installed (none in the entry-point group {GROUP!r})"
+    else:
+        text = _rows([(f.name, f"(broken: {f.error})" if f.error else f.description) for f in found])
+    if twistd:
+        own = {f.name for f in found}
+        text += "\n\ntwistd plugins (IServiceMaker in twisted.plugins):\n" + _rows(
+            [(t["name"], f"(hidden by corral's {t['name']!r}) " * (t["name"] in own) + t["description"])
+             for t in twistd])
+    return text
+
+
+def _rows(rows):
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name.ljust(width)}  {text}".rstrip() for name, text in rows)
 
 
 # -- using one ---------------------------------------------------------------------

@@ -11,6 +11,8 @@ unless some service asks for one.
 import asyncio
 import inspect
 import logging
+import sys
+import types
 
 log = logging.getLogger("corral.service")
 
@@ -19,8 +21,11 @@ class ServiceTreeError(RuntimeError):
     """A tree built the wrong way: two parents, two children with one name."""
 
 
-class NotAChild(ServiceTreeError, ValueError):
-    """removeService of a service that is not a child (Twisted: ValueError)."""
+class NotAChild(ServiceTreeError, KeyError, ValueError):
+    """removeService of a service that is not a child: Twisted raises
+    KeyError for a named one and ValueError for an unnamed one; this is both."""
+
+    __str__ = RuntimeError.__str__  # KeyError's would show the message's repr
 
 
 class StopErrors(RuntimeError):
@@ -35,13 +40,87 @@ def as_awaitable(result):
     """What to await for a start or stop result, or None for a plain one.
 
     A Twisted Deferred (with Twisted installed) is awaited as an asyncio
-    future on the running loop: awaited as it is, asyncio refuses it."""
-    if type(result).__name__ == "Deferred" and hasattr(result, "asFuture"):
+    future on the running loop: awaited as it is, asyncio refuses it. A
+    coroutine may itself `await` Deferreds (see _with_deferreds). A stop
+    that was done at once (Stopped) is plain: its error, if any, is raised.
+    """
+    if isinstance(result, Stopped):
+        if result.error is not None:
+            raise result.error
+        return None
+    if _is_deferred(result):
         try:
             return result.asFuture(asyncio.get_running_loop())
         except RuntimeError:
             return result  # no loop: whoever awaits it (ensureDeferred, say)
+    if inspect.iscoroutine(result) and "twisted.internet.defer" in sys.modules:
+        return _bridge(result)
     return result if inspect.isawaitable(result) else None
+
+
+def _is_deferred(value):
+    """A Twisted Deferred (or DeferredList...): only if Twisted was imported."""
+    defer = sys.modules.get("twisted.internet.defer")
+    return defer is not None and isinstance(value, defer.Deferred)
+
+
+async def _bridge(coro):
+    return await _with_deferreds(coro)
+
+
+@types.coroutine
+def _with_deferreds(coro):
+    """Drive coro for an asyncio task, and let it `await` a Deferred.
+
+    Awaiting a Deferred yields the Deferred itself, which asyncio's task
+    refuses ("bad yield"). Here the yield is taken: we wait, through the
+    task, until the Deferred has fired, and resume the coroutine, which
+    then reads the result (or raises the failure) from the Deferred.
+    Everything else the coroutine yields (asyncio's futures) goes to the
+    task as it is, and what the task sends or throws (a cancel) goes back.
+    """
+    send = throw = None
+    while True:
+        try:
+            yielded = coro.send(send) if throw is None else coro.throw(throw)
+        except StopIteration as done:
+            return done.value
+        send = throw = None
+        try:
+            if _is_deferred(yielded):
+                yield from _fired(yielded)
+            else:
+                send = yield yielded
+        except BaseException as exc:  # noqa: BLE001 - a cancel goes on to the coroutine
+            throw = exc
+
+
+def _fired(deferred):
+    """A future done when deferred fires; the result stays the Deferred's."""
+    future = asyncio.get_running_loop().create_future()
+
+    def wake(result):
+        if not future.done():
+            future.set_result(None)
+        return result
+
+    deferred.addBoth(wake)
+    return future
+
+
+class Stopped:
+    """MultiService.stopService's result when every child stopped at once:
+    an awaitable that is already done (awaiting it needs no event loop), and
+    raises StopErrors if some child's stop raised."""
+
+    def __init__(self, error=None):
+        self.error = error
+
+    def __await__(self):
+        if self.error is not None:
+            raise self.error
+        return None
+        yield  # noqa: unreachable - makes this a generator, as __await__ must be
 
 
 def _in_order(steps, on_error=None):
@@ -57,13 +136,12 @@ def _in_order(steps, on_error=None):
     steps = list(steps)
     for index, step in enumerate(steps):
         try:
-            result = step()
+            result = as_awaitable(step())
         except Exception as exc:
             if on_error is None:
                 raise
             on_error(step, exc)
             continue
-        result = as_awaitable(result)
         if result is not None:
             rest = _finish_in_order(result, step, steps[index + 1:], on_error)
             try:
@@ -220,6 +298,11 @@ class MultiService(Service):
         return self._starting
 
     def stopService(self):
+        """Stop the running children, one at a time in reverse, each awaited.
+
+        Returns an awaitable that is done when every child has stopped (as
+        Twisted's DeferredList); a child whose stop raises is logged and
+        the others still stop, and awaiting it then raises StopErrors."""
         Service.stopService(self)
         failed = []
 
@@ -231,9 +314,7 @@ class MultiService(Service):
         steps = [s.stopService for s in reversed(self.services) if s.running]
         pending = _in_order(steps, on_error)
         if pending is None:
-            if failed:
-                raise StopErrors(failed)
-            return None
+            return Stopped(StopErrors(failed) if failed else None)
         return _raise_if_failed(pending, failed)
 
 

@@ -64,14 +64,28 @@ def add(subcommands):
 
 
 def list_plugins(args, out):
-    """List the plugins (no master needed); a broken one is listed with its error."""
+    """List the plugins (no master needed); a broken one is listed with its
+    error. With Twisted installed, twistd's plugins follow (from a probe:
+    their modules may install a reactor); if they cannot be listed, corral's
+    still are, and the error is said."""
     from corral import plugins
+    from corral.loaders import tac
 
     found = plugins.discover()
+    try:
+        twistd, trouble = tac.plugin_list(os.getcwd()), None
+    except CorralError as exc:
+        twistd, trouble = [], exc
     if args.json:
-        out.line(render.to_json([{"name": f.name, "description": f.description, "error": f.error} for f in found]))
+        out.line(render.to_json(
+            [{"name": f.name, "kind": "corral", "description": f.description, "error": f.error}
+             for f in found]
+            + [{"name": t["name"], "kind": "twistd", "description": t["description"], "error": None}
+               for t in twistd]))
     else:
-        out.line(plugins.listing(found))
+        out.line(plugins.listing(found, twistd))
+    if trouble is not None:
+        sys.stderr.write(f"corral: cannot list twistd's plugins: {trouble}\n")
     return EXIT_OK
 
 
@@ -94,11 +108,7 @@ def _run_target(args):
 
         found = plugins.find(target)
         if found is None:
-            known = ", ".join(plugins.names()) or "none installed"
-            near = [target + ext for ext in (".py", ".toml", ".tac") if os.path.isfile(target + ext)]
-            hint = f"; did you mean {near[0]!r}?" if near else ""
-            raise UsageError(f"{target!r} is neither a config file nor a plugin "
-                             f"(plugins: {known}){hint}")
+            return f"plugin {target}", _twistd_plugin(target, rest)
         if found.error:
             raise plugins.PluginError(found)
         options = plugins.parse_options(found.plugin, rest)
@@ -112,6 +122,25 @@ def _run_target(args):
             extra = args.config if args.config != target else args.rest[0]
             args.run_parser.error(f"unexpected argument {extra!r} after {target}")
     return target, None
+
+
+def _twistd_plugin(target, rest):
+    """The loader of a twistd plugin (IServiceMaker) named target: its
+    options are parsed, and its service made, in the probe (loaders/tac.py);
+    --help and a usage error print what twistd prints and exit."""
+    from corral.loaders import plugin, tac
+
+    folder = os.getcwd()
+    try:
+        config = plugin.load_twisted(target, rest, folder)
+    except plugin.NotAPlugin as exc:
+        near = [target + ext for ext in (".py", ".toml", ".tac") if os.path.isfile(target + ext)]
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        raise UsageError(f"{target!r} {exc.message}{hint}") from None
+    except tac.PluginOptionsDone as done:
+        (sys.stdout if done.code == 0 else sys.stderr).write(done.text)
+        raise SystemExit(done.code) from None
+    return tac.plugin_loader(target, rest, folder, first=config)
 
 
 def check_platform(platform=None):

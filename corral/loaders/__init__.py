@@ -49,3 +49,18 @@ def find(path):
 def load(path, argv=()):
     """Read the config at path (a plugin's name: argv are its options)."""
     return find(path).load(os.fspath(path), argv)
+
+
+def in_thread(path):
+    """Whether load(path) may run in a thread while the master's loop goes
+    on (reload.py): a loader whose load only waits on a child process says
+    so with IN_THREAD (the Twisted loader's probe). The others import the
+    user's code, which stays on the loop's thread: a worker's tree is
+    pickled by reference to those modules."""
+    try:
+        return bool(getattr(find(path), "IN_THREAD", False))
+    except ConfigError:
+        return False
+
+
+load.in_thread = in_thread  # what reload asks of the master's loader (plugin loaders too)

@@ -7,8 +7,13 @@ settings; unchanged ones are not touched,
 not even their restart history. A config that does not load is refused with
 its error and changes nothing. The [corral] keys are the master's own and
 are not applied: the result names those that changed (`not_applied`).
+
+A loader that only waits on a child process (a Twisted application's probe,
+loader.in_thread(path)) runs in a thread, so that the master's loop goes
+on serving meanwhile; the others run on the loop's thread.
 """
 
+import asyncio
 import dataclasses
 
 from corral import spec as spec_module
@@ -19,7 +24,7 @@ from corral.errors import E_CONFIG, ControlError, CorralError
 async def apply(master, stop):
     """stop(records): the operations' ordered stop, awaited until at rest."""
     try:
-        new = master.loader(master.config.path)
+        new = await load(master.loader, master.config.path)
     except CorralError as exc:
         master.log(f"reload refused: {exc}")
         raise ControlError(E_CONFIG, str(exc)) from None
@@ -57,3 +62,11 @@ def not_applied(master, new):
     (the socket, the log files, the HTTP and XML-RPC listeners, on_fatal)
     stay as it started, so a reload names them instead of pretending."""
     return spec_module.master_changes(master.as_loaded, new.master)
+
+
+async def load(loader, path):
+    """loader(path), in a thread when the loader says it may (see above)."""
+    in_thread = getattr(loader, "in_thread", None)
+    if in_thread is not None and in_thread(path):
+        return await asyncio.to_thread(loader, path)
+    return loader(path)

@@ -2,15 +2,22 @@
 is in it, as one line of JSON on stdout, then exit.
 
     python -m corral.twisted.probe PATH
+    python -m corral.twisted.probe --plugin NAME FOLDER [OPTION...]
+    python -m corral.twisted.probe --plugins FOLDER
 
 The master must learn the tree (names, classes, listening addresses,
 supervision settings) without a reactor in its own process: importing a
-.tac may install one. So this process loads the file once, reports, and
-goes; the workers load it again for themselves. Reply:
+.tac, or a twistd plugin's module, may install one. So this process loads
+the file (or makes the plugin's service from its options, with FOLDER as
+twistd's current folder) once, reports, and goes; the workers load it again
+for themselves. Replies:
 
     {"app": NAME, "uid": int|null, "gid": int|null, "files": [PATH...],
      "services": [{"name", "class", "tree", "addresses", "supervision"}...]}
     {"error": MESSAGE, "line": int|null, "detail": TEXT|null}
+    {"exit": CODE, "text": TEXT}        a plugin's --help or usage error
+    {"missing": NAME, "plugins": [NAME...]}   no twistd plugin has that name
+    {"plugins": [{"name", "description"}...]}   --plugins: the list
 """
 
 import json
@@ -32,11 +39,33 @@ def describe(service):
 
 
 def report(path):
+    from corral.twisted import tacfile
+
+    application, children = tacfile.load(path)
+    return report_tree(application, children,
+                       tacfile.user_files(os.path.dirname(os.path.abspath(path))))
+
+
+def report_plugin(name, folder, argv):
+    from corral.twisted import servicemakers, tacfile
+
+    found = servicemakers.makers(folder)
+    if name not in found:
+        return {"missing": name, "plugins": sorted(found)}
+    try:
+        application, children = servicemakers.load(name, argv, folder)
+    except servicemakers.OptionsDone as done:
+        return {"exit": done.code, "text": done.text}
+    module, root = servicemakers.module_folder(name, folder)
+    files = [module] if module and "site-packages" not in module else []
+    return report_tree(application, children, files + (tacfile.user_files(root) if root else []))
+
+
+def report_tree(application, children, files):
     from twisted.application.service import IProcess, IService
 
     from corral.twisted import servers, tacfile
 
-    application, children = tacfile.load(path)
     process = IProcess(application, None)
     services = []
     for name, child in children:
@@ -55,8 +84,7 @@ def report(path):
         })
     return {"app": getattr(IService(application, None), "name", None),
             "uid": getattr(process, "uid", None), "gid": getattr(process, "gid", None),
-            "files": tacfile.user_files(os.path.dirname(os.path.abspath(path))),
-            "services": services}
+            "files": sorted(set(files)), "services": services}
 
 
 def main(argv):
@@ -65,7 +93,14 @@ def main(argv):
     out = sys.stdout
     sys.stdout = sys.stderr  # what the file prints is not the reply
     try:
-        reply = report(argv[0])
+        if argv[0] == "--plugins":
+            from corral.twisted import servicemakers
+
+            reply = {"plugins": servicemakers.describe(argv[1])}
+        elif argv[0] == "--plugin":
+            reply = report_plugin(argv[1], argv[2], argv[3:])
+        else:
+            reply = report(argv[0])
     except TacError as exc:
         reply = {"error": exc.message, "line": exc.line, "detail": exc.detail}
     except Exception as exc:  # noqa: BLE001 - anything the user's code raised

@@ -105,10 +105,30 @@ def adopt(service, fd, reactor):
             factory = TLSMemoryBIOFactory(_arg(service, 2, "contextFactory", None), False,
                                           factory)
         service._getPort = lambda: reactor.adoptStreamPort(fd, family, factory)
-    else:  # UDP, UNIXDatagram
-        protocol = service.args[1]
-        size = _arg(service, 3 if method == "UDP" else 2, "maxPacketSize", 8192)
+    elif method == "UDP":
+        protocol, size = service.args[1], _arg(service, 3, "maxPacketSize", 8192)
         service._getPort = lambda: reactor.adoptDatagramPort(fd, family, protocol, size)
+    else:  # UNIXDatagram: adoptDatagramPort takes only AF_INET and AF_INET6
+        path, protocol = service.args[0], service.args[1]
+        size = _arg(service, 2, "maxPacketSize", 8192)
+        service._getPort = lambda: _adopt_unix_datagram(reactor, fd, path, protocol, size)
+
+
+def _adopt_unix_datagram(reactor, fd, path, protocol, size):
+    """A listening twisted.internet.unix.DatagramPort on a copy of the held
+    socket fd, instead of a socket it binds to path."""
+    from twisted.internet import unix
+
+    class Adopted(unix.DatagramPort):
+        def _bindSocket(self):
+            self.socket = socket.fromfd(fd, socket.AF_UNIX, socket.SOCK_DGRAM)  # a dup
+            self.socket.setblocking(False)
+            self.fileno = self.socket.fileno
+            self.connected = 1
+
+    port = Adopted(path, protocol, maxPacketSize=size, reactor=reactor)
+    port.startListening()
+    return port
 
 
 def _family(fd):

@@ -33,12 +33,14 @@ def corral(*args, env=None, cwd=None):
 
 
 class PluginMaster(Master):
-    """`corral run --socket S --logfile L NAME [plugin options]` in a fresh folder."""
+    """`corral run --socket S --logfile L NAME [plugin options]` in a fresh
+    folder (or in cwd: twistd's plugins are found from the current folder)."""
 
-    def __init__(self, argv, env=None):
+    def __init__(self, argv, env=None, cwd=None):
         super().__init__("", suffix=".unused")
         self.argv = list(argv)
         self.env = env
+        self.cwd = cwd
 
     def start(self, wait=True):
         with open(self.stdout_path, "wb") as out:
@@ -46,7 +48,7 @@ class PluginMaster(Master):
                 [sys.executable, "-m", "corral", "run", "--socket", self.socket,
                  "--logfile", self.logfile, *self.argv],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self.dir, start_new_session=True, env=self.env,
+                cwd=self.cwd or self.dir, start_new_session=True, env=self.env,
             )
         if wait:
             wait_until(self._answers, message="the master to answer", dump=self.output)
@@ -143,7 +145,8 @@ def test_plugins_command_lists_broken_by_name():
 
     plain = corral("plugins")  # only installed entry points: corral's own
     assert plain.returncode == 0
-    names = [line.split()[0] for line in plain.stdout.splitlines()]
+    own = plain.stdout.split("\n\n")[0]  # twistd's plugins follow, with Twisted installed
+    names = [line.split()[0] for line in own.splitlines()]
     assert "web" in names and "hello" not in names and "broken" not in names
 
 
@@ -171,3 +174,25 @@ def test_run_errors_start_nothing(tmp_path):
     late = corral("run", "web", "--socket", sock, cwd=str(tmp_path))
     assert late.returncode == 2 and "unrecognized arguments: --socket" in late.stderr
     assert not os.path.exists(sock)
+
+
+@pytest.mark.timeout(60)
+def test_without_twisted_corrals_own_plugins_are_all_there_is():
+    """A Python where `import twisted` fails (sys.modules["twisted"] = None):
+    the listing, a plugin's --help and the unknown-name error are as before."""
+    def without_twisted(*argv):
+        code = ("import sys; sys.modules['twisted'] = None\n"
+                "from corral.cli.main import main; sys.exit(main(sys.argv[1:]))")
+        return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True,
+                              text=True, timeout=30, stdin=subprocess.DEVNULL, check=False)
+
+    listed = without_twisted("plugins")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.startswith("web ") and "twistd plugins" not in listed.stdout
+    assert listed.stderr == ""
+    shown = without_twisted("run", "web", "--help")
+    assert shown.returncode == 0 and "--path DIR" in shown.stdout
+    unknown = without_twisted("run", "fastpoetry")
+    assert unknown.returncode == 2
+    assert unknown.stderr == ("corral: error: 'fastpoetry' is neither a config file nor a "
+                              "plugin (plugins: web)\n")

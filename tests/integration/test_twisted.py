@@ -19,7 +19,7 @@ import pytest
 from corral.config import load
 from corral.errors import ConfigError
 from tests.helpers import free_port
-from tests.integration.harness import Master, ask, running_pid
+from tests.integration.harness import Master, ask, running_pid, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -28,6 +28,19 @@ EXAMPLES = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os
 
 APP = """
 import os
+import sys
+import time
+
+# The master's probe waits here while HOLD exists beside the file, until GO
+# does (the reload test: the master must serve meanwhile); the workers do not.
+here = os.path.dirname(os.path.abspath(__file__))
+if os.path.basename(sys.argv[0]) == "probe.py" and os.path.exists(os.path.join(here, "HOLD")):
+    open(os.path.join(here, "PROBING"), "w").close()
+    deadline = time.monotonic() + 20
+    while not os.path.exists(os.path.join(here, "GO")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if not os.path.exists(os.path.join(here, "GO")):
+        open(os.path.join(here, "GAVE-UP"), "w").close()
 
 from twisted.application import internet, service, strports
 from twisted.internet import defer, protocol, reactor, task
@@ -59,6 +72,7 @@ class Slow(service.Service):
     def startService(self):
         service.Service.startService(self)
         self.log.info("slow starting on {{reactor}}", reactor=type(reactor).__name__)
+        defer.fail(LookupError("nobody caught this"))  # dropped: Twisted logs it when collected
         return task.deferLater(reactor, 0.2, log.msg, "slow started")
 
     def stopService(self):
@@ -83,6 +97,12 @@ udp.setServiceParent(application)
 ep = strports.service("tcp:{ep}:interface=127.0.0.1", EchoFactory())
 ep.setName("endpoint")
 ep.setServiceParent(application)
+unix = internet.UNIXServer("echo.sock", EchoFactory())  # relative: the master's cwd
+unix.setName("unix")
+unix.setServiceParent(application)
+gram = internet.UNIXDatagramServer("gram.sock", Answer())
+gram.setName("gram")
+gram.setServiceParent(application)
 slow = Slow()
 slow.setName("slow")
 slow.setServiceParent(application)
@@ -99,7 +119,7 @@ def app():
     m.ports = ports
     m.start()
     try:
-        for name in ("echo", "udp", "endpoint", "slow"):
+        for name in ("echo", "udp", "endpoint", "unix", "gram", "slow"):
             m.wait_state(name, "RUNNING")
         yield m
     finally:
@@ -109,10 +129,42 @@ def app():
 def test_the_master_learns_the_tree_without_a_reactor(app):
     tree = app.call("tree")
     assert tree["name"] == "twisted-app"
-    assert [c["name"] for c in tree["children"]] == ["echo", "udp", "endpoint", "slow", "broken"]
+    assert [c["name"] for c in tree["children"]] == ["echo", "udp", "endpoint", "unix", "gram",
+                                                     "slow", "broken"]
+    shown = {c["name"]: (c["kind"], c["class"]) for c in tree["children"]}
+    assert shown["echo"] == ("twisted", "twisted.application.internet.TCPServer")
+    assert shown["slow"] == ("twisted", "Slow")  # a class of the .tac itself
     # The names came from a throwaway child; each service has its own worker.
     pids = {app.status(name)["pid"] for name in ("echo", "udp", "endpoint", "slow")}
     assert len(pids) == 4 and app.proc.pid not in pids
+
+
+def test_a_reload_probes_the_tac_off_the_masters_loop(app):
+    """The probe of a reload (a child that loads the .tac) is waited on in a
+    thread: the master answers while it runs, and applies the result after."""
+    here = app.dir
+    open(os.path.join(here, "HOLD"), "w").close()
+    reload = subprocess.Popen([sys.executable, "-m", "corral", "reload", "--socket", app.socket],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: os.path.exists(os.path.join(here, "PROBING")),
+                   message="the reload's probe to load the file")
+        # Answered while the probe still waits for GO (a blocked loop would
+        # answer only once it gave up, 20 s on).
+        assert app.status("echo")["state"] == "RUNNING"
+        assert not os.path.exists(os.path.join(here, "GAVE-UP"))
+        open(os.path.join(here, "GO"), "w").close()
+        out, _ = reload.communicate(timeout=30)
+        assert reload.returncode == 0, out
+        assert "no changes" in out
+    finally:
+        if reload.poll() is None:
+            reload.kill()
+            reload.wait()
+        for name in ("HOLD", "PROBING", "GO"):
+            if os.path.exists(os.path.join(here, name)):
+                os.remove(os.path.join(here, name))
+    assert not os.path.exists(os.path.join(here, "GAVE-UP"))
 
 
 def test_a_tcp_server_serves_on_the_held_socket_and_refuses_nothing_across_sigkill(app):
@@ -145,6 +197,25 @@ def test_udp_answers_through_an_adopted_datagram_socket(app):
         sock.sendto(b"hello", ("127.0.0.1", app.ports["udp"]))
         data, _ = sock.recvfrom(100)
     assert data == f"{pid} hello".encode()
+
+
+def test_unix_stream_and_datagram_servers_serve_on_held_sockets(app):
+    unix_pid, gram_pid = running_pid(app, "unix"), running_pid(app, "gram")
+    with socket.socket(socket.AF_UNIX) as conn:
+        conn.settimeout(5)
+        conn.connect(os.path.join(app.dir, "echo.sock"))
+        conn.sendall(b"unix\n")
+        assert conn.recv(100) == f"{unix_pid} unix\n".encode()
+    mine = os.path.join(app.dir, "client.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(5)
+        sock.bind(mine)  # the server answers to the sender's address
+        sock.sendto(b"gram", os.path.join(app.dir, "gram.sock"))
+        data, _ = sock.recvfrom(100)
+    os.remove(mine)
+    assert data == f"{gram_pid} gram".encode()
+    # The master bound them: they are its sockets, the workers' are copies.
+    assert all(app.status(name)["pid"] != app.proc.pid for name in ("unix", "gram"))
 
 
 def test_an_endpoint_service_is_adopted_and_a_twisted_client_is_served(app):
@@ -180,6 +251,9 @@ def test_deferred_lifecycle_and_twisted_logs_reach_corral_logs(app):
     assert log.index("slow started") < log.index("slow: ready")
     out = app.cli("logs", "slow", "-n", "50").stdout
     assert "slow starting on AsyncioSelectorReactor" in out and "slow started" in out
+    # An unhandled error in a Deferred, with its traceback, under the worker's name.
+    app.wait_log(r"slow\[\d+\] err: CRITICAL .*Unhandled error in Deferred")
+    app.wait_log(r"slow\[\d+\] err: .*LookupError: nobody caught this")
 
 
 def test_a_deferred_that_fails_at_start_is_a_failed_start_not_retried(app):
@@ -216,7 +290,7 @@ def test_bad_twisted_configs_get_one_clear_line(tmp_path):
 
 
 def test_twisted_application_uid_gid_are_the_services_user_and_group(tmp_path):
-    path = tmp_path / "app.tac"
+    path = tmp_path / "app.py"  # a .py whose application is Twisted's, as a .tac
     uid, gid = os.getuid(), os.getgid()
     path.write_text("from twisted.application import internet, service\n"
                     f"application = service.Application('x', uid={uid}, gid={gid})\n"
@@ -230,3 +304,84 @@ def test_twisted_application_uid_gid_are_the_services_user_and_group(tmp_path):
     assert unix.kind.sockets(unix) == [f"unix://{os.path.abspath('s.sock')}"]
     assert config.services[0].kind.describe(config.services[0])["class"] == \
         "twisted.application.service.Service"
+
+
+LOW_PORT_APP = """
+import os
+
+from twisted.application import internet, service
+from twisted.internet import protocol
+
+
+class Who(protocol.Protocol):
+    def dataReceived(self, data):
+        self.transport.write(b"uid %d gid %d\\n" % (os.getuid(), os.getgid()))
+
+
+application = service.Application("low", uid={uid}, gid={gid})
+server = internet.TCPServer({port}, protocol.Factory.forProtocol(Who), interface="127.0.0.1")
+server.setName("low")
+server.setServiceParent(application)
+"""
+
+
+def free_low_port():
+    for port in range(1023, 600, -1):
+        try:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return port
+    raise AssertionError("no port below 1024 is free")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="binding below 1024 and switching users need root")
+def test_application_uid_gid_run_the_worker_and_a_port_below_1024_is_held_for_it():
+    """Application(name, uid, gid) as twistd honours it: the worker runs as
+    them, and serves on a port below 1024 that the master bound as root."""
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    port = free_low_port()
+    m = Master(LOW_PORT_APP.format(uid=nobody.pw_uid, gid=nobody.pw_gid, port=port),
+               suffix=".tac")
+    os.chmod(m.dir, 0o755)  # the worker loads the file as nobody
+    os.chmod(m.config, 0o644)
+    try:
+        m.start()
+        m.wait_state("low", "RUNNING")
+        assert ask(port) == f"uid {nobody.pw_uid} gid {nobody.pw_gid}"
+    finally:
+        m.close()
+
+
+def test_a_twistd_plugin_whose_make_service_raises_is_a_clear_config_error(tmp_path):
+    from corral.loaders import plugin
+
+    folder = tmp_path / "twisted" / "plugins"
+    folder.mkdir(parents=True)
+    (folder / "shaky_plugin.py").write_text(textwrap.dedent("""
+        from zope.interface import implementer
+        from twisted.application.service import IServiceMaker
+        from twisted.plugin import IPlugin
+        from twisted.python import usage
+
+        class Options(usage.Options):
+            optParameters = [["db", None, None, "The database."]]
+
+        @implementer(IServiceMaker, IPlugin)
+        class Maker:
+            tapname = "shaky"
+            description = "Needs a database."
+            options = Options
+
+            def makeService(self, options):
+                raise ValueError(f"no database {options['db']!r}")
+
+        maker = Maker()
+    """))
+    with pytest.raises(ConfigError) as err:
+        plugin.load_twisted("shaky", ["--db", "pg"], str(tmp_path))
+    assert str(err.value) == "plugin shaky: makeService raised ValueError: no database 'pg'"
+    assert "shaky_plugin.py" in err.value.detail  # the traceback, shown before the line

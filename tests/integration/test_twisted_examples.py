@@ -11,6 +11,7 @@ import pytest
 from tests.helpers import free_port
 from tests.integration.harness import wait_until
 from tests.integration.test_examples import read_all, run_example
+from tests.integration.test_plugins import PluginMaster, corral
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -122,3 +123,39 @@ def test_logging_tac_logs_to_its_own_observer_and_to_corral():
             assert "EchoFactory starting on" in m.log_text()
         finally:
             m.close()
+
+
+def test_fastpoetry_twistd_plugin_runs_with_its_options():
+    """examples/twisted/twisted/plugins/fastpoetry_plugin.py, as the README
+    runs it: `corral run fastpoetry --port P --poem ecstasy.txt` from the
+    example's folder, where twistd would find it too."""
+    listed = corral("plugins", cwd=EXAMPLES)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0].startswith("web ")  # corral's own first, then twistd's
+    twistd = lines[lines.index("twistd plugins (IServiceMaker in twisted.plugins):") + 1:]
+    assert "fastpoetry   A fast poetry service." in twistd
+    assert any(line.startswith("web  ") and "(hidden by corral's 'web')" in line for line in twistd)
+
+    shown = corral("run", "fastpoetry", "--help", cwd=EXAMPLES)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("Usage: corral run [run options] fastpoetry [options]\n")
+    assert "-p, --port=    The port number to listen on. [default: 10000]" in shown.stdout
+
+    port = free_port()
+    m = PluginMaster(["fastpoetry", "--port", str(port), "--poem", "ecstasy.txt"],
+                     cwd=EXAMPLES).start()
+    try:
+        m.wait_state("fastpoetry", "RUNNING")
+        with open(os.path.join(EXAMPLES, "ecstasy.txt"), "rb") as f:
+            assert read_all(port) == f.read()
+        m.wait_log(r"fastpoetry\[\d+\] err: INFO .*: loaded a poem from: ecstasy.txt")
+        # A restart makes the service again from the same options.
+        first = m.status("fastpoetry")["pid"]
+        assert m.cli("restart", "fastpoetry").returncode == 0
+        wait_until(lambda: (row := m.status("fastpoetry"))["state"] == "RUNNING"
+                   and row["pid"] != first, message="fastpoetry running again")
+        with open(os.path.join(EXAMPLES, "ecstasy.txt"), "rb") as f:
+            assert read_all(port) == f.read()
+    finally:
+        m.close()

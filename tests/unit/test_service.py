@@ -1,6 +1,7 @@
 """The service tree: Twisted's IService and IServiceCollection, on asyncio."""
 
 import asyncio
+import inspect
 import logging
 
 import pytest
@@ -11,6 +12,7 @@ from corral.service import (
     Service,
     ServiceTreeError,
     StopErrors,
+    as_awaitable,
 )
 from tests import helpers
 from tests.helpers import Boom
@@ -191,8 +193,14 @@ def test_sync_tree_needs_no_event_loop():
         asyncio.get_running_loop()
     parent.privilegedStartService()
     assert parent.startService() is None
-    assert parent.stopService() is None
+    stopped = parent.stopService()
+    # Done already (every child stopped at once), and still an awaitable, as
+    # Twisted's DeferredList: awaiting it needs no loop and does nothing more.
     assert journal == ["privileged a", "privileged b", "start a", "start b", "stop b", "stop a"]
+    assert inspect.isawaitable(stopped)
+    with pytest.raises(StopIteration):
+        stopped.__await__().send(None)
+    assert run(stopped) is None and journal[-1] == "stop a"
 
 
 def test_start_in_insertion_order_stop_in_reverse_nested():
@@ -361,9 +369,10 @@ def test_stop_error_is_logged_others_still_stop(caplog):
     parent = tree(journal, ("a", "sync", "sync"), ("b", "sync", "raise"), ("c", "sync", "sync"))
     parent.startService()
     with caplog.at_level(logging.ERROR, logger="corral.service"):
+        stopped = parent.stopService()  # logs b's error, does not raise it
+        assert journal[-3:] == ["stop c", "stop b", "stop a"]
         with pytest.raises(StopErrors) as info:
-            parent.stopService()
-    assert journal[-3:] == ["stop c", "stop b", "stop a"]
+            run(stopped)  # the errors collected
     assert info.value.names == ["b"]
     assert "b" in str(info.value)
     assert not any(child.running for child in parent)
@@ -521,3 +530,120 @@ def test_a_corral_service_may_return_a_deferred():
 
     asyncio.run(start())
     assert journal == ["deferred", "after"]
+
+
+def test_multiservice_stop_resolves_when_every_child_has_stopped():
+    journal = []
+    parent = tree(journal, ("a", "sync", "coro"), ("b", "sync", "future"), ("c", "sync", "sync"))
+    parent.startService()
+
+    async def main():
+        stopped = parent.stopService()
+        assert inspect.isawaitable(stopped)
+        assert "stop-end a" not in journal  # a's stop waits for b's
+        await stopped
+        return list(journal)
+
+    seen = asyncio.run(main())
+    assert [e for e in seen if e.startswith("stop")] == [
+        "stop c", "stop-begin b", "stop-end b", "stop-begin a", "stop-end a"]
+
+
+def test_nested_sync_stop_errors_reach_the_root_and_the_others_still_stop(caplog):
+    journal = []
+    root = MultiService()
+    tree(journal, ("a", "sync", "sync"), parent=root)
+    inner = tree(journal, ("b", "sync", "raise"), ("c", "sync", "sync"))
+    inner.setServiceParent(root)
+    tree(journal, ("d", "sync", "sync"), parent=root)
+    root.startService()
+    with caplog.at_level(logging.ERROR, logger="corral.service"):
+        stopped = root.stopService()
+    assert journal[-4:] == ["stop d", "stop c", "stop b", "stop a"]
+    with pytest.raises(StopErrors):
+        run(stopped)
+
+
+def test_remove_service_of_a_named_stranger_raises_key_error_as_twisted():
+    stranger = Service()
+    stranger.setName("web")
+    with pytest.raises(KeyError) as info:
+        MultiService().removeService(stranger)
+    assert "'web'" in str(info.value) and "not a child" in str(info.value)
+
+
+def test_disown_and_remove_return_the_stop_as_twisted():
+    parent = MultiService()
+    child = Service()
+    child.setServiceParent(parent)
+    assert child.disownServiceParent() is None  # parent not running: nothing to stop
+    assert child.parent is None and list(parent) == []
+    child.setServiceParent(parent)
+    parent.startService()
+    assert child.running
+    assert parent.removeService(child) is None and not child.running  # a plain stop
+
+
+def test_an_async_corral_service_can_await_a_deferred():
+    from twisted.internet import defer
+
+    journal = []
+
+    class Waits(Service):
+        async def startService(self):
+            super().startService()
+            d = defer.Deferred()
+            asyncio.get_running_loop().call_later(0.01, d.callback, "loaded")
+            journal.append(await d)
+            await asyncio.sleep(0)  # asyncio's own awaitables still work beside it
+            failing = defer.Deferred()
+            asyncio.get_running_loop().call_soon(failing.errback, ValueError("no db"))
+            try:
+                await failing
+            except ValueError as exc:
+                journal.append(f"failed: {exc}")
+            journal.append(await defer.succeed("already"))
+
+    tree_ = MultiService()
+    Waits().setServiceParent(tree_)
+    helpers.Recorder("after", journal, "sync", "sync").setServiceParent(tree_)
+    run_call(tree_.startService)
+    assert journal == ["loaded", "failed: no db", "already", "start after"]
+
+
+def test_a_cancelled_start_reaches_the_coroutine_awaiting_a_deferred():
+    from twisted.internet import defer
+
+    seen = []
+
+    class Waits(Service):
+        async def startService(self):
+            try:
+                await defer.Deferred()  # never fires
+            except asyncio.CancelledError:
+                seen.append("cancelled")
+                raise
+
+    async def main():
+        task = asyncio.ensure_future(as_awaitable(Waits().startService()))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert seen == ["cancelled"]
+
+
+def test_a_deferred_list_is_awaited_as_a_deferred():
+    from twisted.internet import defer
+
+    d = defer.Deferred()
+    both = defer.DeferredList([d, defer.succeed(2)])
+
+    async def main():
+        pending = as_awaitable(both)
+        asyncio.get_running_loop().call_soon(d.callback, 1)
+        return await pending
+
+    assert asyncio.run(main()) == [(True, 1), (True, 2)]

@@ -50,3 +50,48 @@ def test_supervise_attaches_settings_to_any_object():
     svc = supervise(Plain(), restart="never")
     assert supervise(svc, numprocs=2) is svc
     assert svc.supervision == {"restart": "never", "numprocs": 2}
+
+
+# -- twistd plugins: their options, as twistd parses them (servicemakers.py) --
+
+
+class PoetryMaker:
+    """An IServiceMaker as the fast poetry plugin has (the finding is tested
+    with the real plugin, tests/integration/test_twisted_examples.py)."""
+
+    tapname = "poetry"
+    description = "A fast poetry service."
+
+    @property
+    def options(self):
+        from twisted.python import usage
+
+        class Options(usage.Options):
+            optParameters = [["port", "p", 10000, "The port number to listen on."]]
+
+        return Options
+
+
+def test_a_plugins_options_are_parsed_as_twistd_does():
+    from corral.twisted import servicemakers
+
+    options = servicemakers.parse(PoetryMaker(), ["-p", "10001"])
+    assert options["port"] == "10001"
+    with pytest.raises(servicemakers.OptionsDone) as shown:
+        servicemakers.parse(PoetryMaker(), ["--help"])
+    assert shown.value.code == 0
+    assert shown.value.text.startswith("Usage: corral run [run options] poetry [options]\n")
+    assert "A fast poetry service." in shown.value.text  # not python -m's own docstring
+    with pytest.raises(servicemakers.OptionsDone) as wrong:
+        servicemakers.parse(PoetryMaker(), ["--rhyme"])
+    assert wrong.value.code == 2
+    assert wrong.value.text.endswith("corral run poetry: option --rhyme not recognized\n")
+
+
+def test_a_twistd_plugin_loader_gives_the_command_lines_config_first(monkeypatch):
+    made = []
+    monkeypatch.setattr(loader, "load_plugin", lambda *args: made.append(args) or "again")
+    load = loader.plugin_loader("poetry", ["-p", "1"], "/srv", first="first")
+    assert load.in_thread("plugin poetry") is True  # reload does not wait on the loop
+    assert (load("plugin poetry"), made) == ("first", [])
+    assert load("plugin poetry") == "again" and made == [("poetry", ["-p", "1"], "/srv")]

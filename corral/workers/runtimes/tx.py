@@ -8,8 +8,10 @@ Twisted's code runs on the same loop. In order:
     new loop, reactor       asyncioreactor.install on a fresh loop, before the
                             user's file can import a reactor of its own
     logging                 Twisted's events into corral's stream (twisted/logs.py)
-    load the file           the .tac again, here (tacfile.py); the service at
-                            the index the master knows, checked by name
+    load the file           the .tac again, here (tacfile.py), or a twistd
+                            plugin's service made again from its options
+                            (servicemakers.py); the service at the index the
+                            master knows, checked by name
     adopt sockets           the master's held sockets, in tree order, instead
                             of binding (twisted/servers.py)
     start the reactor       startRunning: its startup triggers fire, reactor.running
@@ -23,16 +25,14 @@ with its traceback in the log: the master does not retry it.
 """
 
 import asyncio
-import inspect
 import logging
 import sys
 import traceback
 
 from twisted.internet import asyncioreactor
-from twisted.internet.defer import Deferred
 
 from corral.errors import EXIT_WORKER_BOOT
-from corral.twisted import logs, servers, tacfile
+from corral.twisted import logs, servers, servicemakers, tacfile
 from corral.workers.runtimes import aio
 
 log = logging.getLogger("corral.worker")
@@ -46,11 +46,6 @@ class TwistedHost(aio.Host):
 
     def new_loop(self):
         return self.loop
-
-    def awaitable(self, result):
-        if isinstance(result, Deferred):
-            return result.asFuture(self.loop)
-        return result if inspect.isawaitable(result) else None
 
     def before_close(self, loop):
         from twisted.internet import reactor
@@ -75,10 +70,14 @@ def run(start, *, stop_signals, notify):
 
     tree = start.spec.tree
     try:
-        application, children = tacfile.load(tree.path)
-    except tacfile.TacError as exc:
+        if tree.plugin:
+            application, children = servicemakers.load(tree.plugin[0], tree.plugin[1:], tree.folder)
+        else:
+            application, children = tacfile.load(tree.path)
+    except (tacfile.TacError, servicemakers.OptionsDone) as exc:
         logs.begin()
-        sys.stderr.write((exc.detail or "") + f"{tree.path}: {exc.message}\n")
+        sys.stderr.write((exc.detail or "") + f"{tree.path}: {exc.message}\n"
+                         if isinstance(exc, tacfile.TacError) else exc.text)
         return EXIT_WORKER_BOOT
     logs.begin(application)
     if tree.index >= len(children) or children[tree.index][0] != tree.name:
