@@ -5,12 +5,16 @@ the rest of corral only reads them. Two specs compare equal when a reload
 should leave the service untouched.
 """
 
+import dataclasses
 import signal
 from dataclasses import dataclass, field
 
 from corral import kinds
 
 RESTART_POLICIES = ("always", "on-failure", "never")
+# The most instances of one service, in the config (numprocs) or by `corral
+# scale`: each one is a process with 3 or 4 fds in the master (pipes, pidfd).
+MAX_NUMPROCS = 256
 
 # The keys a service may set, in TOML and in Service.supervise(), with their
 # defaults. `command`/`service`/`args` say what runs; the rest how.
@@ -205,6 +209,12 @@ class Config:
     master: MasterSpec
     services: tuple  # ServiceSpec, in the file's order
     groups: tuple = ()  # GroupSpec
+
+
+def rescaled(old, new):
+    """True when new differs from old in numprocs alone: a reload scales it
+    (core/scale.py) instead of restarting it."""
+    return old.numprocs != new.numprocs and dataclasses.replace(old, numprocs=new.numprocs) == new
 
 
 def diff(old, new):
