@@ -218,11 +218,16 @@ def rescaled(old, new):
 
 
 def diff(old, new):
-    """Compare two service lists by name: (added, removed, changed, unchanged)."""
+    """Compare two service lists by name: {"added", "removed", "changed",
+    "scaled" (numprocs alone changed), "unchanged"}, names in order."""
     before = {spec.name: spec for spec in old}
     after = {spec.name: spec for spec in new}
-    added = [name for name in after if name not in before]
-    removed = [name for name in before if name not in after]
-    changed = [name for name in after if name in before and after[name] != before[name]]
-    unchanged = [name for name in after if name in before and after[name] == before[name]]
-    return added, removed, changed, unchanged
+    common = [name for name in after if name in before]
+    return {
+        "added": [name for name in after if name not in before],
+        "removed": [name for name in before if name not in after],
+        "changed": [name for name in common if after[name] != before[name]
+                    and not rescaled(before[name], after[name])],
+        "scaled": [name for name in common if rescaled(before[name], after[name])],
+        "unchanged": [name for name in common if after[name] == before[name]],
+    }

@@ -144,7 +144,7 @@ class XMLRPCInterface:
         except ControlError:
             pass  # the master logged why; the old config starts again
         await self.ops.start([name for spec in self.ops.config.services if spec.autostart
-                              for name in spec.instance_names()], wait=False)
+                              for name in self.ops.instance_names(spec.name)], wait=False)
 
     def _preview(self):
         try:
@@ -157,7 +157,7 @@ class XMLRPCInterface:
         """Re-read the config: [[added, changed, removed]] group names, applying nothing."""
         diff = self._preview()
         self.applied.clear()  # an `update` begins here
-        return [[diff["added"], diff["changed"], diff["removed"]]]
+        return [[diff["added"], diff["changed"] + diff["scaled"], diff["removed"]]]
 
     async def _apply(self):
         """corral applies the whole difference at once, at the first add or
@@ -167,7 +167,7 @@ class XMLRPCInterface:
             done = await self.ops.reload()
         except ControlError as exc:
             raise RPCError(Faults.CANT_REREAD, exc.message) from None
-        self.applied.update(done["added"] + done["changed"] + done["removed"])
+        self.applied.update(done["added"] + done["changed"] + done["scaled"] + done["removed"])
 
     @rpc("boolean", "string")
     async def supervisor_addProcessGroup(self, name):
@@ -175,7 +175,7 @@ class XMLRPCInterface:
         if name in self.applied:
             return True
         diff = self._preview()
-        if name in diff["added"] + diff["changed"]:
+        if name in diff["added"] + diff["changed"] + diff["scaled"]:
             await self._apply()
             return True
         if name in diff["unchanged"]:
@@ -192,7 +192,7 @@ class XMLRPCInterface:
                for s in self._group(name)):
             raise RPCError(Faults.STILL_RUNNING, name)
         diff = self._preview()
-        if name in diff["removed"] + diff["changed"]:
+        if name in diff["removed"] + diff["changed"] + diff["scaled"]:
             await self._apply()
             return True
         raise RPCError(Faults.FAILED, f"{name} is in the config: reread first")
@@ -217,7 +217,7 @@ class XMLRPCInterface:
         for spec in self.ops.config.services:
             what = spec.kind.what_runs(spec)
             command = " ".join(what) if isinstance(what, list) else (what or "")
-            for name in spec.instance_names():
+            for name in self.ops.instance_names(spec.name):  # a scale's count too
                 infos.append({
                     "name": name if name == spec.name else name[len(spec.name) + 1:],
                     "group": spec.name, "inuse": True, "autostart": spec.autostart,

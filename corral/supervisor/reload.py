@@ -4,7 +4,9 @@ Added services start, removed ones stop and go, changed ones (any setting,
 or for Python trees a different structure or changed code, see
 config.tree_fingerprint and usercode.py) stop and start again with the new
 settings; unchanged ones are not touched,
-not even their restart history. A config that does not load is refused with
+not even their restart history, nor a count an operator scaled them to.
+A service whose numprocs alone changed is scaled (core/scale.py) to the
+config's count: its other instances keep running, untouched. A config that does not load is refused with
 its error and changes nothing.
 """
 
@@ -22,9 +24,12 @@ async def apply(master, stop):
     except CorralError as exc:
         master.log(f"reload refused: {exc}")
         raise ControlError(E_CONFIG, str(exc)) from None
-    added, removed, changed, unchanged = spec_module.diff(master.config.services, new.services)
+    plan = spec_module.diff(master.config.services, new.services)
+    added, removed, changed, scaled = (plan[k] for k in ("added", "removed", "changed", "scaled"))
+    counts = {spec.name: spec.numprocs for spec in new.services}
     summary = [f"{label} {' '.join(names)}" for label, names in
                (("added", added), ("removed", removed), ("changed", changed)) if names]
+    summary += [f"scaled {name} to {counts[name]}" for name in scaled]
     master.log("reload: " + ("; ".join(summary) if summary else "nothing changed"))
 
     going = [r for r in master.records.values() if r.service in removed + changed]
@@ -33,10 +38,22 @@ async def apply(master, stop):
 
     # The master's own settings (socket, log paths) stay as the master started;
     # a service's log_max_bytes/log_backups apply now (they restart nothing).
-    master.replace(dataclasses.replace(new, master=master.config.master), keep=unchanged)
+    # A scaled service keeps its records (and its tree, which holds the sockets).
+    master.replace(dataclasses.replace(new, master=master.config.master),
+                   keep=plan["unchanged"] + scaled)
     master.loghub.set_rotation(new.services)
+    if master.goals is not None:  # the config's word is newer than a scale's
+        master.goals.forget_counts(removed + changed + scaled)
+    leaving = []
+    for name in scaled:
+        before = [r.name for r in master.instances_of(name)]
+        master.feed(m.Scale(name, counts[name]))
+        leaving += [n for n in before if n in master.records and master.records[n].retired]
     starting = [r.name for spec in new.services if spec.name in added + changed and spec.autostart
                 for r in master.instances_of(spec.name)]
     if starting:
         master.feed(m.Start(tuple(starting)))
-    return {"added": added, "removed": removed, "changed": changed, "unchanged": unchanged}
+    if leaving:  # the surplus of a scaled service, stopped highest index first
+        await master.wait_for(lambda: not any(n in master.records and master.records[n].retired
+                                              for n in leaving))
+    return plan

@@ -811,6 +811,7 @@ def test_the_table_keeps_the_wire_format():
     assert protocol.COMMANDS == {
         "status": {"names": many}, "start": {"names": names}, "stop": {"names": names},
         "restart": {"names": names, "rolling": (bool, False)},
+        "scale": {"service": (str, None), "count": (int, None)},
         "signal": {"names": names, "signal": ((str, int), None), "group": (bool, False)},
         "logs": {"name": ((str, type(None)), None), **history, "after": (int, 0)}, "events": history,
         "tree": {}, "reload": {}, "reopen": {}, "shutdown": {}, "version": {},
