@@ -37,7 +37,8 @@ from corral.core import messages as m
 from corral.core import scale as scale_rules
 from corral.core.states import AT_REST, SIGNALLABLE, State
 from corral import spec as spec_module
-from corral.errors import E_CONFIG, E_NO_SUCH_SERVICE, E_SHUTTING_DOWN, ControlError, CorralError
+from corral.errors import (E_BAD_ARGUMENT, E_CONFIG, E_NO_SUCH_SERVICE, E_SHUTTING_DOWN, ControlError,
+                           CorralError)
 from corral.supervisor import reload as reload_module
 from corral.supervisor import procfs, report
 from corral.supervisor.subscriptions import LogSubscription
@@ -219,21 +220,23 @@ class Operations:
             problem = scale_rules.refusal(master.sup, service, count)
             if problem is not None:
                 raise ControlError(E_BAD_ARGUMENT, f"scale {service}: {problem}")
-            before = [r.name for r in master.records.values() if r.service == service]
+            before = [r for r in master.records.values() if r.service == service]
             master.feed(m.Scale(service, count))
             if master.goals is not None:
                 configured = next(s.numprocs for s in master.config.services if s.name == service)
                 master.goals.remember_count(service, count, configured)
             records = list(master.instances_of(service))
-            removed = [n for n in before if n not in {r.name for r in records}]
+            removed = [r for r in before if r.retired]  # (dropped once at rest)
+            # the new instances of a service that runs are up by the operator's word
+            self._remember([r for r in records if r not in before and r.goal.value != "down"],
+                           "up")
             if wait:
                 await master.wait_for(lambda: all(r.state in SETTLED for r in records)
-                                      and not any(n in master.records and master.records[n].retired
-                                                  for n in removed))
+                                      and all(r.state in AT_REST for r in removed))
         results = [_outcome(r, r.state is State.RUNNING or r.goal.value == "down" or not wait)
                    for r in records]
-        return results + [Outcome(n, State.STOPPED.value, True, f"removed ({service} scaled to {count})")
-                          for n in removed]
+        return results + [Outcome(r.name, r.state.value, r.state in AT_REST or not wait,
+                                  f"removed ({service} scaled to {count})") for r in removed]
 
     def instance_names(self, service):
         """The names of service's instances now (its numprocs, or what a scale made)."""

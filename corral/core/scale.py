@@ -89,7 +89,7 @@ def scale(step, service, count):
         if not record.retired:
             record.retired = True
             retired.append(record.name)
-            step.log(f"retired: {service} scaled to {count}", record)
+            step.log(f"{record.name}: retired: {service} scaled to {count}")  # (may go now)
         record.goal = Goal.DOWN
     sup.index()
     for record in added:

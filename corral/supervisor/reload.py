@@ -14,6 +14,7 @@ import dataclasses
 
 from corral import spec as spec_module
 from corral.core import messages as m
+from corral.core.states import AT_REST
 from corral.errors import E_CONFIG, ControlError, CorralError
 
 
@@ -46,14 +47,13 @@ async def apply(master, stop):
         master.goals.forget_counts(removed + changed + scaled)
     leaving = []
     for name in scaled:
-        before = [r.name for r in master.instances_of(name)]
+        before = list(master.instances_of(name))
         master.feed(m.Scale(name, counts[name]))
-        leaving += [n for n in before if n in master.records and master.records[n].retired]
+        leaving += [r for r in before if r.retired]
     starting = [r.name for spec in new.services if spec.name in added + changed and spec.autostart
                 for r in master.instances_of(spec.name)]
     if starting:
         master.feed(m.Start(tuple(starting)))
     if leaving:  # the surplus of a scaled service, stopped highest index first
-        await master.wait_for(lambda: not any(n in master.records and master.records[n].retired
-                                              for n in leaving))
+        await master.wait_for(lambda: all(r.state in AT_REST for r in leaving))
     return plan
