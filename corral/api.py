@@ -37,8 +37,8 @@ from corral.core import messages as m
 from corral.core import scale as scale_rules
 from corral.core.states import AT_REST, SIGNALLABLE, State
 from corral import spec as spec_module
-from corral.errors import (E_BAD_ARGUMENT, E_CONFIG, E_NO_SUCH_SERVICE, E_SHUTTING_DOWN, ControlError,
-                           CorralError)
+from corral.errors import (E_BAD_ARGUMENT, E_CONFIG, E_NO_SUCH_SERVICE, E_SHUTTING_DOWN,
+                           ControlError, CorralError)
 from corral.supervisor import reload as reload_module
 from corral.supervisor import procfs, report
 from corral.supervisor.subscriptions import LogSubscription
@@ -337,8 +337,8 @@ class Operations:
     def readiness(self, names=()):
         """[Check] of names' instances, or of every autostart one: ready when
         RUNNING, or EXITED with code 0 (a one-shot that did its job)."""
-        records = self.resolve(names) if names else [
-            r for r in self.master.records.values() if r.spec.autostart]
+        records = self.resolve(names) if names else [  # (not those a scale retired)
+            r for r in self.master.records.values() if r.spec.autostart and not r.retired]
         checks = []
         for r in records:
             done = r.state is State.EXITED and r.last_exit is not None \
