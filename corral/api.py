@@ -10,8 +10,10 @@ here decides or changes a state: the step does.
     start(names)      up, `after` dependencies first   -> [Outcome]
     stop(names)       down, dependents first           -> [Outcome]
     restart(names)    stop, then start; rolling: one at a time
+    scale(service, n) n instances from now on (core/scale.py)  -> [Outcome]
     signal(names, s)  to the main process, or (group) its whole process group
     status(names)     -> [report.Status]      tree() -> the service tree
+    instance_names(service)  its instances now (a scale changes them)
     reload()          re-read the config, apply the difference (reload.py)
     preview()         the difference reload() would apply, applying nothing
     shutdown()        everything down, in reverse order; the master exits
@@ -31,9 +33,11 @@ import re
 from dataclasses import asdict, dataclass
 
 from corral.core import messages as m
+from corral.core import scale as scale_rules
 from corral.core.states import AT_REST, SIGNALLABLE, State
 from corral import spec as spec_module
-from corral.errors import E_CONFIG, E_NO_SUCH_SERVICE, E_SHUTTING_DOWN, ControlError, CorralError
+from corral.errors import (E_BAD_ARGUMENT, E_CONFIG, E_NO_SUCH_SERVICE, E_SHUTTING_DOWN,
+                           ControlError, CorralError)
 from corral.supervisor import reload as reload_module
 from corral.supervisor import procfs, report
 from corral.supervisor.report import USAGE_MAX_AGE, TreeUsage  # noqa: F401 (the API's names)
@@ -189,6 +193,45 @@ class Operations:
             break
         return results
 
+    async def scale(self, service, count, wait=True):
+        """count instances of service from now on: new ones start (when the
+        service is wanted up), the surplus stop, highest index first, and go.
+        Remembered across reloads that leave the service's config alone and
+        across a master restart (goals.py). Refused, changing nothing: an
+        unknown service, a count out of 1..MAX_NUMPROCS, a service that
+        cannot be scaled."""
+        self.guard("scale")
+        async with self.master.reload_lock:  # never half-way through a reload
+            master = self.master
+            if not master.instances_of(service):
+                hint = f" (an instance: scale its service, {service.split(':')[0]})" \
+                    if ":" in service and master.instances_of(service.split(":")[0]) else ""
+                raise ControlError(E_NO_SUCH_SERVICE, f"scale: no service named {service!r}{hint}")
+            problem = scale_rules.refusal(master.sup, service, count)
+            if problem is not None:
+                raise ControlError(E_BAD_ARGUMENT, f"scale {service}: {problem}")
+            before = [r for r in master.records.values() if r.service == service]
+            master.feed(m.Scale(service, count))
+            if master.goals is not None:
+                configured = next(s.numprocs for s in master.config.services if s.name == service)
+                master.goals.remember_count(service, count, configured)
+            records = list(master.instances_of(service))
+            removed = [r for r in before if r.retired]  # (dropped once at rest)
+            # the new instances of a service that runs are up by the operator's word
+            self._remember([r for r in records if r not in before and r.goal.value != "down"],
+                           "up")
+            if wait:
+                await master.wait_for(lambda: all(r.state in SETTLED for r in records)
+                                      and all(r.state in AT_REST for r in removed))
+        results = [_outcome(r, r.state is State.RUNNING or r.goal.value == "down" or not wait)
+                   for r in records]
+        return results + [Outcome(r.name, r.state.value, r.state in AT_REST or not wait,
+                                  f"removed ({service} scaled to {count})") for r in removed]
+
+    def instance_names(self, service):
+        """The names of service's instances now (its numprocs, or what a scale made)."""
+        return [r.name for r in self.master.instances_of(service)]
+
     def signal(self, names, sig, group=False):
         """sig to each instance's main process, as supervisorctl's and
         `systemctl kill --kill-whom=main` do, or to its whole process group."""
@@ -211,17 +254,14 @@ class Operations:
 
     def preview(self):
         """What reload() would do now, without doing it: {"added", "removed",
-        "changed", "unchanged"} service names, and "config", the Config the
-        file gives now. Raises ControlError(E_CONFIG)
+        "changed", "scaled", "unchanged"} service names (spec.diff), and "config",
+        the Config the file gives now. Raises ControlError(E_CONFIG)
         naming the error when the config does not load."""
         try:
             new = self.master.loader(self.master.config.path)
         except CorralError as exc:
             raise ControlError(E_CONFIG, str(exc)) from None
-        added, removed, changed, unchanged = spec_module.diff(
-            self.master.config.services, new.services)
-        result = {"added": added, "removed": removed, "changed": changed, "unchanged": unchanged,
-                  "config": new}
+        result = dict(spec_module.diff(self.master.config.services, new.services), config=new)
         kept = reload_module.not_applied(self.master, new)
         if kept:
             result["not_applied"] = kept
@@ -292,8 +332,8 @@ class Operations:
     def readiness(self, names=()):
         """[Check] of names' instances, or of every autostart one: ready when
         RUNNING, or EXITED with code 0 (a one-shot that did its job)."""
-        records = self.resolve(names) if names else [
-            r for r in self.master.records.values() if r.spec.autostart]
+        records = self.resolve(names) if names else [  # (not those a scale retired)
+            r for r in self.master.records.values() if r.spec.autostart and not r.retired]
         checks = []
         for r in records:
             done = r.state is State.EXITED and r.last_exit is not None \

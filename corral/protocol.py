@@ -59,6 +59,11 @@ REGISTRY = {command.name: command for command in (
         Arg("rolling", bool, False, "one instance at a time, each RUNNING before the next stops",
             ("--rolling",)),
     )),
+    Command("scale", "change the number of instances of a service, live", (
+        Arg("service", str, None, "a service (not an instance)", metavar="NAME"),
+        Arg("count", int, None, "instances wanted, 1 or more: new ones start, "
+            "the surplus stop, highest index first", metavar="N"),
+    )),
     Command("signal", "send a signal to services (their main process)", (
         Arg("signal", (str, int), None, "a name (TERM, SIGHUP) or a number", metavar="SIG"),
         _names(True),

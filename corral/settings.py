@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from corral import envfile, healthspec, httpspec, privileges, readyspec, socketspec
 from corral.errors import ConfigError
 from corral.sizes import parse_size
-from corral.spec import (GROUP_DEFAULTS, RESTART_POLICIES, SERVICE_DEFAULTS, STRATEGIES,
+from corral.spec import (GROUP_DEFAULTS, MAX_NUMPROCS, RESTART_POLICIES, SERVICE_DEFAULTS, STRATEGIES,
                          GroupSpec)
 
 
@@ -177,7 +177,7 @@ _CHECKS = {
     "exit_codes": _exit_codes,
     "after": _after,
     "requires": _after,
-    "numprocs": _number(1, integer=True),
+    "numprocs": _number(1, integer=True, high=MAX_NUMPROCS),
     "sockets": _sockets,
     "stop_signal": _stop_signal,
     "stop_timeout": _number(0),

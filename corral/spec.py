@@ -11,6 +11,9 @@ from dataclasses import dataclass, field, fields, replace
 from corral import kinds
 
 RESTART_POLICIES = ("always", "on-failure", "never")
+# The most instances of one service, in the config (numprocs) or by `corral
+# scale`: each one is a process with 3 or 4 fds in the master (pipes, pidfd).
+MAX_NUMPROCS = 256
 
 # The keys a service may set, in TOML and in Service.supervise(), with their
 # defaults. `command`/`service`/`args` say what runs; the rest how.
@@ -226,12 +229,23 @@ def master_changes(old, new):
     return [f.name for f in fields(MasterSpec) if getattr(old, f.name) != getattr(new, f.name)]
 
 
+def rescaled(old, new):
+    """True when new differs from old in numprocs alone: a reload scales it
+    (core/scale.py) instead of restarting it."""
+    return old.numprocs != new.numprocs and replace(old, numprocs=new.numprocs) == new
+
+
 def diff(old, new):
-    """Compare two service lists by name: (added, removed, changed, unchanged)."""
+    """Compare two service lists by name: {"added", "removed", "changed",
+    "scaled" (numprocs alone changed), "unchanged"}, names in order."""
     before = {spec.name: spec for spec in old}
     after = {spec.name: spec for spec in new}
-    added = [name for name in after if name not in before]
-    removed = [name for name in before if name not in after]
-    changed = [name for name in after if name in before and after[name] != before[name]]
-    unchanged = [name for name in after if name in before and after[name] == before[name]]
-    return added, removed, changed, unchanged
+    common = [name for name in after if name in before]
+    return {
+        "added": [name for name in after if name not in before],
+        "removed": [name for name in before if name not in after],
+        "changed": [name for name in common if after[name] != before[name]
+                    and not rescaled(before[name], after[name])],
+        "scaled": [name for name in common if rescaled(before[name], after[name])],
+        "unchanged": [name for name in common if after[name] == before[name]],
+    }

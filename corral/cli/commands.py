@@ -47,7 +47,7 @@ def status(client, args, out):
 
 
 def action(client, args, out):
-    """start, stop, restart, signal: one line per instance; 1 unless all ok."""
+    """start, stop, restart, scale, signal: one line per instance; 1 unless all ok."""
     items = client.call(args.command, **args.request)
     if args.json:
         out.line(render.to_json(items))
@@ -94,6 +94,7 @@ HANDLERS = {
     "start": action,
     "stop": action,
     "restart": action,
+    "scale": action,
     "signal": action,
     "tree": tree,
     "reload": reload,

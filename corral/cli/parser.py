@@ -31,6 +31,14 @@ def count(text):
     return value
 
 
+def instances(text):
+    """N of scale: a number (the master says which are allowed)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
 def signal_arg(text):
     """HUP, SIGHUP, 9 or -9 (as kill takes it): numbers go as numbers."""
     digits = text[1:] if text.startswith("-") else text
@@ -38,7 +46,7 @@ def signal_arg(text):
 
 
 # Command-line types of wire arguments whose text is not the value to send.
-_CLI_TYPES = {"signal": signal_arg, "lines": count}
+_CLI_TYPES = {"signal": signal_arg, "lines": count, "count": instances}
 
 
 def _client_options(parser, top):

@@ -288,7 +288,7 @@ def tree(result, colour=False, unicode=True):
 
 def reload_summary(result):
     lines = []
-    for key in ("added", "removed", "changed"):
+    for key in ("added", "removed", "changed", "scaled"):
         names = result.get(key) or []
         if names:
             lines.append(f"{key}: {', '.join(map(str, names))}")

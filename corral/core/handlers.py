@@ -9,7 +9,7 @@ import dataclasses
 import signal
 
 from corral.core import messages as m
-from corral.core import policy, relations, watch
+from corral.core import policy, relations, scale, watch
 from corral.core.record import (KILL, LEFTOVERS, MEMORY, NOTICE, RETRY, Goal, Group, Mode,
                                 Record)
 from corral.core.states import AT_REST, BEING_STOPPED, HAS_PROCESS, Event, State
@@ -22,7 +22,9 @@ def _start(step, item):
     if step.sup.shutting_down:
         return
     for name in item.names:
-        step.request_start(step.sup.records[name], item.fresh)
+        record = step.sup.records[name]
+        if not record.retired:  # scaled away: it stops and goes
+            step.request_start(record, item.fresh)
 
 
 def _stop(step, item):
@@ -77,6 +79,7 @@ def _settle(step, item):
                     step.spawn(record, Event.START)
         relations.requires_pass(step)
     step.stop_pass()
+    scale.drop_retired(step)
     if sup.mode is Mode.SHUTTING_DOWN and all(r.state in AT_REST for r in sup.records.values()):
         sup.mode = Mode.DONE
         step.disarm(None, MEMORY)
@@ -231,9 +234,17 @@ def _replace(step, item):
     sup.index()
 
 
+def _scale(step, item):
+    problem = scale.refusal(step.sup, item.service, item.count)
+    if problem is not None:  # the API checks first; a reload's Scale is checked by load
+        step.log(f"scale {item.service} refused: {problem}")
+        return
+    scale.scale(step, item.service, item.count)
+
+
 HANDLERS = {
     m.Start: _start, m.Stop: _stop, m.Shutdown: _shutdown, m.Settle: _settle,
     m.Spawned: _spawned, m.SpawnFailed: _spawn_failed, m.Exited: _exited,
     m.Leftovers: _leftovers, m.Notified: _notified, m.Probed: _probed,
-    m.MemorySampled: _memory_sampled, m.Due: _due, m.Replace: _replace,
+    m.MemorySampled: _memory_sampled, m.Due: _due, m.Replace: _replace, m.Scale: _scale,
 }

@@ -110,6 +110,15 @@ class Replace:
     groups: tuple = ()  # spec.GroupSpec: a group that stays keeps its restart count
 
 
+@dataclass(frozen=True)
+class Scale:
+    """This many instances of a service from now on (corral scale, a reload's
+    numprocs): new ones start, surplus ones stop, highest index first."""
+
+    service: str
+    count: int
+
+
 # -- effects -------------------------------------------------------------------
 
 

@@ -83,6 +83,7 @@ class Record:
     health_failures: int = 0  # failed probes in a row
     health_note: str = None  # "health: 2 failures (503)" while probes fail
     probe_started: float = None  # when the running health probe began
+    retired: bool = False  # scaled away (core/scale.py): stopped, then dropped at rest
     deadlines: dict = field(default_factory=dict)  # kind -> monotonic time
 
     @classmethod
@@ -154,7 +155,8 @@ class Supervision:
         self.by_service, self.dependents = {}, {}
         self.group_of = {s: g for g in self.groups.values() for s in g.services}
         for record in self.records.values():
-            self.by_service.setdefault(record.service, []).append(record)
+            if not record.retired:  # a retired instance counts for nobody's order
+                self.by_service.setdefault(record.service, []).append(record)
             for name in dict.fromkeys((*self.after_of(record.spec), *record.spec.requires)):
                 self.dependents.setdefault(name, []).append(record)
 
@@ -167,6 +169,7 @@ class Supervision:
         return tuple(dict.fromkeys((*spec.after, *earlier)))
 
     def instances_of(self, service):
+        """The service's instances, not those a scale retired."""
         return self.by_service.get(service, [])
 
     @property

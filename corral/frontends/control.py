@@ -286,6 +286,9 @@ class ControlServer:
     async def _restart(self, names, rolling):
         return [o.as_dict() for o in await self.ops.restart(names, rolling=rolling)]
 
+    async def _scale(self, service, count):
+        return [o.as_dict() for o in await self.ops.scale(service, count)]
+
     async def _signal(self, names, signal, group):
         return [o.as_dict() for o in self.ops.signal(names, parse_signal(signal), group=group)]
 

@@ -68,8 +68,10 @@ class XMLRPCInterface:
     def names(self):
         """The Names of the config in force, made again after a reload."""
         config = self.ops.config
-        if self._names[0] is not config:
-            self._names = (config, Names(config))
+        counts = tuple(len(self.ops.instance_names(spec.name)) for spec in config.services)
+        held = self._names[0]
+        if held is None or held[0] is not config or held[1] != counts:  # a reload, or a scale
+            self._names = ((config, counts), Names(config, self.ops.instance_names))
         return self._names[1]
 
     def info(self, status, now):
@@ -162,7 +164,7 @@ class XMLRPCInterface:
         except ControlError:
             pass  # the master logged why; the old config starts again
         await self.ops.start([name for spec in self.ops.config.services if spec.autostart
-                              for name in spec.instance_names()], wait=False)
+                              for name in self.ops.instance_names(spec.name)], wait=False)
 
     def _preview(self):
         """What a reload would do, by supervisord's group names:
@@ -199,7 +201,7 @@ class XMLRPCInterface:
         self.applied.update(diff["added"] + diff["changed"] + diff["removed"])
         names = self.names  # the new config's
         autostart = {i for spec in self.ops.config.services if spec.autostart
-                     for i in spec.instance_names()}
+                     for i in self.ops.instance_names(spec.name)}
         again = [i for group in diff["changed"] for i in names.members.get(group, ())
                  if i in autostart]
         if again:
@@ -251,7 +253,7 @@ class XMLRPCInterface:
         """Get info about every configured process (groups flattened), by name."""
         names, infos = self.names, []
         for spec in self.ops.config.services:
-            for instance in spec.instance_names():
+            for instance in self.ops.instance_names(spec.name):  # a scale's count too
                 group, process = names.of(instance)
                 infos.append((names.priority[group], config_info(
                     spec, group, process, names.priority[group],

@@ -17,7 +17,9 @@ DEFAULT_PRIORITY = 999
 
 
 class Names:
-    def __init__(self, config):
+    def __init__(self, config, instances=None):
+        """instances(service) -> its instance names now (a scale's count), or
+        the config's numprocs when None (a config not yet in force)."""
         xmlrpc = config.master.xmlrpc
         rows = getattr(xmlrpc, "groups", ())
         priorities = dict(getattr(xmlrpc, "priorities", ()))
@@ -32,7 +34,7 @@ class Names:
         self.logfiles = {}  # instance -> (stdout file, stderr file): supervisord.conf's
         for spec in config.services:
             group, priority = grouped.get(spec.name, (spec.name, DEFAULT_PRIORITY))
-            for instance in spec.instance_names():
+            for instance in instances(spec.name) if instances else spec.instance_names():
                 if spec.name in grouped:
                     process = instance  # one service per supervisord process
                 else:
@@ -63,7 +65,8 @@ def group_diff(old, new, services):
     the config in force and of the file now, and the service-level diff
     (Operations.preview): a group changed when one of its services did,
     or its members or priority did."""
-    touched = set(services["added"]) | set(services["removed"]) | set(services["changed"])
+    touched = set(services["added"]) | set(services["removed"]) | set(services["changed"]) | \
+        set(services.get("scaled", ()))  # supervisord restarts a group whose numprocs changed
     added = [g for g in new.members if g not in old.members]
     removed = [g for g in old.members if g not in new.members]
     changed = [g for g in new.members if g in old.members and (

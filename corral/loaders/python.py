@@ -183,7 +183,9 @@ def _child_names(children):
     return names
 
 
-_SKIP_ATTRS = {"parent", "services", "namedServices", "running"}
+# "supervision": supervise()'s settings are the spec's own fields, compared
+# there (so a reload that changes numprocs alone scales, core/scale.py).
+_SKIP_ATTRS = {"parent", "services", "namedServices", "running", "supervision"}
 _NOT_PLAIN = object()
 
 

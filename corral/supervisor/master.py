@@ -98,6 +98,10 @@ class Master:
 
     def start_autostart(self):
         """Start what autostart says, or what an operator said last (goals.py)."""
+        for service, count in (self.goals.scaled(self.config.services) if self.goals else {}).items():
+            self.log(f"{service}: scaled to {count}: an operator said so before the master "
+                     f"restarted (--reset-state forgets it)")
+            self.feed(m.Scale(service, count))  # all at rest still: nothing stops
         self.log(f"corral {_version()} starting {len(self.records)} instance(s), pid {os.getpid()}")
         names = []
         for record in self.records.values():

@@ -4,9 +4,12 @@ Added services start, removed ones stop and go, changed ones (any setting,
 or for Python trees a different structure or changed code, see
 config.tree_fingerprint and usercode.py) stop and start again with the new
 settings; unchanged ones are not touched,
-not even their restart history. A config that does not load is refused with
-its error and changes nothing. The [corral] keys are the master's own and
-are not applied: the result names those that changed (`not_applied`).
+not even their restart history, nor a count an operator scaled them to.
+A service whose numprocs alone changed is scaled (core/scale.py) to the
+config's count: its other instances keep running, untouched. A config that
+does not load is refused with its error and changes nothing. The [corral]
+keys are the master's own and are not applied: the result names those that
+changed (`not_applied`).
 
 A loader that only waits on a child process (a Twisted application's probe,
 loader.in_thread(path)) runs in a thread, so that the master's loop goes
@@ -18,6 +21,7 @@ import dataclasses
 
 from corral import spec as spec_module
 from corral.core import messages as m
+from corral.core.states import AT_REST
 from corral.errors import E_CONFIG, ControlError, CorralError
 
 
@@ -28,9 +32,12 @@ async def apply(master, stop):
     except CorralError as exc:
         master.log(f"reload refused: {exc}")
         raise ControlError(E_CONFIG, str(exc)) from None
-    added, removed, changed, unchanged = spec_module.diff(master.config.services, new.services)
+    plan = spec_module.diff(master.config.services, new.services)
+    added, removed, changed, scaled = (plan[k] for k in ("added", "removed", "changed", "scaled"))
+    counts = {spec.name: spec.numprocs for spec in new.services}
     summary = [f"{label} {' '.join(names)}" for label, names in
                (("added", added), ("removed", removed), ("changed", changed)) if names]
+    summary += [f"scaled {name} to {counts[name]}" for name in scaled]
     master.log("reload: " + ("; ".join(summary) if summary else "nothing changed"))
     kept = not_applied(master, new)
     if kept:
@@ -43,18 +50,27 @@ async def apply(master, stop):
 
     # The master's own settings (socket, log paths) stay as the master started
     # (MasterSpec.reloaded); a service's log_max_bytes/log_backups apply now
-    # (they restart nothing).
+    # (they restart nothing). A scaled service keeps its records (and its
+    # tree, which holds the sockets).
     master.replace(dataclasses.replace(new, master=master.config.master.reloaded(new.master)),
-                   keep=unchanged)
+                   keep=plan["unchanged"] + scaled)
     master.loghub.set_rotation(new.services)
+    if master.goals is not None:  # the config's word is newer than a scale's
+        master.goals.forget_counts(removed + changed + scaled)
+    leaving = []
+    for name in scaled:
+        before = list(master.instances_of(name))
+        master.feed(m.Scale(name, counts[name]))
+        leaving += [r for r in before if r.retired]
     starting = [r.name for spec in new.services if spec.name in added + changed and spec.autostart
                 for r in master.instances_of(spec.name)]
     if starting:
         master.feed(m.Start(tuple(starting)))
-    result = {"added": added, "removed": removed, "changed": changed, "unchanged": unchanged}
+    if leaving:  # the surplus of a scaled service, stopped highest index first
+        await master.wait_for(lambda: all(r.state in AT_REST for r in leaving))
     if kept:
-        result["not_applied"] = kept
-    return result
+        plan["not_applied"] = kept
+    return plan
 
 
 def not_applied(master, new):

@@ -5,8 +5,8 @@ before its first worker starts, and stay open (bound and listening) until
 the service goes for good (a reload that removes or changes it) or the
 master exits. A worker that crashes or restarts leaves them alone: clients
 that connect meanwhile wait in the kernel's backlog and are served by the
-next worker instead of being refused. All instances of a service (numprocs)
-share the same sockets.
+next worker instead of being refused. All instances of a service (numprocs,
+and those a scale adds: core/scale.py) share the same sockets.
 
 Which sockets, and how the worker gets them, is the service's kind's
 (supervisor/kinds.py, bound by binding.py); one keeper holds them all:
@@ -29,6 +29,7 @@ settings check needs them without the master).
 """
 
 import contextlib
+import dataclasses
 import fcntl
 import os
 
@@ -53,9 +54,12 @@ class SocketKeeper:
         tree's own privilegedStartService): the caller makes that FATAL.
         """
         held = self.held.get(spec.name)
-        if held is not None and held.spec is not spec:  # replaced: reload closes it first
-            held.close()
-            held = None
+        if held is not None and held.spec is not spec:
+            if _scaled(held.spec, spec):  # the same sockets, more or fewer instances
+                held.spec = spec
+            else:  # replaced: reload closes it first
+                held.close()
+                held = None
         if held is None:
             held = kinds.of(spec).bind(spec)
             if held is None:
@@ -72,6 +76,11 @@ class SocketKeeper:
 
     def close_all(self):
         self.close(list(self.held))
+
+
+def _scaled(old, new):
+    """new is old with another numprocs (core/scale.py keeps the tree object)."""
+    return old.tree is new.tree and dataclasses.replace(old, numprocs=new.numprocs) == new
 
 
 # -- socket activation of a command (spawn.py) --------------------------------

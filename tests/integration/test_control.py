@@ -664,7 +664,7 @@ command = {worker("--lines", "1")}
 command = {worker()}
 """)
     assert m.call("reload") == {"added": ["new"], "removed": ["drop"], "changed": ["change"],
-                                "unchanged": ["keep"]}
+                                "scaled": [], "unchanged": ["keep"]}
     after = m.status()
     assert list(after) == ["keep", "change", "new"]
     assert after["keep"]["pid"] == before["keep"]
@@ -676,7 +676,7 @@ command = {worker()}
     assert call_error(m, "status", names=["drop"]) == "no_such_service"
     # Nothing changed: nothing touched.
     assert m.call("reload") == {"added": [], "removed": [], "changed": [],
-                                "unchanged": ["keep", "change", "new"]}
+                                "scaled": [], "unchanged": ["keep", "change", "new"]}
 
     with open(m.config, "w") as f:
         f.write(f"[services.keep]\ncommand = {worker()}\ncolour = 'red'\n")

@@ -120,12 +120,15 @@ autostart = false
     m = master(config)
     m.call("stop", names=["web"])
     m.call("start", names=["job"])
+    m.call("scale", service="job", count=2)  # a scale lasts too (core/scale.py)
     m.signal(signal.SIGTERM)
     assert m.wait_exit() == 0
     m.start()  # the same config, socket and folder: a new master
-    job = m.wait_state("job", "RUNNING")
+    job = m.wait_state("job:1", "RUNNING")
+    assert m.wait_state("job:0", "RUNNING") and sorted(m.status()) == ["job:0", "job:1", "web"]
     assert m.status("web")["state"] == "STOPPED"
     m.wait_log(r"web: left stopped: an operator said so before the master restarted")
+    m.wait_log(r"job: scaled to 2: an operator said so before the master restarted")
     m.signal(signal.SIGTERM)
     assert m.wait_exit() == 0
     with open(m.socket + ".goals", "w") as f:

@@ -58,7 +58,7 @@ def test_reload_applies_only_the_difference_and_refuses_a_broken_config(master):
     write(m, AFTER)
     result = m.call("reload")
     assert result == {"added": ["add"], "removed": ["remove"], "changed": ["change"],
-                      "unchanged": ["keep"]}
+                      "scaled": [], "unchanged": ["keep"]}
     check_applied(m, pids)
 
     # A broken config is refused and changes nothing.
@@ -138,7 +138,7 @@ def test_reload_of_a_python_config_compares_the_trees(master):
     write(m, py_config([("keep", "same"), ("change", "new"), ("add", "hi")]))
     result = m.call("reload")
     assert result == {"added": ["add"], "removed": ["remove"], "changed": ["change"],
-                      "unchanged": ["keep"]}
+                      "scaled": [], "unchanged": ["keep"]}
     assert m.status("keep")["pid"] == pids["keep"]
     assert m.wait_state("change", "RUNNING")["pid"] != pids["change"]
     m.wait_state("add", "RUNNING")
@@ -199,7 +199,7 @@ def test_reload_runs_changed_python_code_and_restarts_only_what_uses_it(master):
 
     edit("webmod.py", '"v1"', '"v2"')
     assert m.call("reload") == {"added": [], "removed": [], "changed": ["web"],
-                                "unchanged": ["cmd"]}
+                                "scaled": [], "unchanged": ["cmd"]}
     m.wait_log(r"web\[\d+\] out: web runs v2 with w1")
     edit("wordmod.py", '"w1"', '"w2"')
     assert m.call("reload")["changed"] == ["web"]

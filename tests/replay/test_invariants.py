@@ -2,7 +2,7 @@
 consistent, no move is illegal, and a shutdown always ends.
 
 300 seeded histories of 80 happenings each (starts, stops, crashes, READY=1
-lines, probe answers, time passing) over a small tree with dependencies
+lines, probe answers, scales, time passing) over a small tree with dependencies
 (`after` and `requires`), a restart group of each strategy, readiness
 checks, health and watchdogs, with both `on_fatal` choices; then a shutdown.
 """
@@ -31,15 +31,27 @@ def specs():
     )
 
 
+class _Where:
+    def __init__(self, record, w):
+        self.record, self.w = record, w
+
+    def __repr__(self):
+        return f"{self.record.name} {self.record.state}: {self.w.moves[-5:]}"
+
+
 def check(w):
     for record in w.sup.records.values():
-        where = f"{record.name} {record.state}: {w.moves[-5:]}"
+        where = _Where(record, w)  # formatted only when an assert fails
         assert (record.pid is not None) == (record.state in HAS_PROCESS), where
         assert record.pending is None, where
         if record.state in AT_REST:
             assert not record.deadlines, where
         if record.pid is not None:
             assert w.pids[record.pid] == record.name, where
+        assert not (record.retired and record.state in AT_REST), where  # dropped at rest
+    for service, records in w.sup.by_service.items():  # a scale keeps the names whole
+        assert [r.name for r in records] == records[0].spec.instance_names(), service
+        assert not any(r.retired for r in records), service
 
 
 def happen(w, rng):
@@ -65,6 +77,8 @@ def happen(w, rng):
             w.feed(m.Leftovers(name, pid, alive=rng.random() < 0.3))
         else:
             w.feed(m.Probed(name, pid, what, ok=rng.random() < 0.6, detail="x"))
+    elif choice < 0.8:
+        w.feed(m.Scale(rng.choice(["web", "db", "job"]), rng.randint(1, 3)))
     else:
         w.advance(rng.choice([0.01, 0.1, 0.5, 1.0, 3.0]))
 
@@ -72,7 +86,7 @@ def happen(w, rng):
 def settle_everything(w):
     """Every live process ends when signalled; let all deadlines pass."""
     for _ in range(200):
-        for name, record in w.sup.records.items():
+        for name, record in list(w.sup.records.items()):  # (a retired one goes at rest)
             if record.pid is not None and record.pid in w.alive:
                 if any(n == name and pid == record.pid for n, pid, _s, _w in w.signals):
                     w.killed(name)

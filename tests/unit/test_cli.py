@@ -634,6 +634,29 @@ def test_master_changes_names_the_corral_keys_that_differ():
                                           on_fatal="shutdown")) == ["on_fatal", "http", "http_token"]
 
 
+def test_scale_sends_the_service_and_count_and_prints_each_instance(fake, capsys):
+    seen = []
+
+    def handler(request):
+        seen.append((request["cmd"], request["args"]))
+        return [ok(request, [
+            {"name": "web:0", "state": "RUNNING", "ok": True, "message": ""},
+            {"name": "web:2", "state": "STOPPED", "ok": True, "message": "removed (web scaled to 2)"}])]
+
+    fake(handler)
+    assert main(["scale", "web", "2"]) == 0
+    assert seen == [("scale", {"service": "web", "count": 2})]
+    assert capsys.readouterr().out == "web:0: RUNNING\nweb:2: STOPPED: removed (web scaled to 2)\n"
+    fake(lambda request: [error(request, "bad_argument", "scale web: the count must be 1 or more")],
+         name="second.sock")
+    assert main(["scale", "web", "-1"]) == 1  # a count, not an option: the master says why
+    assert capsys.readouterr().err == "corral: error: scale web: the count must be 1 or more\n"
+    with pytest.raises(SystemExit) as usage:
+        main(["scale", "web", "many"])
+    assert usage.value.code == 2 and "not a number: 'many'" in capsys.readouterr().err
+    assert render.reload_summary({"scaled": ["web"], "unchanged": ["db"]}) == "scaled: web\nunchanged: 1"
+
+
 def test_reload_config_error(fake, capsys):
     fake(lambda request: [error(request, "config_error", "app.toml: service 'web': key 'x': unknown key")])
     assert main(["reload"]) == 1
@@ -824,6 +847,7 @@ def test_the_table_keeps_the_wire_format():
     assert protocol.COMMANDS == {
         "status": {"names": many}, "start": {"names": names}, "stop": {"names": names},
         "restart": {"names": names, "rolling": (bool, False)},
+        "scale": {"service": (str, None), "count": (int, None)},
         "signal": {"names": names, "signal": ((str, int), None), "group": (bool, False)},
         "logs": {"name": ((str, type(None)), None), **history, "after": (int, 0)}, "events": history,
         "tree": {}, "reload": {}, "reopen": {}, "shutdown": {}, "version": {},

@@ -389,7 +389,7 @@ class TestTomlErrors:
         ("exit_codes", "[-1]"), ("exit_codes", "[true]"), ("exit_codes", "['0']"),
         ("log_max_bytes", "'10X'"), ("log_max_bytes", "-1"), ("log_max_bytes", "true"),
         ("after", "'db'"), ("after", "[1]"),
-        ("numprocs", "0"), ("numprocs", "1.5"), ("numprocs", "true"),
+        ("numprocs", "0"), ("numprocs", "1.5"), ("numprocs", "true"), ("numprocs", "257"),
         ("stop_signal", "'NOPE'"), ("stop_signal", "9999"), ("stop_signal", "true"),
         ("stop_signal", "1.0"), ("stop_timeout", "-1"), ("stop_timeout", "'10'"),
         ("stop_timeout", "true"), ("stop_timeout", "nan"), ("stop_timeout", "inf"),

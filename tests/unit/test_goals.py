@@ -37,3 +37,34 @@ def test_a_file_that_cannot_be_written_is_said_once(tmp_path):
     goals.remember(["web"], "up")
     assert len(lines) == 1 and lines[0].startswith("cannot remember the goals in ")
     assert goals.initial("web", False) == "up"  # this master still knows
+
+
+def test_a_scaled_count_is_remembered_until_the_configs_numprocs_changes(tmp_path):
+    from tests.replay.harness import command
+
+    path = str(tmp_path / "c.sock.goals")
+    lines = []
+    goals = GoalFile(path, lines.append)
+    goals.remember_count("web", 4, 2)
+    goals.remember_count("job", 3, 1)
+    assert json.load(open(path))["counts"] == {"web": [4, 2], "job": [3, 1]}
+    again = GoalFile(path, lines.append)
+    # job's numprocs is 2 in the config now: the config is the newer word
+    assert again.scaled([command("web", numprocs=2), command("job", numprocs=2)]) == {"web": 4}
+    assert json.load(open(path))["counts"] == {"web": [4, 2]}
+    again.remember_count("web", 2, 2)  # scaled back to the config's count
+    assert "counts" not in json.load(open(path))
+    again.remember_count("web", 5, 2)
+    again.forget_counts(["web"])  # a reload changed its entry
+    assert GoalFile(path, lines.append).scaled([command("web", numprocs=2)]) == {}
+    assert lines == []
+
+
+def test_a_bad_count_entry_makes_the_file_foreign(tmp_path):
+    path = tmp_path / "c.sock.goals"
+    lines = []
+    for counts in ({"web": [0, 1]}, {"web": 4}, {"web": [True, 1]}, []):
+        path.write_text(json.dumps({"version": 1, "goals": {"web": "down"}, "counts": counts}))
+        goals = GoalFile(str(path), lines.append)
+        assert (goals.goals, goals.counts) == ({}, {})
+    assert len(lines) == 4

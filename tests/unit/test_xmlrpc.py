@@ -167,6 +167,9 @@ class FakeOps:
     def version(self):
         return {"pid": 7}
 
+    def instance_names(self, service):
+        return {"web": ["web"]}[service]
+
 
 def call(body):
     handler = XMLRPCHandler(FakeOps(), log=print)
@@ -296,3 +299,13 @@ def test_a_reload_takes_the_files_groups_and_keeps_the_listeners(tmp_path):
     assert kept.unix.path == str(tmp_path / "a.sock")  # the master's listeners stay
     toml = MasterSpec(xmlrpc=("unix:///x.sock",))
     assert toml.reloaded(MasterSpec(xmlrpc=("unix:///y.sock",))) is toml
+
+
+def test_names_follow_a_scale_of_a_toml_service():
+    from corral.frontends.xmlrpc_names import Names
+
+    config = Config("x.toml", MasterSpec(), (ServiceSpec("web", command=("true",), numprocs=2),))
+    assert Names(config).members["web"] == ["web:0", "web:1"]        # the config's count
+    scaled = Names(config, lambda service: ["web:0", "web:1", "web:2"])
+    assert scaled.members["web"] == ["web:0", "web:1", "web:2"]
+    assert scaled.of("web:2") == ("web", "2") and scaled.namespec("web:2") == "web:2"
