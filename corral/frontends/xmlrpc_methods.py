@@ -4,8 +4,9 @@ Each method is marked with its XML-RPC signature; call() checks the
 argument count and types (INCORRECT_PARAMETERS), refuses `supervisor.*`
 during the shutdown (SHUTDOWN_STATE), as supervisord does, and awaits the
 verbs that wait. Nothing here decides: the verbs are Operations'.
-The log methods are in xmlrpc_logs.py; supervisord's names of corral's
-instances are xmlrpc_names.py's.
+The log methods are in xmlrpc_logs.py, reread and update's in
+xmlrpc_update.py; supervisord's names of corral's instances are
+xmlrpc_names.py's.
 """
 
 import asyncio
@@ -15,7 +16,8 @@ import time
 from corral import __version__
 from corral.errors import E_NO_SUCH_SERVICE, E_SHUTTING_DOWN, ControlError
 from corral.frontends.xmlrpc_logs import LogMethods
-from corral.frontends.xmlrpc_names import Names, group_diff
+from corral.frontends.xmlrpc_names import Names
+from corral.frontends.xmlrpc_update import UpdateMethods
 from corral.frontends.xmlrpc_structs import (
     API_VERSION, RUNNING_STATES, SIGNALLABLE, Faults, RPCError, config_info, parse_signal,
     process_info, result, rpc, split_namespec, state_of)
@@ -28,12 +30,12 @@ class XMLRPCInterface:
 
     def __init__(self, ops):
         self.ops = ops
-        self.applied = set()  # groups an `update`'s first add or remove applied
         self.restarting = None  # the task of supervisor.restart
         self._names = (None, None)  # (the Config, its Names)
         self.logs = LogMethods(ops, self.find, self._statuses, self.result)
+        self.update = UpdateMethods(self)
         self.methods = {}
-        for part in (self, self.logs):
+        for part in (self, self.logs, self.update):
             for attr in dir(type(part)):  # the class's: a property is not run
                 if hasattr(getattr(type(part), attr), "signature"):
                     namespace, _, name = attr.partition("_")
@@ -89,7 +91,7 @@ class XMLRPCInterface:
                       key=(lambda s: names.of(s.name)) if lexical else
                       (lambda s: names.rank.get(s.name, 0)))
 
-    def _group(self, group):
+    def group(self, group):
         """The Status of each process of group, sorted; BAD_NAME if none."""
         members = self.names.members.get(group)
         if not members:
@@ -165,75 +167,6 @@ class XMLRPCInterface:
             pass  # the master logged why; the old config starts again
         await self.ops.start([name for spec in self.ops.config.services if spec.autostart
                               for name in self.ops.instance_names(spec.name)], wait=False)
-
-    def _preview(self):
-        """What a reload would do, by supervisord's group names:
-        {"added", "changed", "removed", "unchanged"}."""
-        try:
-            services = self.ops.preview()
-        except ControlError as exc:
-            raise RPCError(Faults.CANT_REREAD, exc.message) from None
-        new = Names(services["config"])
-        added, changed, removed = group_diff(self.names, new, services)
-        return {"added": added, "changed": changed, "removed": removed,
-                "unchanged": [g for g in new.members if g not in added + changed]}
-
-    @rpc("array")
-    def supervisor_reloadConfig(self):
-        """Re-read the config: [[added, changed, removed]] group names, applying nothing."""
-        diff = self._preview()
-        self.applied.clear()  # an `update` begins here
-        return [[diff["added"], diff["changed"], diff["removed"]]]
-
-    async def _apply(self, diff):
-        """corral applies the whole difference at once, at the first add or
-        remove of an `update`; its later stops, adds and removes of the
-        groups it changed find their part done (until the next reloadConfig).
-        A changed group restarts whole, as under supervisord: all of its
-        processes stop first, and those that autostart start again after."""
-        changed = [i for group in diff["changed"] for i in self.names.members.get(group, ())]
-        if changed:
-            await self.ops.stop(changed)
-        try:
-            await self.ops.reload()
-        except ControlError as exc:
-            raise RPCError(Faults.CANT_REREAD, exc.message) from None
-        self.applied.update(diff["added"] + diff["changed"] + diff["removed"])
-        names = self.names  # the new config's
-        autostart = {i for spec in self.ops.config.services if spec.autostart
-                     for i in self.ops.instance_names(spec.name)}
-        again = [i for group in diff["changed"] for i in names.members.get(group, ())
-                 if i in autostart]
-        if again:
-            await self.ops.start(again, wait=False)
-
-    @rpc("boolean", "string")
-    async def supervisor_addProcessGroup(self, name):
-        """Add the group of a service new (or changed) in the config."""
-        if name in self.applied:
-            return True
-        diff = self._preview()
-        if name in diff["added"] + diff["changed"]:
-            await self._apply(diff)
-            return True
-        if name in diff["unchanged"]:
-            raise RPCError(Faults.ALREADY_ADDED, name)
-        raise RPCError(Faults.BAD_NAME, name)
-
-    @rpc("boolean", "string")
-    async def supervisor_removeProcessGroup(self, name):
-        """Remove the group of a service gone (or changed) from the config;
-        its processes must be stopped first."""
-        if name in self.applied:
-            return True
-        if any(state_of(s.state)[1] not in ("STOPPED", "EXITED", "FATAL")
-               for s in self._group(name)):
-            raise RPCError(Faults.STILL_RUNNING, name)
-        diff = self._preview()
-        if name in diff["removed"] + diff["changed"]:
-            await self._apply(diff)
-            return True
-        raise RPCError(Faults.FAILED, f"{name} is in the config: reread first")
 
     # -- supervisor: process info ---------------------------------------------
 
@@ -315,7 +248,7 @@ class XMLRPCInterface:
     @rpc("array", "string", "boolean")
     async def supervisor_startProcessGroup(self, name, wait=True):
         """Start every process of the group named name that is not running."""
-        return await self._start(self._not_running(self._group(name)), wait)
+        return await self._start(self._not_running(self.group(name)), wait)
 
     @rpc("array", "boolean")
     async def supervisor_startAllProcesses(self, wait=True):
@@ -345,9 +278,9 @@ class XMLRPCInterface:
     @rpc("array", "string", "boolean")
     async def supervisor_stopProcessGroup(self, name, wait=True):
         """Stop every running process of the group named name."""
-        if name in self.applied:
+        if name in self.update.applied:
             return []  # an `update` already applied the new config to it
-        return await self._stop(self._running(self._group(name)), wait)
+        return await self._stop(self._running(self.group(name)), wait)
 
     @rpc("array", "boolean")
     async def supervisor_stopAllProcesses(self, wait=True):
@@ -382,7 +315,7 @@ class XMLRPCInterface:
     @rpc("array", "string", "signal")
     def supervisor_signalProcessGroup(self, name, signal):
         """Send a signal to every signallable process of the group."""
-        return self._signal(self._group(name), signal)
+        return self._signal(self.group(name), signal)
 
     @rpc("array", "signal")
     def supervisor_signalAllProcesses(self, signal):
