@@ -192,6 +192,15 @@ class Child:
             self.pidfd = None
 
 
+def flush_std_streams():
+    """Write out what Python buffered for stdout and stderr (before a fork or an exec)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
 def group_has_live_member(pgid):
     """True if /proc shows a process of group pgid that is not a zombie."""
     for pid in procfs.pids():
@@ -318,12 +327,7 @@ class Spawner:
             runtime=runtime)
         process = multiprocess.get_context("fork").Process(
             target=bootstrap.worker_main, args=(start,), name=f"corral:{instance}")
-        # Anything buffered here would be written a second time by the child.
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
+        flush_std_streams()  # anything buffered here would be written again by the child
         try:
             with signals_blocked():
                 process.start()

@@ -1,0 +1,159 @@
+"""`corral upgrade` with real processes (supervisor/upgrade.py): the master
+re-executes itself under a client loop and a command that writes a line a
+millisecond; the workers, their sockets, their log lines and their counts
+come through; a new image that cannot start leaves the old one supervising."""
+
+import os
+import re
+import signal
+import stat
+import sys
+import textwrap
+import time
+
+import pytest
+
+from tests.helpers import free_port
+from tests.integration.harness import Master, wait_until
+from tests.integration.test_sockets import Clients, pid_of_reply, tree_config
+
+pytestmark = pytest.mark.timeout(90)
+
+# A line a millisecond, numbered: a lost or repeated line shows as a gap or a repeat.
+TICKER = "import sys, time\ni = 0\nwhile True:\n    i += 1\n    print(f'tick {i}', flush=True)\n    time.sleep(0.001)\n"
+
+
+# A command on the master's NOTIFY_SOCKET with a watchdog: heard on after the exec, or killed.
+BEATER = """import os, socket, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+i = 0
+while True:
+    i += 1
+    s.sendto(f"WATCHDOG=1\\nSTATUS=beat {i}".encode(), os.environ["NOTIFY_SOCKET"])
+    time.sleep(0.05)
+"""
+
+
+def config(port):
+    return tree_config(port) + textwrap.dedent(f"""
+        ticker = corral.Command({[sys.executable, "-u", "ticker.py"]!r})
+        ticker.setName("ticker")
+        ticker.setServiceParent(application)
+        beater = corral.Command({[sys.executable, "beater.py"]!r})
+        beater.setName("beater")
+        beater.supervise(watchdog=0.5)
+        beater.setServiceParent(application)
+        """)
+
+
+def beat(m):
+    found = re.search(r"beat (\d+)", m.status("beater")["description"] or "")
+    return int(found.group(1)) if found else 0
+
+
+@pytest.fixture
+def master():
+    port = free_port()
+    m = Master(config(port), suffix=".py", files={"ticker.py": TICKER, "beater.py": BEATER},
+               args=["--log-dir", "logs"])
+    m.port = port
+    try:
+        m.start()
+        m.wait_state("echo", "RUNNING")
+        m.wait_state("ticker", "RUNNING")
+        m.wait_state("beater", "RUNNING")
+        yield m
+    finally:
+        m.close()
+
+
+def ticks(m):
+    with open(os.path.join(m.dir, "logs", "ticker.log"), "rb") as f:
+        return [int(n) for n in re.findall(rb"ticker\[\d+\] out: tick (\d+)\n", f.read())]
+
+
+def worker_rows(m):
+    return {name: (row["pid"], row["restarts"]) for name, row in m.status().items()}
+
+
+def test_upgrade_keeps_every_worker_its_socket_its_lines_and_its_counts(master):
+    m = master
+    echo = m.status("echo")["pid"]
+    os.kill(echo, 9)  # a restart to count
+    wait_until(lambda: m.status("echo")["pid"] not in (None, echo) and
+               m.status("echo")["state"] == "RUNNING", message="echo restarted", dump=m.output)
+    before = worker_rows(m)
+    assert before["echo"][1] == 1
+    uptime, read_at = m.status("ticker")["uptime"], time.monotonic()
+    version = m.call("version")
+    with Clients(m.port) as clients:
+        wait_until(lambda: len(clients.replies) > 20, message="clients served")
+        done = m.cli("upgrade")
+        assert done.returncode == 0, done.stdout + done.stderr + m.output()
+        assert "upgraded: corral" in done.stdout
+        served = len(clients.replies)
+        wait_until(lambda: len(clients.replies) > served + 20, message="served after the upgrade")
+    assert clients.refused == 0 and clients.errors == [], (clients.refused, clients.errors)
+    after = m.call("version")
+    assert after["pid"] == version["pid"] == m.proc.pid and after["image"] == 1
+    assert "image" not in version  # none before the first
+    assert worker_rows(m) == before  # the same pids, the same restart counts
+    # Uptimes go on from the old image's start times, not from the exec.
+    assert m.status("ticker")["uptime"] >= uptime + (time.monotonic() - read_at) - 0.5
+    assert {pid_of_reply(r) for r in clients.replies} == {before["echo"][0]}
+    m.wait_log(r"upgraded: corral \S+ -> \S+, pid \d+, 3 worker\(s\) kept")
+    # The commands' NOTIFY_SOCKET came across: the beats go on, the watchdog is fed.
+    beats = beat(m)
+    wait_until(lambda: beat(m) > beats + 12, message="beats after the upgrade", dump=m.output)
+    assert worker_rows(m)["beater"] == before["beater"]
+    # Every line once, in order, across the exec (the ticker keeps writing).
+    seen = wait_until(lambda: (t := ticks(m)) and t[-1] > 200 and t, message="ticks")
+    assert seen == list(range(1, len(seen) + 1)), [
+        (a, b) for a, b in zip(seen, seen[1:]) if b != a + 1][:5]
+    # It still supervises: a crash after the upgrade is seen and restarted.
+    os.kill(before["echo"][0], 9)
+    wait_until(lambda: m.status("echo")["restarts"] == 2 and m.status("echo")["state"] == "RUNNING",
+               message="restarted by the new image", dump=m.output)
+    assert m.proc.poll() is None
+
+
+def test_a_new_image_that_cannot_start_leaves_the_old_one_supervising(master, tmp_path):
+    """A config that does not load refuses the upgrade (also by SIGUSR2)
+    and changes nothing. Then a new interpreter that passes the dry run but
+    cannot import corral once exec'd: the old image is exec'd again with the
+    snapshot, and supervises on."""
+    m = master
+    before = worker_rows(m)
+    with open(m.config) as f:
+        good = f.read()
+    with open(m.config, "a") as f:
+        f.write("\nthis is not python\n")
+    done = m.cli("upgrade")
+    assert done.returncode != 0 and "upgrade refused: the config does not load" in done.stderr, \
+        done.stdout + done.stderr
+    m.signal(signal.SIGUSR2)
+    m.wait_log(r"upgrade refused: the config does not load", count=2)
+    assert "image" not in m.call("version") and worker_rows(m) == before
+    with open(m.config, "w") as f:
+        f.write(good)
+    broken = tmp_path / "broken"
+    (broken / "corral").mkdir(parents=True)
+    (broken / "corral" / "__init__.py").write_text("raise ImportError('a broken install')\n")
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\n[ "$CORRAL_UPGRADE_CHECK" = 1 ] || export PYTHONPATH={broken}\n'
+                      f'exec {sys.executable} "$@"\n')
+    python.chmod(python.stat().st_mode | stat.S_IEXEC)
+    with Clients(m.port) as clients:
+        wait_until(lambda: len(clients.replies) > 20, message="clients served")
+        done = m.cli("upgrade", "--python", str(python))
+        served = len(clients.replies)
+        wait_until(lambda: len(clients.replies) > served + 20, message="served after the fallback")
+    assert done.returncode == 1, done.stdout + done.stderr + m.output()
+    assert "upgrade failed, the previous image took over again" in done.stdout
+    assert "cannot import corral" in done.stdout
+    assert clients.refused == 0 and clients.errors == []
+    assert worker_rows(m) == before and m.proc.poll() is None
+    m.wait_log(r"upgrade failed: the new image cannot import corral")
+    os.kill(before["echo"][0], 9)
+    wait_until(lambda: m.status("echo")["restarts"] == 1 and m.status("echo")["state"] == "RUNNING",
+               message="restarted by the old image", dump=m.output)
