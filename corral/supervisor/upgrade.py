@@ -54,6 +54,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 from corral.core import snapshot as core_snapshot
 from corral.errors import CorralError
@@ -254,6 +255,12 @@ def exec_now(master, run, python):
         os.set_inheritable(fd, True)
     env = {**os.environ, SNAPSHOT_VAR: str(memfd)}
     env.pop(CHECK_VAR, None)
+    notifier = master.notifier  # systemd's socket: the new image tells it READY=1 again
+    if notifier.address is not None:
+        env["NOTIFY_SOCKET"] = notifier.address
+        if notifier.ready:
+            usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+            notifier.send("RELOADING=1", f"MONOTONIC_USEC={usec}", "STATUS=upgrading")
     master.log(f"upgrade: re-executing {executable} (corral {_version()} -> the installed one)")
     flush_std_streams()  # the exec drops what Python buffered
     try:

@@ -14,7 +14,8 @@ import time
 import pytest
 
 from tests.helpers import free_port
-from tests.integration.harness import Master, wait_until
+from tests.integration.harness import Master, ask, wait_until
+from tests.integration.test_sdnotify import FakeSystemd
 from tests.integration.test_sockets import Clients, pid_of_reply, tree_config
 
 pytestmark = pytest.mark.timeout(90)
@@ -57,14 +58,16 @@ def master():
     m = Master(config(port), suffix=".py", files={"ticker.py": TICKER, "beater.py": BEATER},
                args=["--log-dir", "logs"])
     m.port = port
+    m.systemd = FakeSystemd(os.path.join(m.dir, "notify.sock"))  # the master's own notify
     try:
-        m.start()
+        m.start(env={"NOTIFY_SOCKET": os.path.join(m.dir, "notify.sock")})
         m.wait_state("echo", "RUNNING")
         m.wait_state("ticker", "RUNNING")
         m.wait_state("beater", "RUNNING")
         yield m
     finally:
         m.close()
+        m.systemd.close()
 
 
 def ticks(m):
@@ -94,6 +97,9 @@ def test_upgrade_keeps_every_worker_its_socket_its_lines_and_its_counts(master):
         served = len(clients.replies)
         wait_until(lambda: len(clients.replies) > served + 20, message="served after the upgrade")
     assert clients.refused == 0 and clients.errors == [], (clients.refused, clients.errors)
+    # systemd (Type=notify-reload) is told as for a reload, by both images.
+    reloading = m.systemd.wait_for("RELOADING=1", m, after=m.systemd.wait_for("READY=1", m) + 1)
+    m.systemd.wait_for("READY=1", m, after=reloading + 1)
     after = m.call("version")
     assert after["pid"] == version["pid"] == m.proc.pid and after["image"] == 1
     assert "image" not in version  # none before the first
@@ -107,13 +113,17 @@ def test_upgrade_keeps_every_worker_its_socket_its_lines_and_its_counts(master):
     wait_until(lambda: beat(m) > beats + 12, message="beats after the upgrade", dump=m.output)
     assert worker_rows(m)["beater"] == before["beater"]
     # Every line once, in order, across the exec (the ticker keeps writing).
-    seen = wait_until(lambda: (t := ticks(m)) and t[-1] > 200 and t, message="ticks")
+    upgraded_at = len(ticks(m))
+    seen = wait_until(lambda: len(t := ticks(m)) > upgraded_at + 200 and t,
+                      message="ticks read by the new image", dump=m.output)
     assert seen == list(range(1, len(seen) + 1)), [
         (a, b) for a, b in zip(seen, seen[1:]) if b != a + 1][:5]
-    # It still supervises: a crash after the upgrade is seen and restarted.
+    # It still supervises: a crash after the upgrade is seen and restarted,
+    # and the new worker serves on the socket the old image bound.
     os.kill(before["echo"][0], 9)
     wait_until(lambda: m.status("echo")["restarts"] == 2 and m.status("echo")["state"] == "RUNNING",
                message="restarted by the new image", dump=m.output)
+    assert pid_of_reply(ask(m.port)) == m.status("echo")["pid"] != before["echo"][0]
     assert m.proc.poll() is None
 
 
