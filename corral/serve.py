@@ -203,6 +203,8 @@ async def _main(config, loader, run, owner=None, announce=None, reset_state=Fals
                 xmlrpc.hand_over(owner.uid, owner.gid)
         daemon_module.drop_privileges(owner, config.master.socket)  # owner None on resume
         master.attach_loop(loop)  # after the drop: log files belong to the new owner
+        if carried is not None:  # before the SIGCHLD sweep: it must know these children
+            resume.resume(master, carried)
         if web is not None:
             await web.start()
         if announce is not None and config.master.logfile and master.loghub.errors:
@@ -227,12 +229,8 @@ async def _main(config, loader, run, owner=None, announce=None, reset_state=Fals
             if carried is None:
                 master.start_autostart()
             else:
-                try:
-                    resume.resume(master, carried)
-                except BaseException as exc:
-                    resume.fall_back(carried, exc)
-                    raise
                 os.close(carried.fd)  # committed: this image supervises
+                carried = None
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, upgrade.HELD_SIGNALS)
             master.notifier.watch(master)  # READY=1 once start-up settles
             if announce is not None:
@@ -241,6 +239,10 @@ async def _main(config, loader, run, owner=None, announce=None, reset_state=Fals
         finally:
             reaping.uninstall()
             signals.uninstall(loop, taken)
+    except BaseException as exc:
+        if carried is not None:  # failed before it took over: the old image, again
+            resume.fall_back(carried, exc)
+        raise
     finally:
         if web is not None:
             await web.close()

@@ -120,8 +120,8 @@ class Child:
         reused, and nothing but this call takes its exit status."""
         try:
             result = os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED | os.WNOHANG)
-        except ChildProcessError:
-            return None
+        except ChildProcessError:  # reaped by someone else: cannot happen, but never spin
+            return Exit(cause="exited (its exit status was taken by another waitpid)")
         if result is None:
             return None
         if result.si_code == os.CLD_EXITED:

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from tests.helpers import free_port
+from corral.cli.client import Client
 from tests.integration.harness import Master, ask, wait_until
 from tests.integration.test_sdnotify import FakeSystemd
 from tests.integration.test_sockets import Clients, pid_of_reply, tree_config
@@ -167,3 +168,20 @@ def test_a_new_image_that_cannot_start_leaves_the_old_one_supervising(master, tm
     os.kill(before["echo"][0], 9)
     wait_until(lambda: m.status("echo")["restarts"] == 1 and m.status("echo")["state"] == "RUNNING",
                message="restarted by the old image", dump=m.output)
+
+
+def test_a_worker_that_dies_during_the_exec_is_reaped_by_the_new_image(master):
+    """The reply comes just before the exec: a worker killed right then dies
+    while no image reads its pidfd. Its zombie waits (SIGCHLD is held), the
+    new image reaps it by its pidfd, and the policy restarts it."""
+    m = master
+    before = worker_rows(m)
+    with Client(m.socket) as client:
+        client.call("upgrade")
+        os.kill(before["ticker"][0], 9)
+    wait_until(lambda: m.call("version").get("image") == 1, message="the new image",
+               dump=m.output)
+    wait_until(lambda: (row := m.status("ticker"))["restarts"] == 1 and row["state"] == "RUNNING",
+               message="the ticker restarted", dump=m.output)
+    assert m.status("ticker")["pid"] != before["ticker"][0]
+    assert worker_rows(m)["echo"] == before["echo"]
