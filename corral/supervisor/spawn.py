@@ -18,6 +18,7 @@ reaped the same way, by waitid on its pidfd: multiprocess only forks.
 
 import _signal
 import contextlib
+import errno
 import importlib
 import os
 import signal
@@ -119,15 +120,11 @@ class Child:
         """waitid(P_PIDFD): the pidfd names this process even if its pid is
         reused, and nothing but this call takes its exit status."""
         try:
-            result = os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED | os.WNOHANG)
+            exit = _wait_pidfd(self.pidfd, self.pid)
         except ChildProcessError:  # reaped by someone else: cannot happen, but never spin
             return Exit(cause="exited (its exit status was taken by another waitpid)")
-        if result is None:
+        if exit is None:
             return None
-        if result.si_code == os.CLD_EXITED:
-            exit = Exit(code=result.si_status)
-        else:  # CLD_KILLED, CLD_DUMPED
-            exit = Exit(signal=result.si_status)
         if self._popen is not None:  # else Popen.__del__ would queue it for a waitpid
             self._popen.returncode = exit.code if exit.code is not None else -exit.signal
         return exit
@@ -190,6 +187,31 @@ class Child:
         if self.pidfd is not None:
             os.close(self.pidfd)
             self.pidfd = None
+
+
+_P_PIDFD = getattr(os, "P_PIDFD", None)  # waitid by pidfd: Linux 5.4
+
+
+def _wait_pidfd(pidfd, pid):
+    """The Exit of the child pidfd names if it has exited, else None. On a
+    5.3 kernel (pidfd_open, no waitid P_PIDFD) waitpid on its pid, which
+    is ours and not reused while unreaped."""
+    global _P_PIDFD
+    if _P_PIDFD is not None:
+        try:
+            result = os.waitid(_P_PIDFD, pidfd, os.WEXITED | os.WNOHANG)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            _P_PIDFD = None
+        else:
+            if result is None:
+                return None
+            if result.si_code == os.CLD_EXITED:
+                return Exit(code=result.si_status)
+            return Exit(signal=result.si_status)  # CLD_KILLED, CLD_DUMPED
+    done, status = os.waitpid(pid, os.WNOHANG)
+    return Exit.from_status(status) if done else None
 
 
 def flush_std_streams():

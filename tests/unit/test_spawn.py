@@ -142,3 +142,14 @@ def test_every_worker_is_reaped_by_its_pidfd_python_ones_too():
                 os.kill(child.pid, signal.SIGKILL)
                 wait_until(lambda c=child: c.poll() is not None, message="killed")
             _close(child)
+
+
+def test_without_waitid_by_pidfd_a_worker_is_reaped_by_its_pid(monkeypatch):
+    """Linux 5.3 has pidfd_open but not waitid(P_PIDFD): waitpid on the pid."""
+    monkeypatch.setattr(spawn, "_P_PIDFD", None)
+    child = spawn.Spawner().spawn(ServiceSpec(name="c", command=("/bin/sh", "-c", "exit 4")), "c", 0)
+    try:
+        wait_until(lambda: child.poll() is not None, message="the command reaped")
+        assert child.exit.code == 4
+    finally:
+        _close(child)
