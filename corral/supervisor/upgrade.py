@@ -165,7 +165,7 @@ def capture(master, control_fd, pidfile, run, pipes):
         "from_version": _version(),
         "fallback": {"executable": sys.executable,
                      "argv": [sys.executable, "-c", TRAMPOLINE, *run.argv],
-                     "env": dict(os.environ)},
+                     "env": image_env(master)},
         "cwd": os.getcwd(), "launch_cwd": run.launch_cwd, "console": master.console, "color": master.color,
         "marker": master.spawner.marker, "undertaker": run.undertaker,
         "pidfile": None if pidfile is None else {"path": pidfile.path, "fd": pidfile.fd},
@@ -194,6 +194,15 @@ def carried_fds(data):
     if data["notify_socket"] is not None:
         fds.append(data["notify_socket"]["fd"])
     return fds
+
+
+def image_env(master):
+    """The environment a new image (or the fallback) starts with: the
+    master's, with systemd's NOTIFY_SOCKET back (sdnotify.py took it out)."""
+    env = {key: value for key, value in os.environ.items() if key not in (SNAPSHOT_VAR, CHECK_VAR)}
+    if master.notifier.address is not None:
+        env["NOTIFY_SOCKET"] = master.notifier.address
+    return env
 
 
 def write_memfd(data):
@@ -253,14 +262,12 @@ def exec_now(master, run, python):
     memfd = write_memfd(data)
     for fd in fds:
         os.set_inheritable(fd, True)
-    env = {**os.environ, SNAPSHOT_VAR: str(memfd)}
-    env.pop(CHECK_VAR, None)
-    notifier = master.notifier  # systemd's socket: the new image tells it READY=1 again
-    if notifier.address is not None:
-        env["NOTIFY_SOCKET"] = notifier.address
-        if notifier.ready:
-            usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
-            notifier.send("RELOADING=1", f"MONOTONIC_USEC={usec}", "STATUS=upgrading")
+    env = {**image_env(master), SNAPSHOT_VAR: str(memfd)}
+    notifier = master.notifier  # systemd's: told as for a reload; READY=1 from the new image
+    told = notifier.address is not None and notifier.ready
+    if told:
+        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        notifier.send("RELOADING=1", f"MONOTONIC_USEC={usec}", "STATUS=upgrading")
     master.log(f"upgrade: re-executing {executable} (corral {_version()} -> the installed one)")
     flush_std_streams()  # the exec drops what Python buffered
     try:
@@ -272,6 +279,8 @@ def exec_now(master, run, python):
         os.set_inheritable(fd, False)
     master.loghub.take_back(pipes)
     signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+    if told:
+        notifier.send("READY=1", "STATUS=upgrade failed")
     master.log(f"upgrade failed: cannot exec {executable}: {error.strerror or error}; "
                f"the running master goes on")
     return str(error)
