@@ -129,7 +129,8 @@ def test_upgrade_keeps_every_worker_its_socket_its_lines_and_its_counts(master):
 
 
 def test_a_new_image_that_cannot_start_leaves_the_old_one_supervising(master, tmp_path):
-    """A config that does not load refuses the upgrade (also by SIGUSR2)
+    """A config that does not load, one that is not the running one, or an
+    interpreter that is not there refuses the upgrade (also by SIGUSR2)
     and changes nothing. Then a new interpreter that passes the dry run but
     cannot import corral once exec'd: the old image is exec'd again with the
     snapshot, and supervises on; a worker that died meanwhile is restarted."""
@@ -144,9 +145,16 @@ def test_a_new_image_that_cannot_start_leaves_the_old_one_supervising(master, tm
         done.stdout + done.stderr
     m.signal(signal.SIGUSR2)
     m.wait_log(r"upgrade refused: the config does not load", count=2)
-    assert "image" not in m.call("version") and worker_rows(m) == before
+    with open(m.config, "w") as f:  # a changed service: the snapshot would not fit it
+        f.write(good.replace('beater.supervise(watchdog=0.5)', 'beater.supervise(watchdog=0.7)'))
+    done = m.cli("upgrade")
+    assert "the config on disk is not the running one (changed: beater)" in done.stderr, \
+        done.stderr
     with open(m.config, "w") as f:
         f.write(good)
+    done = m.cli("upgrade", "--python", str(tmp_path / "nowhere"))
+    assert done.returncode == 1 and "upgrade refused: cannot run" in done.stderr, done.stderr
+    assert "image" not in m.call("version") and worker_rows(m) == before
     broken = tmp_path / "broken"
     (broken / "corral").mkdir(parents=True)
     (broken / "corral" / "__init__.py").write_text("raise ImportError('a broken install')\n")
