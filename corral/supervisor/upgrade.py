@@ -253,37 +253,39 @@ async def dry_run(master, data, python, run):
 
 def exec_now(master, run, python):
     """Snapshot and exec, in one callback: nothing runs in between. Returns
-    only if execve failed; the old image then takes everything back."""
+    (the reason) only if that failed; the old image then takes everything
+    back and goes on."""
     executable, args = command_line(python, run.argv)
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
-    pipes = master.loghub.hand_over()  # from here on, nothing reads a pipe
-    data = capture(master, run.control.listening_fd(), run.pidfile, run, pipes)
-    fds = carried_fds(data)
-    memfd = write_memfd(data)
-    for fd in fds:
-        os.set_inheritable(fd, True)
-    env = {**image_env(master), SNAPSHOT_VAR: str(memfd)}
     notifier = master.notifier  # systemd's: told as for a reload; READY=1 from the new image
     told = notifier.address is not None and notifier.ready
-    if told:
-        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
-        notifier.send("RELOADING=1", f"MONOTONIC_USEC={usec}", "STATUS=upgrading")
-    master.log(f"upgrade: re-executing {executable} (corral {_version()} -> the installed one)")
-    flush_std_streams()  # the exec drops what Python buffered
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
+    pipes = master.loghub.hand_over()  # from here on, nothing reads a pipe
+    fds, memfd = [], None
     try:
+        data = capture(master, run.control.listening_fd(), run.pidfile, run, pipes)
+        fds = carried_fds(data)
+        memfd = write_memfd(data)
+        for fd in fds:
+            os.set_inheritable(fd, True)
+        env = {**image_env(master), SNAPSHOT_VAR: str(memfd)}
+        if told:
+            usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+            notifier.send("RELOADING=1", f"MONOTONIC_USEC={usec}", "STATUS=upgrading")
+        master.log(f"upgrade: re-executing {executable} (corral {_version()} -> the installed one)")
+        flush_std_streams()  # the exec drops what Python buffered
         os.execve(executable, args, env)
-    except OSError as exc:
-        error = exc
-    os.close(memfd)
+    except Exception as exc:  # noqa: BLE001 - whatever it was, the old image goes on
+        error = getattr(exc, "strerror", None) or str(exc) or repr(exc)
+    if memfd is not None:
+        os.close(memfd)
     for fd in fds:
         os.set_inheritable(fd, False)
     master.loghub.take_back(pipes)
     signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     if told:
         notifier.send("READY=1", "STATUS=upgrade failed")
-    master.log(f"upgrade failed: cannot exec {executable}: {error.strerror or error}; "
-               f"the running master goes on")
-    return str(error)
+    master.log(f"upgrade failed: cannot exec {executable}: {error}; the running master goes on")
+    return error
 
 
 def _version():
