@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -36,6 +37,29 @@ while True:
 """
 
 
+class Systemd(FakeSystemd):
+    """FakeSystemd read all the time, as systemd is: a datagram queue holds
+    only 10 messages, and flaky's moves send one each."""
+
+    def __init__(self, address):
+        super().__init__(address)
+        self._stop = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        while not self._stop.is_set():
+            FakeSystemd.receive(self, 0.05)
+
+    def receive(self, timeout):  # wait_for's: the reader thread receives
+        time.sleep(min(timeout, 0.01))
+
+    def close(self):
+        self._stop.set()
+        self._reader.join(5)
+        super().close()
+
+
 def config(port):
     return tree_config(port) + textwrap.dedent(f"""
         ticker = corral.Command({[sys.executable, "-u", "ticker.py"]!r})
@@ -45,6 +69,11 @@ def config(port):
         beater.setName("beater")
         beater.supervise(watchdog=0.5)
         beater.setServiceParent(application)
+        flaky = corral.Command(["sh", "-c", "exit 1"])  # in BACKOFF, its retry a deadline
+        flaky.setName("flaky")
+        flaky.supervise(backoff_initial=0.7, backoff_max=0.7, backoff_jitter=0,
+                        max_restarts=1000, restart_window=0.5)
+        flaky.setServiceParent(application)
         """)
 
 
@@ -59,7 +88,7 @@ def master():
     m = Master(config(port), suffix=".py", files={"ticker.py": TICKER, "beater.py": BEATER},
                args=["--log-dir", "logs"])
     m.port = port
-    m.systemd = FakeSystemd(os.path.join(m.dir, "notify.sock"))  # the master's own notify
+    m.systemd = Systemd(os.path.join(m.dir, "notify.sock"))  # the master's own notify
     try:
         m.start(env={"NOTIFY_SOCKET": os.path.join(m.dir, "notify.sock")})
         m.wait_state("echo", "RUNNING")
@@ -77,7 +106,9 @@ def ticks(m):
 
 
 def worker_rows(m):
-    return {name: (row["pid"], row["restarts"]) for name, row in m.status().items()}
+    """(pid, restarts) of the workers that run (flaky only backs off)."""
+    return {name: (row["pid"], row["restarts"]) for name, row in m.status().items()
+            if name != "flaky"}
 
 
 def test_upgrade_keeps_every_worker_its_socket_its_lines_and_its_counts(master):
@@ -89,6 +120,8 @@ def test_upgrade_keeps_every_worker_its_socket_its_lines_and_its_counts(master):
     before = worker_rows(m)
     assert before["echo"][1] == 1
     uptime, read_at = m.status("ticker")["uptime"], time.monotonic()
+    flaky = wait_until(lambda: (n := m.status("flaky")["restarts"]) >= 2 and n,
+                       message="flaky restarting", dump=m.output)
     version = m.call("version")
     with Clients(m.port) as clients:
         wait_until(lambda: len(clients.replies) > 20, message="clients served")
@@ -105,10 +138,15 @@ def test_upgrade_keeps_every_worker_its_socket_its_lines_and_its_counts(master):
     assert after["pid"] == version["pid"] == m.proc.pid and after["image"] == 1
     assert "image" not in version  # none before the first
     assert worker_rows(m) == before  # the same pids, the same restart counts
+    # Its restart count goes on, and its retry deadline still falls due.
+    upgraded = m.status("flaky")["restarts"]
+    assert upgraded >= flaky
+    wait_until(lambda: m.status("flaky")["restarts"] >= upgraded + 2,
+               message="flaky retried by the new image", dump=m.output)
     # Uptimes go on from the old image's start times, not from the exec.
     assert m.status("ticker")["uptime"] >= uptime + (time.monotonic() - read_at) - 0.5
     assert {pid_of_reply(r) for r in clients.replies} == {before["echo"][0]}
-    m.wait_log(r"upgraded: corral \S+ -> \S+, pid \d+, 3 worker\(s\) kept")
+    m.wait_log(r"upgraded: corral \S+ -> \S+, pid \d+, [34] worker\(s\) kept")
     # The commands' NOTIFY_SOCKET came across: the beats go on, the watchdog is fed.
     beats = beat(m)
     wait_until(lambda: beat(m) > beats + 12, message="beats after the upgrade", dump=m.output)
