@@ -41,6 +41,7 @@ class Run:
     pidfile: object = None  # daemon.Pidfile
     control: object = None  # the ControlServer
     upgrade_error: str = None  # why the last upgrade fell back
+    http_token: str = None  # the dashboard's, kept across an upgrade
 
 
 def run_master(config_path, socket=None, logfile=None, log_dir=None, loader=None, *,
@@ -104,8 +105,8 @@ def _resume(config, loader, carried):
     libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)  # kept across exec; cheap to be sure
     pidfile = carried.pidfile
     lock = None if pidfile is None else daemon_module.Pidfile(pidfile["path"], pidfile["fd"])
-    run = Run(argv=sys.argv[1:], launch_cwd=carried.launch_cwd, image=carried.image, undertaker=carried.undertaker,
-              pidfile=lock, upgrade_error=carried.error)
+    run = Run(argv=sys.argv[1:], launch_cwd=carried.launch_cwd, image=carried.image,
+              undertaker=carried.undertaker, pidfile=lock, upgrade_error=carried.error)
     try:
         return asyncio.run(_main(config, loader, run, carried=carried))
     finally:
@@ -193,8 +194,10 @@ async def _main(config, loader, run, owner=None, announce=None, reset_state=Fals
     web = xmlrpc = None
     try:
         if config.master.http:  # listens once the logs are open, before any worker
+            token = config.master.http_token or (carried.http_token if carried else None)
             web = HttpServer(ops, config.master.http, master.log, auth=config.master.http_auth,
-                             token=config.master.http_token, control_socket=config.master.socket)
+                             token=token, control_socket=config.master.socket)
+            run.http_token = web.token
         addresses, username, password = xmlrpc_settings(config.master)
         if addresses:  # supervisord's interface (docs/xmlrpc.md)
             xmlrpc = XMLRPCServer(ops, addresses, master.log, username, password)

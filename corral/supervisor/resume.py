@@ -117,7 +117,8 @@ def resume(master, carried):
         own = {p["stream"]: p["fd"] for p in pipes.get(item["pid"], ())}
         child = Child(item["kind"], item["pid"], own.get("out"), own.get("err"),
                       item["notify"], pidfd=item["pidfd"])
-        child.instance, child.marker, child.since = item["name"], master.spawner.marker, item["since"]
+        child.instance, child.since = item["name"], item["since"]
+        child.marker = master.spawner.marker
         master.spawner.children[child.pid] = child
         master._children[child.pid] = child
         master.loop.add_reader(child.pidfd, master._on_child_exit, child.instance, child)

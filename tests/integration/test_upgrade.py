@@ -23,7 +23,8 @@ from tests.integration.test_sockets import Clients, pid_of_reply, tree_config
 pytestmark = pytest.mark.timeout(90)
 
 # A line a millisecond, numbered: a lost or repeated line shows as a gap or a repeat.
-TICKER = "import sys, time\ni = 0\nwhile True:\n    i += 1\n    print(f'tick {i}', flush=True)\n    time.sleep(0.001)\n"
+TICKER = ("import time\ni = 0\nwhile True:\n"
+          "    i += 1\n    print(f'tick {i}', flush=True)\n    time.sleep(0.001)\n")
 
 
 # A command on the master's NOTIFY_SOCKET with a watchdog: heard on after the exec, or killed.

@@ -43,7 +43,8 @@ def test_an_exec_that_fails_leaves_the_old_image_supervising(tmp_path):
         await eventually(lambda: len(said(master)) >= 3, "its lines")
         control = Control()
         run = type("Run", (), {"argv": ["run", "c.toml"], "launch_cwd": str(tmp_path), "image": 0,
-                               "undertaker": None, "pidfile": None, "control": control})()
+                               "undertaker": None, "pidfile": None, "control": control,
+                               "http_token": None})()
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, ())
         error = upgrade.exec_now(master, run, str(tmp_path / "no-such-python"))
         assert "No such file" in error
