@@ -7,6 +7,12 @@ pidfile, bind the control socket, drop privileges, open the logs, reap
 adopted orphans on SIGCHLD, start. The control socket is bound
 before anything is spawned, so that a second master on the same socket is
 refused before it starts a single worker. The OS steps are in daemon.py.
+
+An image exec'd by `corral upgrade` (upgrade.py, resume.py) takes another
+way after the config: it checks the snapshot it was given, keeps what the
+process already has (the detach, the undertaker, the pidfile's lock, the
+dropped privileges, the control socket) and takes the workers over instead
+of starting them; if it fails before that is done, it execs the old image.
 """
 
 import asyncio
@@ -16,7 +22,7 @@ import signal
 import sys
 
 from corral import config as config_module
-from corral import socketpath
+from corral import libc, socketpath
 from corral import httpspec
 from corral.api import Operations
 from corral.errors import EXIT_OK, CorralError
@@ -25,7 +31,6 @@ from corral.frontends.control import ControlServer
 from corral.frontends.http import HttpServer
 from corral.frontends.xmlrpc import XMLRPCServer
 from corral.supervisor import daemon as daemon_module
-from corral import libc
 from corral.supervisor import goals, reaper, resume, sdnotify, upgrade
 from corral.supervisor.master import Master
 
