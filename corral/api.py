@@ -36,8 +36,8 @@ from corral.core import messages as m
 from corral.core import scale as scale_rules
 from corral.core.states import AT_REST, SIGNALLABLE, State
 from corral import spec as spec_module
-from corral.errors import (E_BAD_ARGUMENT, E_CONFIG, E_NO_SUCH_SERVICE, E_SHUTTING_DOWN,
-                           ControlError, CorralError)
+from corral.errors import (E_BAD_ARGUMENT, E_CONFIG, E_FAILED, E_NO_SUCH_SERVICE,
+                           E_SHUTTING_DOWN, ControlError, CorralError)
 from corral.supervisor import reload as reload_module
 from corral.supervisor import procfs, report
 from corral.supervisor.report import USAGE_MAX_AGE, TreeUsage  # noqa: F401 (the API's names)
@@ -272,6 +272,19 @@ class Operations:
         self.master.begin_shutdown()
         return asyncio.shield(self.master.done)
 
+    async def upgrade(self, python=None):
+        """Re-execute the master in place (supervisor/upgrade.py): returns once
+        the new image passed its dry run, and the exec follows. Raises
+        ControlError(E_FAILED) naming why nothing was done."""
+        self.guard("upgrade")
+        if self.master.upgrader is None:
+            raise ControlError(E_FAILED, "upgrade: this master cannot re-execute itself")
+        try:
+            return await self.master.upgrader.upgrade(python)
+        except CorralError as exc:
+            self.master.log(f"upgrade refused: {exc}")
+            raise ControlError(E_FAILED, f"upgrade refused: {exc}") from None
+
     def kill_all(self):
         self.master.kill_all()
 
@@ -387,6 +400,11 @@ class Operations:
         from corral import __version__
 
         result = {"version": __version__, "pid": os.getpid()}
+        run = self.master.upgrader.run if self.master.upgrader is not None else None
+        if run is not None and run.image:  # execs by `upgrade`, and why the last fell back
+            result["image"] = run.image
+            if run.upgrade_error:
+                result["upgrade_error"] = run.upgrade_error
         errors = self.master.loghub.errors if self.master.loghub else []
         if errors:  # only when some log output cannot be written (docs/protocol.md)
             result["errors"] = errors

@@ -82,6 +82,11 @@ REGISTRY = {command.name: command for command in (
     Command("reopen", "reopen the log files (after rotation)"),
     Command("shutdown", "stop every service and the master"),
     Command("version", "print the version of corral and of the master"),
+    Command("upgrade", "re-execute the master in place (a new corral, or the same), "
+                       "keeping every worker running", (
+        Arg("python", (str, type(None)), None,
+            "the new image's interpreter (default: the master's own)", ("--python",), "PATH"),
+    )),
 )}
 
 # Views of REGISTRY for the request check: cmd -> {arg: (type, default)}

@@ -7,14 +7,22 @@ pidfile, bind the control socket, drop privileges, open the logs, reap
 adopted orphans on SIGCHLD, start. The control socket is bound
 before anything is spawned, so that a second master on the same socket is
 refused before it starts a single worker. The OS steps are in daemon.py.
+
+An image exec'd by `corral upgrade` (upgrade.py, resume.py) takes another
+way after the config: it checks the snapshot it was given, keeps what the
+process already has (the detach, the undertaker, the pidfile's lock, the
+dropped privileges, the control socket) and takes the workers over instead
+of starting them; if it fails before that is done, it execs the old image.
 """
 
 import asyncio
 import dataclasses
 import os
+import signal
+import sys
 
 from corral import config as config_module
-from corral import socketpath
+from corral import libc, socketpath
 from corral import httpspec
 from corral.api import Operations
 from corral.errors import EXIT_OK, CorralError
@@ -23,8 +31,22 @@ from corral.frontends.control import ControlServer
 from corral.frontends.http import HttpServer
 from corral.frontends.xmlrpc import XMLRPCServer
 from corral.supervisor import daemon as daemon_module
-from corral.supervisor import goals, reaper, sdnotify
+from corral.supervisor import goals, reaper, resume, sdnotify, upgrade
 from corral.supervisor.master import Master
+
+
+@dataclasses.dataclass
+class Run:
+    """What `corral upgrade` needs of this run besides the master (upgrade.py)."""
+
+    argv: list  # the `corral` arguments this master was started with
+    launch_cwd: str  # where they were given (relative paths in them)
+    image: int = 0  # execs since the first start (each upgrade adds one)
+    undertaker: int = None
+    pidfile: object = None  # daemon.Pidfile
+    control: object = None  # the ControlServer
+    upgrade_error: str = None  # why the last upgrade fell back
+    http_token: str = None  # the dashboard's, kept across an upgrade
 
 
 def run_master(config_path, socket=None, logfile=None, log_dir=None, loader=None, *,
@@ -38,6 +60,67 @@ def run_master(config_path, socket=None, logfile=None, log_dir=None, loader=None
     With daemon, the launching process returns 0 once the daemon answers on
     its socket and raises the daemon's error if it could not start.
     """
+    carried = resume.incoming()  # exec'd by `corral upgrade`: the old image's snapshot
+    launch_cwd = os.getcwd()
+    try:
+        config, as_loaded = _configure(config_path, socket, logfile, log_dir, loader, pidfile, http)
+        if carried is not None:
+            resume.check(config, carried)  # before any carried fd is touched
+    except BaseException as exc:
+        if carried is not None:
+            resume.fall_back(carried, exc)  # returns only for the dry run or a failed fallback
+        raise
+    loader = loader or config_module.load
+    if carried is not None:
+        if carried.dry_run:
+            return EXIT_OK
+        return _resume(config, loader, carried, as_loaded)
+    settings = config.master
+    owner = daemon_module.find_owner(uid, gid)
+    daemon_module.set_umask(umask)
+    announce = None
+    if daemon:
+        announce = daemon_module.detach(os.path.abspath(rundir or "/"))
+        if announce is None:
+            return EXIT_OK  # the launcher: the daemon said it is up
+    elif rundir:
+        daemon_module.change_directory(rundir)
+    run = Run(argv=sys.argv[1:], launch_cwd=launch_cwd)
+    try:
+        run.undertaker = reaper.protect_master()  # before the pidfile, the socket, any worker
+        lock = daemon_module.lock_pidfile(settings.pidfile) if settings.pidfile else None
+        run.pidfile = lock
+        try:
+            return asyncio.run(_main(config, loader, run, owner=owner, announce=announce,
+                                     reset_state=reset_state, as_loaded=as_loaded))
+        finally:
+            daemon_module.release_pidfile(lock)
+    except BaseException as exc:
+        if announce is not None:
+            announce.failed(exc)  # no-op once it said "ok"
+        raise
+
+
+def _resume(config, loader, carried, as_loaded):
+    """The rest of run_master for an image exec'd by `corral upgrade`: the
+    old one detached, started the undertaker, locked the pidfile and
+    dropped privileges already; the same process keeps all of that."""
+    os.chdir(carried.cwd)
+    reaper.adopt_marker(carried.marker)  # the undertaker knows this one
+    libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)  # kept across exec; cheap to be sure
+    pidfile = carried.pidfile
+    lock = None if pidfile is None else daemon_module.Pidfile(pidfile["path"], pidfile["fd"])
+    run = Run(argv=sys.argv[1:], launch_cwd=carried.launch_cwd, image=carried.image,
+              undertaker=carried.undertaker, pidfile=lock, upgrade_error=carried.error)
+    try:
+        return asyncio.run(_main(config, loader, run, carried=carried, as_loaded=as_loaded))
+    finally:
+        daemon_module.release_pidfile(lock)
+
+
+def _configure(config_path, socket, logfile, log_dir, loader, pidfile, http):
+    """The Config, with the command line's settings and every path absolute,
+    and the MasterSpec as the file gave it (what a reload compares with)."""
     plugin = loader is not None
     loader = loader or config_module.load
     config = loader(config_path)
@@ -59,28 +142,7 @@ def run_master(config_path, socket=None, logfile=None, log_dir=None, loader=None
             raise CorralError(f"--http {http}: {exc}") from None
         if refused:
             raise CorralError(f"--http: {refused}")
-    config = dataclasses.replace(config, master=settings)
-    owner = daemon_module.find_owner(uid, gid)
-    daemon_module.set_umask(umask)
-    announce = None
-    if daemon:
-        announce = daemon_module.detach(os.path.abspath(rundir or "/"))
-        if announce is None:
-            return EXIT_OK  # the launcher: the daemon said it is up
-    elif rundir:
-        daemon_module.change_directory(rundir)
-    try:
-        undertaker = reaper.protect_master()  # before the pidfile, the socket, any worker
-        lock = daemon_module.lock_pidfile(settings.pidfile) if settings.pidfile else None
-        try:
-            return asyncio.run(_main(config, loader, owner=owner, pidfile=lock, announce=announce,
-                                     undertaker=undertaker, reset_state=reset_state, as_loaded=as_loaded))
-        finally:
-            daemon_module.release_pidfile(lock)
-    except BaseException as exc:
-        if announce is not None:
-            announce.failed(exc)  # no-op once it said "ok"
-        raise
+    return dataclasses.replace(config, master=settings), as_loaded
 
 
 def _default_socket(setting, config_path):
@@ -128,42 +190,51 @@ def _absolute(path):
     return None if path is None else os.path.abspath(path)
 
 
-async def _main(config, loader=config_module.load, owner=None, pidfile=None, announce=None,
-                undertaker=None, reset_state=False, as_loaded=None):
+async def _main(config, loader, run, owner=None, announce=None, reset_state=False,
+                carried=None, as_loaded=None):
     """Supervise until shutdown. announce: the daemon's start-up pipe, or None
-    in the foreground (then the console is our stdout). undertaker: its pid."""
+    in the foreground (then the console is our stdout). carried: the
+    snapshot of the image before this one (upgrade.py), or None."""
     loop = asyncio.get_running_loop()
-    console = 1 if announce is None and console_copy(config.master, os.isatty(1)) else None
-    color = console is not None and os.isatty(1) and "NO_COLOR" not in os.environ
+    if carried is None:
+        console = 1 if announce is None and console_copy(config.master, os.isatty(1)) else None
+        color = console is not None and os.isatty(1) and "NO_COLOR" not in os.environ
+    else:
+        console, color = carried.console, carried.color
     master = Master(config, console=console, color=color, loader=loader, as_loaded=as_loaded)
     master.notifier = sdnotify.Notifier.from_environment()  # before any worker forks
+    master.upgrader = upgrade.Upgrader(master, run)
     ops = Operations(master)
-    control = ControlServer(ops, config.master.socket, master.log)
-    await control.start()
+    control = run.control = ControlServer(ops, config.master.socket, master.log)
+    await control.start(None if carried is None else carried.control)
     # -c CONFIG finds a master listening away from its default place (socketpath.py).
     pointer = socketpath.point_beside(config.path, config.master.socket) \
         if os.path.isfile(config.path) else None
     web = xmlrpc = None
     try:
         if config.master.http:  # listens once the logs are open, before any worker
+            token = config.master.http_token or (carried.http_token if carried else None)
             web = HttpServer(ops, config.master.http, master.log, auth=config.master.http_auth,
-                             token=config.master.http_token, control_socket=config.master.socket)
+                             token=token, control_socket=config.master.socket)
+            run.http_token = web.token
         listeners = xmlrpc_settings(config.master)
         if listeners:  # supervisord's interface (docs/xmlrpc.md)
             xmlrpc = XMLRPCServer(ops, listeners, master.log)
             await xmlrpc.start()
             if owner is not None:
                 xmlrpc.hand_over(owner.uid, owner.gid)
-        daemon_module.drop_privileges(owner, config.master.socket)
+        daemon_module.drop_privileges(owner, config.master.socket)  # owner None on resume
         master.attach_loop(loop)  # after the drop: log files belong to the new owner
+        if carried is not None:  # before the SIGCHLD sweep: it must know these children
+            resume.resume(master, carried)
         if web is not None:
             await web.start()
         if announce is not None and config.master.logfile and master.loghub.errors:
             # A daemon's only output is its log file.
             raise CorralError(f"cannot open the logfile {config.master.logfile}: "
                               + "; ".join(master.loghub.errors))
-        if pidfile is not None and pidfile.notice:
-            master.log(pidfile.notice)
+        if run.pidfile is not None and run.pidfile.notice:
+            master.log(run.pidfile.notice)
 
         taken = signals.install(loop, ops)
         reaping = reaper.Reaper(loop, master.spawner.owns, log=master.log)
@@ -173,11 +244,16 @@ async def _main(config, loader=config_module.load, owner=None, pidfile=None, ann
             # Plain words first; the helper's name is what `ps` shows (corral-undertak).
             master.log(f"master pid {os.getpid()}, control socket {config.master.socket}"
                        + (f"; if the master dies, a watcher process stops every worker "
-                          f"(undertaker pid {undertaker})" if undertaker is not None else ""))
+                          f"(undertaker pid {run.undertaker})" if run.undertaker is not None else ""))
             # after the logs open: a goals file that cannot be read is said there
             master.goals = goals.GoalFile(goals.path_for(config.master.socket), master.log,
                                           reset=reset_state)
-            master.start_autostart()
+            if carried is None:
+                master.start_autostart()
+            else:
+                os.close(carried.fd)  # committed: this image supervises
+                carried = None
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, upgrade.HELD_SIGNALS)
             master.notifier.watch(master)  # READY=1 once start-up settles
             if announce is not None:
                 announce.ok()
@@ -185,6 +261,10 @@ async def _main(config, loader=config_module.load, owner=None, pidfile=None, ann
         finally:
             reaping.uninstall()
             signals.uninstall(loop, taken)
+    except BaseException as exc:
+        if carried is not None:  # failed before it took over: the old image, again
+            resume.fall_back(carried, exc)
+        raise
     finally:
         if web is not None:
             await web.close()

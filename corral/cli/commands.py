@@ -1,7 +1,7 @@
 """The client commands that ask once and print the answer.
 
-status, start, stop, restart, signal, tree, reload, reopen, shutdown and
-version: each handler gets a connected Client, the parsed arguments (the
+status, start, stop, restart, signal, tree, reload, reopen, shutdown,
+version and upgrade: each handler gets a connected Client, the parsed arguments (the
 request to send is `args.request`, built by parser.py from the command
 table) and an Output, and returns the exit code. logs and events, which
 may follow, are in streams.py.
@@ -83,6 +83,40 @@ def version(client, args, out):
     return EXIT_OK
 
 
+UPGRADE_WAIT = 60.0  # s for the new image to answer
+
+
+def upgrade(client, args, out):
+    """Ask for the upgrade, then wait for the new image to answer: the
+    connection ends with the old image's exec."""
+    import time
+
+    from corral.cli.client import Client, NoMaster
+
+    asked = client.call("upgrade", **args.request)
+    client.close()
+    deadline = time.monotonic() + UPGRADE_WAIT
+    while True:
+        try:
+            with Client(client.path) as again:
+                now = again.call("version")
+        except NoMaster:
+            now = None
+        if now is not None and now.get("image", 0) > asked["image"]:  # absent: 0
+            break
+        if time.monotonic() > deadline:
+            out.line(f"upgrade: no answer from the new image within {UPGRADE_WAIT:g} s")
+            return EXIT_FAILED
+        time.sleep(0.05)
+    if args.json:
+        out.line(render.to_json(now))
+    elif now.get("upgrade_error"):
+        out.line(f"upgrade failed, the previous image took over again: {now['upgrade_error']}")
+    else:
+        out.line(f"upgraded: corral {asked['version']} -> {now['version']}, pid {now['pid']}")
+    return EXIT_FAILED if now.get("upgrade_error") else EXIT_OK
+
+
 def version_without_master(args, out):
     """`corral version` with nobody answering: the client's own version."""
     version = corral.__version__
@@ -101,6 +135,7 @@ HANDLERS = {
     "reopen": plain,
     "shutdown": plain,
     "version": version,
+    "upgrade": upgrade,
 }
 
 # Options only the command line has: (flags, argparse keywords) per command.

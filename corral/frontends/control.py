@@ -101,10 +101,14 @@ class ControlServer:
         # protocol.COMMANDS is the one table: each command is the method _NAME
         self.commands = {cmd: getattr(self, f"_{cmd}") for cmd in protocol.COMMANDS}
 
-    async def start(self):
-        sock = bind_socket(self.path)
+    async def start(self, fd=None):
+        """Listen; fd: a socket already listening (handed over by `corral upgrade`)."""
+        sock = bind_socket(self.path) if fd is None else socket.socket(fileno=fd)
         self.server = await asyncio.start_unix_server(
             self._serve, sock=sock, limit=protocol.MAX_REQUEST + 1)
+
+    def listening_fd(self):
+        return self.server.sockets[0].fileno()
 
     async def close(self):
         """Stop listening; let replies under way finish (1 s), drop the rest."""
@@ -318,6 +322,9 @@ class ControlServer:
 
     async def _version(self):
         return self.ops.version()
+
+    async def _upgrade(self, python):
+        return await self.ops.upgrade(python)
 
 
 def _row(status):

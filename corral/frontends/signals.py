@@ -8,6 +8,8 @@ control command of the same name (one way to do each thing).
     SIGINT    shutdown   the same; a second SIGINT kills every worker at once
     SIGHUP    reload     re-read the config, apply the difference
     SIGUSR1   reopen     reopen every log file (after logrotate moved them)
+    SIGUSR2   upgrade    re-execute the master in place, workers kept (nginx's and
+                         unicorn's signal for a new binary)
 """
 
 import signal
@@ -31,11 +33,15 @@ def install(loop, ops):
     def reload():
         loop.create_task(_quiet(ops.reload()))
 
+    def upgrade():
+        loop.create_task(_quiet(ops.upgrade()))
+
     verbs = {
         signal.SIGTERM: shutdown,
         signal.SIGINT: on_interrupt,
         signal.SIGHUP: reload,
         signal.SIGUSR1: ops.reopen,
+        signal.SIGUSR2: upgrade,
     }
     for sig, verb in verbs.items():
         loop.add_signal_handler(sig, verb)
@@ -51,4 +57,4 @@ async def _quiet(awaitable):
     try:
         await awaitable
     except ControlError:
-        pass  # reload already logged why it refused
+        pass  # reload and upgrade already logged why they refused

@@ -55,7 +55,7 @@ class UpdateMethods:
         self.applied.update(diff["added"] + diff["changed"] + diff["removed"])
         names = self.interface.names  # the new config's
         autostart = {i for spec in self.interface.ops.config.services if spec.autostart
-                     for i in self.ops.instance_names(spec.name)}
+                     for i in self.interface.ops.instance_names(spec.name)}
         again = [i for group in diff["changed"] for i in names.members.get(group, ())
                  if i in autostart]
         if again:

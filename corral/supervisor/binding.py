@@ -64,6 +64,34 @@ def bind_endpoints(spec, endpoints):
     return held
 
 
+def adopt_endpoints(spec, endpoints, fds):
+    """bind_endpoints, with sockets bound by a previous image (corral upgrade)."""
+    if len(fds) != len(endpoints):
+        raise ValueError(f"{spec.name}: {len(fds)} socket(s) held, {len(endpoints)} in its config")
+    held = Held(spec, [], [])
+    for endpoint, fd in zip(endpoints, fds):
+        server = server_for(endpoint)
+        server.socket = socket.socket(fileno=fd)
+        server.bind()  # holds it already: only learns its address
+        held.servers.append(server)
+        held.names.append(endpoint.fd_name(spec.name))
+    return held
+
+
+def adopt_tree(spec, fds):
+    """bind_tree, with sockets bound by a previous image: its servers, in
+    tree order, are given them first, so privilegedStartService binds none."""
+    from corral.services.internet import ListeningService
+    from corral.service import walk
+
+    servers = [node for node in walk(spec.tree) if isinstance(node, ListeningService)]
+    if len(fds) != len(servers):
+        raise ValueError(f"{spec.name}: {len(fds)} socket(s) held, {len(servers)} in its tree")
+    for server, fd in zip(servers, fds):
+        server.socket = socket.socket(fileno=fd)
+    return bind_tree(spec)
+
+
 def bind_tree(spec):
     """Run the tree's privilegedStartService once, here (never in the worker):
     a Held of the servers that then hold a socket, which the worker inherits."""

@@ -20,6 +20,9 @@ class CommandKind:
             return None
         return binding.bind_endpoints(spec, [socketspec.parse(url) for url in spec.sockets])
 
+    def adopt(self, spec, fds):
+        return binding.adopt_endpoints(spec, [socketspec.parse(url) for url in spec.sockets], fds)
+
     def spawn(self, spawner, spec, instance, index, fds):
         return spawner.exec_command(spec, instance, index, fds)
 
@@ -43,6 +46,9 @@ class PythonTreeKind:
             return None
         return binding.bind_tree(spec)
 
+    def adopt(self, spec, fds):
+        return binding.adopt_tree(spec, fds)
+
     def spawn(self, spawner, spec, instance, index, fds):
         from corral.services.internet import listening_sockets
 
@@ -61,6 +67,9 @@ class TwistedTreeKind:
         if not spec.tree.addresses:
             return None
         return binding.bind_endpoints(spec, spec.tree.addresses)
+
+    def adopt(self, spec, fds):
+        return binding.adopt_endpoints(spec, spec.tree.addresses, fds)
 
     def spawn(self, spawner, spec, instance, index, fds):
         return spawner.fork_worker(spec, instance, index, self.runtime, sockets=fds)

@@ -112,13 +112,42 @@ class LogHub:
         for service, sink in self._svc_files.items():
             sink.max_bytes, sink.backups = self._svc_rotation.get(service, self._rotation)
 
-    def attach(self, fd, instance, service, pid, stream):
+    def attach(self, fd, instance, service, pid, stream, buf=b""):
+        """Read a worker's pipe; buf: its partial last line (a pipe handed over)."""
         os.set_blocking(fd, False)
         src = _Meta(instance, service, pid, stream, fd)
+        src.buf = buf
         self._sources[fd] = src
         self._by_pid.setdefault(pid, []).append(src)
         self._inst_service[instance] = service
         self._loop.add_reader(fd, self._drain, src, READS_PER_WAKEUP, LINES_PER_WAKEUP)
+
+    def hand_over(self):
+        """For `corral upgrade`: stop reading the pipes, left open with what they
+        hold unread; [(fd, instance, service, pid, stream, partial line)] for
+        the next image's attach(). Pending console output is written, blocking."""
+        pipes = [(src.fd, src.instance, src.service, src.pid, src.stream, src.buf)
+                 for src in self._sources.values()]
+        for fd in self._sources:
+            self._loop.remove_reader(fd)
+        self._sources.clear()
+        self._by_pid.clear()
+        if self._con is not None:
+            with contextlib.suppress(OSError):
+                os.set_blocking(self._con, True)
+                os.write(self._con, self._con_pending)
+                self._con_pending.clear()
+            with contextlib.suppress(OSError):  # as the next image should find it
+                os.set_blocking(self._con, self._con_blocking)
+        return pipes
+
+    def take_back(self, pipes):
+        """Undo hand_over() (the exec failed): read the pipes again."""
+        for pipe in pipes:
+            self.attach(*pipe)
+        if self._con is not None:
+            with contextlib.suppress(OSError):
+                os.set_blocking(self._con, False)
 
     def drain(self, pid):
         for src in list(self._by_pid.get(pid, ())):

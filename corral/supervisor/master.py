@@ -64,6 +64,7 @@ class Master:
         self.reload_lock = asyncio.Lock()
         self.notifier = sdnotify.Notifier()  # serve.py sets one for $NOTIFY_SOCKET
         self.goals = None  # goals.GoalFile: serve.py sets one beside the socket
+        self.upgrader = None  # upgrade.Upgrader: serve.py sets one (corral upgrade)
         self.sockets = SocketKeeper()  # listening sockets that outlive workers
 
     @property

@@ -68,6 +68,18 @@ class NotifySocket:
         self.dir, self.address, self._sock = folder, address, sock
         self.loop.add_reader(sock.fileno(), self._readable)
 
+    def hand_over(self):
+        """{fd, dir, address, shared} for `corral upgrade`: datagrams sent
+        meanwhile wait in the socket for the next image's adopt()."""
+        return {"fd": self._sock.fileno(), "dir": self.dir, "address": self.address,
+                "shared": self._shared}
+
+    def adopt(self, held):
+        """Serve the socket of hand_over(), from the image before this one."""
+        self.dir, self.address, self._shared = held["dir"], held["address"], held["shared"]
+        self._sock = socket.socket(fileno=held["fd"])
+        self.loop.add_reader(self._sock.fileno(), self._readable)
+
     def share(self):
         """Let workers of other users send (dir 0711, socket 0666)."""
         if self._sock is not None and not self._shared:

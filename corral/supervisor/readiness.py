@@ -45,6 +45,17 @@ class CommandNotify:
         if spec.user is not None and spec.user != os.geteuid():
             self.socket.share()
 
+    def hand_over(self):
+        """The open notify socket for `corral upgrade` (notify_socket.py), or None."""
+        return None if self.socket is None else self.socket.hand_over()
+
+    def adopt(self, held):
+        """Take the notify socket of the image before this one (its commands know its path)."""
+        sock = NotifySocket(self.master.loop, self._datagram)
+        sock.adopt(held)
+        self.socket = sock
+        self.master.spawner.notify_socket = sock.address
+
     def _datagram(self, pid, lines):
         record = self._sender(pid)
         if record is not None:

@@ -84,6 +84,13 @@ def marker():
     return _marker
 
 
+def adopt_marker(mark):
+    """Take over the marker of the image before this one (corral upgrade):
+    its workers and its undertaker know that one."""
+    global _marker
+    _marker = mark
+
+
 # -- /proc ----------------------------------------------------------------------
 
 

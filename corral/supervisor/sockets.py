@@ -77,6 +77,15 @@ class SocketKeeper:
     def close_all(self):
         self.close(list(self.held))
 
+    def hand_over(self):
+        """{service: [fd]} of every held socket, for `corral upgrade`."""
+        return {name: [server.socket.fileno() for server in held.servers]
+                for name, held in self.held.items()}
+
+    def adopt(self, spec, fds):
+        """Hold fds (a previous image's sockets of spec's service) as if bound here."""
+        self.held[spec.name] = kinds.of(spec).adopt(spec, fds)
+
 
 def _scaled(old, new):
     """new is old with another numprocs (core/scale.py keeps the tree object)."""

@@ -12,11 +12,13 @@ Two ways to start one, and the service's kind chooses (supervisor/kinds.py):
 exec_command (Popen, socket activation) and fork_worker (multiprocess's
 fork, into workers/bootstrap.py and then a runtime). A Child hands three
 pipe read ends to the master: stdout and stderr for the LogHub, and for
-forked workers a notify pipe (READY=1, sd_notify style).
+forked workers a notify pipe (READY=1, sd_notify style). Every Child is
+reaped the same way, by waitid on its pidfd: multiprocess only forks.
 """
 
 import _signal
 import contextlib
+import errno
 import importlib
 import os
 import signal
@@ -91,16 +93,18 @@ def _pdeathsig_shim():
 
 
 class Child:
-    """A running worker process, reaped only through poll()."""
+    """A running worker process, reaped only through poll(): waitid on its
+    pidfd, whatever started it, so that a master re-exec'd by `corral
+    upgrade` (upgrade.py) reaps the workers of the image before it alike."""
 
-    def __init__(self, kind, pid, handle, out_fd, err_fd, notify_fd=None):
+    def __init__(self, kind, pid, out_fd, err_fd, notify_fd=None, *, popen=None, pidfd=None):
         self.kind = kind  # its spec's kind's name ("command", "python", ...)
         self.pid = pid
-        self._handle = handle  # subprocess.Popen or multiprocess.Process
+        self._popen = popen  # a command's subprocess.Popen, told its returncode
         self.out_fd = out_fd
         self.err_fd = err_fd
         self.notify_fd = notify_fd
-        self.pidfd = os.pidfd_open(pid)
+        self.pidfd = os.pidfd_open(pid) if pidfd is None else pidfd
         self.exit = None
         # Its family (reaper.py): set by Spawner.spawn.
         self.instance = self.marker = None
@@ -113,8 +117,17 @@ class Child:
         return self.exit
 
     def _reap(self):
-        """Its Exit if it has exited, reaped the way its handle knows; else None."""
-        raise NotImplementedError
+        """waitid(P_PIDFD): the pidfd names this process even if its pid is
+        reused, and nothing but this call takes its exit status."""
+        try:
+            exit = _wait_pidfd(self.pidfd, self.pid)
+        except ChildProcessError:  # reaped by someone else: cannot happen, but never spin
+            return Exit(cause="exited (its exit status was taken by another waitpid)")
+        if exit is None:
+            return None
+        if self._popen is not None:  # else Popen.__del__ would queue it for a waitpid
+            self._popen.returncode = exit.code if exit.code is not None else -exit.signal
+        return exit
 
     def signal_group(self, sig):
         """Send sig to the worker's process group (or to it, if not yet a leader)."""
@@ -176,27 +189,38 @@ class Child:
             self.pidfd = None
 
 
-class ExecChild(Child):
-    """An exec'd command (a subprocess.Popen): waitpid for its pid only."""
+_P_PIDFD = getattr(os, "P_PIDFD", None)  # waitid by pidfd: Linux 5.4
 
-    def _reap(self):
+
+def _wait_pidfd(pidfd, pid):
+    """The Exit of the child pidfd names if it has exited, else None. On a
+    5.3 kernel (pidfd_open, no waitid P_PIDFD) waitpid on its pid, which
+    is ours and not reused while unreaped."""
+    global _P_PIDFD
+    if _P_PIDFD is not None:
         try:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-        except ChildProcessError:
-            return None
-        if pid == 0:
-            return None
-        self._handle.returncode = os.waitstatus_to_exitcode(status)
-        return Exit.from_status(status)
+            result = os.waitid(_P_PIDFD, pidfd, os.WEXITED | os.WNOHANG)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            _P_PIDFD = None
+        else:
+            if result is None:
+                return None
+            if result.si_code == os.CLD_EXITED:
+                return Exit(code=result.si_status)
+            return Exit(signal=result.si_status)  # CLD_KILLED, CLD_DUMPED
+    done, status = os.waitpid(pid, os.WNOHANG)
+    return Exit.from_status(status) if done else None
 
 
-class ForkedChild(Child):
-    """A forked worker (a multiprocess.Process): reaped through its exitcode,
-    so that multiprocess's bookkeeping and ours agree."""
-
-    def _reap(self):
-        code = self._handle.exitcode  # waitpid(pid, WNOHANG), in multiprocess
-        return None if code is None else Exit.from_returncode(code)
+def flush_std_streams():
+    """Write out what Python buffered for stdout and stderr (before a fork or an exec)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
 
 
 def group_has_live_member(pgid):
@@ -304,7 +328,7 @@ class Spawner:
             os.close(out_w)
             os.close(err_w)
             drop.close()
-        return ExecChild(spec.kind.name, popen.pid, popen, out_r, err_r)
+        return Child(spec.kind.name, popen.pid, out_r, err_r, popen=popen)
 
     def fork_worker(self, spec, instance, index, runtime, keep=(), sockets=()):
         """Fork a worker that runs spec's tree in `runtime` (a module under
@@ -326,12 +350,7 @@ class Spawner:
             runtime=runtime)
         process = multiprocess.get_context("fork").Process(
             target=bootstrap.worker_main, args=(start,), name=f"corral:{instance}")
-        # Anything buffered here would be written a second time by the child.
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
+        flush_std_streams()  # anything buffered here would be written again by the child
         try:
             with signals_blocked():
                 process.start()
@@ -342,4 +361,19 @@ class Spawner:
         finally:
             for fd in start.fds:
                 os.close(fd)
-        return ForkedChild(spec.kind.name, process.pid, process, out_r, err_r, notify_r)
+        _disown(process)
+        return Child(spec.kind.name, process.pid, out_r, err_r, notify_r)
+
+
+def _disown(process):
+    """Take a started multiprocess.Process out of multiprocess's bookkeeping:
+    the master reaps it by pidfd (Child.poll). Left in, its next start() would
+    waitpid() every Process it knows, and could take the exit status of a
+    new worker that was given a reaped one's pid. Its sentinel pipes close
+    too (the worker watches the master by pidfd, not by them)."""
+    import multiprocess.process
+
+    multiprocess.process._children.discard(process)
+    popen = process._popen
+    if popen is not None and popen.finalizer is not None:
+        popen.finalizer()  # closes the sentinel pipe ends kept in the master

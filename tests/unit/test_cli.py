@@ -851,6 +851,7 @@ def test_the_table_keeps_the_wire_format():
         "signal": {"names": names, "signal": ((str, int), None), "group": (bool, False)},
         "logs": {"name": ((str, type(None)), None), **history, "after": (int, 0)}, "events": history,
         "tree": {}, "reload": {}, "reopen": {}, "shutdown": {}, "version": {},
+        "upgrade": {"python": ((str, type(None)), None)},
     }
     assert protocol.STREAMING == {"logs", "events"}
     assert protocol.parse_request(b'{"id": 1, "cmd": "logs"}') == (1, "logs", {"name": None, **{

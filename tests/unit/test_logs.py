@@ -488,3 +488,22 @@ def test_stream_items_fit_the_room_one_at_least_and_are_shared_by_request_id():
     data, count = batch.stream_items(other, 10**9)              # another id: its own bytes
     assert json.loads(bytes(data).split(b"\n")[3]) == {"id": "x", "stream": batch[3]}
     assert count == 20
+def test_a_pipe_handed_over_keeps_its_partial_line_and_what_it_holds(loop, hubs, tmp_path):
+    """`corral upgrade`: the old hub stops reading, what it read without a
+    newline goes with the pipe, what it had not read stays in it; the next
+    hub (the new image) frames it all as if nothing happened."""
+    old = hubs(logfile=tmp_path / "old.log")
+    r, w = os.pipe()
+    old.attach(r, "web:0", "web", 42, "out")
+    os.write(w, b"one\ntw")
+    run_until(loop, lambda: unread(r) == 0 and lines_of(old) == ["one"])
+    pipes = old.hand_over()
+    assert pipes == [(r, "web:0", "web", 42, "out", b"tw")] and not closed(r)
+    os.write(w, b"o\nthree\n")  # written during the exec: nobody reads it
+    loop.run_until_complete(asyncio.sleep(0.02))
+    assert unread(r) == len(b"o\nthree\n") and lines_of(old) == ["one"]
+    new = hubs(logfile=tmp_path / "new.log")
+    for pipe in pipes:
+        new.attach(*pipe)
+    run_until(loop, lambda: lines_of(new) == ["two", "three"])
+    os.close(w)

@@ -9,6 +9,7 @@ import pytest
 
 from corral.supervisor import sockets
 from corral.workers import bootstrap
+from tests.helpers import free_port
 
 RESULT_FD = 200  # the child's end of the result pipe: out of every body's way
 
@@ -116,3 +117,38 @@ def _is_open(fd):
         return True
     except OSError:
         return False
+
+
+def test_held_sockets_handed_over_are_adopted_as_they_were(tmp_path):
+    """corral upgrade: a keeper's sockets, by fd number, held again by a new
+    keeper from the new config's specs: the same sockets (no bind), the same
+    names; a tree's servers get theirs in tree order, so nothing binds."""
+    from corral.service import MultiService
+    from corral.services.internet import TCPServer, UNIXServer
+    from corral.spec import ServiceSpec
+
+    def tree():
+        root = MultiService()
+        TCPServer(0, lambda: None, interface="127.0.0.1").setServiceParent(root)
+        UNIXServer(str(tmp_path / "u.sock"), lambda: None).setServiceParent(root)
+        return root
+
+    command = ServiceSpec(name="c", command=("true",),
+                          sockets=(f"tcp://127.0.0.1:{free_port()}#web",))
+    python = ServiceSpec(name="p", tree=tree())
+    old = sockets.SocketKeeper()
+    passed = old.prepare(command)
+    old.prepare(python)
+    handed = old.hand_over()
+    addresses = {name: [s.socket.getsockname() for s in held.servers]
+                 for name, held in old.held.items()}
+    new = sockets.SocketKeeper()
+    new.adopt(command, handed["c"])
+    new.adopt(ServiceSpec(name="p", tree=tree()), handed["p"])  # a fresh tree: the new image's
+    assert new.held["c"].fds() == passed == [(handed["c"][0], "web")]
+    for name in ("c", "p"):
+        assert [s.socket.fileno() for s in new.held[name].servers] == handed[name]
+        assert [s.socket.getsockname() for s in new.held[name].servers] == addresses[name]
+    with pytest.raises(ValueError, match="1 socket\\(s\\) held, 2 in its tree"):
+        sockets.SocketKeeper().adopt(ServiceSpec(name="p", tree=tree()), handed["p"][:1])
+    new.close_all()

@@ -106,3 +106,50 @@ def test_signals_blocked_restores_the_mask():
     with spawn.signals_blocked():
         assert signal.SIGTERM in signal.pthread_sigmask(signal.SIG_BLOCK, ())
     assert signal.pthread_sigmask(signal.SIG_BLOCK, ()) == before
+
+
+def _close(child):
+    child.close()
+    for fd in (child.out_fd, child.err_fd, child.notify_fd):
+        if fd is not None:
+            os.close(fd)
+
+
+def test_every_worker_is_reaped_by_its_pidfd_python_ones_too():
+    """A Python worker leaves multiprocess's bookkeeping at once: the master
+    reaps it by waitid(P_PIDFD), as it does a command, so that nothing but
+    its Child (or a re-exec'd master's, upgrade.py) takes its exit status."""
+    import multiprocess.process
+
+    from corral.service import Service
+
+    spawner = spawn.Spawner()
+    worker = spawner.spawn(ServiceSpec(name="p", tree=Service()), "p", 0)
+    command = spawner.spawn(ServiceSpec(name="c", command=("/bin/sh", "-c", "exit 3")), "c", 0)
+    try:
+        assert not multiprocess.process._children  # disowned: no waitpid of its own
+        assert worker.poll() is None  # alive: WNOHANG answers nothing yet
+        os.kill(worker.pid, signal.SIGKILL)
+        wait_until(lambda: worker.poll() is not None, message="the Python worker reaped")
+        assert worker.exit.signal == signal.SIGKILL and worker.exit.code is None
+        wait_until(lambda: command.poll() is not None, message="the command reaped")
+        assert command.exit.code == 3 and command._popen.returncode == 3
+        with pytest.raises(ChildProcessError):
+            os.waitpid(worker.pid, os.WNOHANG)  # gone for good: it was ours to reap
+    finally:
+        for child in (worker, command):
+            if child.poll() is None:
+                os.kill(child.pid, signal.SIGKILL)
+                wait_until(lambda c=child: c.poll() is not None, message="killed")
+            _close(child)
+
+
+def test_without_waitid_by_pidfd_a_worker_is_reaped_by_its_pid(monkeypatch):
+    """Linux 5.3 has pidfd_open but not waitid(P_PIDFD): waitpid on the pid."""
+    monkeypatch.setattr(spawn, "_P_PIDFD", None)
+    child = spawn.Spawner().spawn(ServiceSpec(name="c", command=("/bin/sh", "-c", "exit 4")), "c", 0)
+    try:
+        wait_until(lambda: child.poll() is not None, message="the command reaped")
+        assert child.exit.code == 4
+    finally:
+        _close(child)
