@@ -42,20 +42,19 @@ SERVICE_DEFAULTS = {
     "user": None,
     "group": None,
     "umask": None,
-    # Backoff: delay = backoff_initial * backoff_factor ** n (n = restarts
-    # since the last stable run), at most backoff_max, +- backoff_jitter.
-    # 5 ms: a crash after a stable run is answered at once (as Erlang does;
-    # docs/benchmarks.md has the restart figures). Factor 5: a crash loop
-    # backs off 5, 25, 125, 625, 3125 ms and goes FATAL by max_restarts about
-    # 4 s after its first crash, so a dependency that is down for a few
-    # seconds (a database restarting) does not end in FATAL, as it did with
-    # factor 2 (FATAL after 0.16 s).
-    "backoff_initial": 0.005,
-    "backoff_factor": 5.0,
+    # A failed start (an exit before it was RUNNING for backoff_reset
+    # seconds) is backed off: backoff_initial * backoff_factor ** n (n =
+    # failed starts since the last good run), at most backoff_max, +-
+    # backoff_jitter: 0.1, 0.2, 0.4, 0.8, 1.6 s, then FATAL by max_restarts
+    # about 3 s after a crash loop began (systemd: RestartSec=100ms, 5
+    # starts in 10 s). An exit after a run past that start window restarts
+    # at once and uncounted (supervisord, once past startsecs). docs/config.md.
+    "backoff_initial": 0.1,
+    "backoff_factor": 2.0,
     "backoff_max": 30.0,
     "backoff_jitter": 0.1,
-    # A run that lasted backoff_reset seconds was stable: n goes back to 0.
-    "backoff_reset": 10.0,
+    # The start window's floor: RUNNING and up this long, a run was good.
+    "backoff_reset": 1.0,
     # More than max_restarts restarts within restart_window seconds: FATAL
     # (systemd's StartLimitBurst=5 / StartLimitIntervalSec=10).
     "max_restarts": 5,

@@ -67,7 +67,7 @@ def _still_stopping(step):
 def _settle(step, item):
     sup = step.sup
     if sup.mode is Mode.RUNNING:
-        for record in sup.records.values():
+        for record in sup.those_in((State.WAITING,)):
             if record.state is State.WAITING:
                 blocker = next((f"{dep.name} is {dep.state}" for dep in step.dependencies(record)
                                 if dep.state in AT_REST
@@ -80,7 +80,7 @@ def _settle(step, item):
         relations.requires_pass(step)
     step.stop_pass()
     scale.drop_retired(step)
-    if sup.mode is Mode.SHUTTING_DOWN and all(r.state in AT_REST for r in sup.records.values()):
+    if sup.mode is Mode.SHUTTING_DOWN and sup.count_in(AT_REST) == len(sup.records):
         sup.mode = Mode.DONE
         step.disarm(None, MEMORY)
         step.disarm(None, NOTICE)
@@ -93,7 +93,7 @@ def _spawned(step, item):
     record = step.sup.records[item.name]
     event, record.pending = record.pending, None
     record.pid = item.pid
-    record.started_at = step.now
+    record.started_at, record.ready_at = step.now, None
     record.status_text = record.killed = None
     record.said_stopping = False
     if event is Event.START:
@@ -106,7 +106,7 @@ def _spawned(step, item):
 def _spawn_failed(step, item):
     record = step.sup.records[item.name]
     record.pending = None
-    record.started_at = step.now
+    record.started_at, record.ready_at = step.now, None
     if item.fatal:  # a port in use or a bad address does not get better by itself
         step.give_up(record, f"cannot bind its sockets: {item.error}")
         return
@@ -214,7 +214,7 @@ def _due(step, item):
 def _replace(step, item):
     """A reload: records of kept services stay as they are, the rest are new."""
     sup = step.sup
-    old, old_groups = sup.records, sup.groups
+    old_groups, keep = sup.groups, set(item.keep)
     sup.groups = {}
     for spec in item.groups:
         group = Group.of(spec)
@@ -225,8 +225,8 @@ def _replace(step, item):
         sup.groups[spec.name] = group
     sup.records = {}
     for spec in item.specs:
-        if spec.name in item.keep:
-            sup.records.update((n, r) for n, r in old.items() if r.service == spec.name)
+        if spec.name in keep:
+            sup.records.update((r.name, r) for r in sup.by_service.get(spec.name, ()))
         else:
             for index in range(spec.numprocs):
                 record = Record.of(spec, index)

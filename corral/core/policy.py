@@ -81,15 +81,25 @@ class Finish:
     reason: str
 
 
-def decide(spec, history, exit, started_at, now, random=_random.random, *, failed=False):
+def decide(spec, history, exit, started_at, now, random=_random.random, *, failed=False,
+           ready_at=None):
     """Return (Restart | GiveUp | Finish, new History) for an unasked exit.
 
     spec: the ServiceSpec (restart, exit_codes, backoff_*, max_restarts,
     restart_window); an exit code in exit_codes is a success (a signal never is).
-    started_at: monotonic time the instance was spawned; now: the exit time.
+    started_at: monotonic time the instance was spawned; now: the exit time;
+    ready_at: when it became RUNNING (None: it never did).
     failed: a failure whatever its exit code: it exited before it was ready
     (readiness.py), or the master stopped it for failing its health checks
     or max_memory (health.py).
+
+    An exit after a run past the start window (it became RUNNING, and ran
+    at least backoff_reset seconds) restarts at once and starts the count
+    over: the service has shown it can start, so a crash then is not a
+    crash loop (supervisord's rule once past startsecs). Any other exit is
+    a failed start: backed off, and counted against max_restarts in
+    restart_window (systemd's StartLimitBurst, OTP's intensity).
+    docs/config.md says why these defaults.
     """
     if spec.kind.cannot_boot(exit):
         return GiveUp(f"could not load or start its service tree ({exit})"), history
@@ -98,9 +108,10 @@ def decide(spec, history, exit, started_at, now, random=_random.random, *, faile
     if spec.restart == "on-failure" and exit.code in spec.exit_codes and not failed:
         return Finish(f"{exit}; restart = on-failure"), history
 
+    ran = now - started_at
+    if ready_at is not None and ran >= spec.backoff_reset:
+        return Restart(0.0, f"{exit} after {ran:.1f} s up; restarting at once"), History()
     attempt = history.attempt
-    if now - started_at >= spec.backoff_reset:
-        attempt = 0  # it ran long enough to count as stable
     recent = tuple(t for t in history.restarts if now - t < spec.restart_window)
     if len(recent) >= spec.max_restarts:
         starts = len(recent) + 1

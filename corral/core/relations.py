@@ -15,7 +15,7 @@ from corral.core.states import ACTIVE, AT_REST, Event, State
 def requires_pass(step):
     """Stop what requires a service that is going down or down for good;
     it waits (WAITING, goal still UP) and runs again once that is back."""
-    for record in step.sup.records.values():
+    for record in step.sup.requiring:
         if not record.spec.requires or record.goal is not Goal.UP \
                 or record.state not in (State.STARTING, State.RUNNING):
             continue

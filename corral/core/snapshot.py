@@ -117,3 +117,4 @@ def restore(sup, data):
         record.last_exit = None if item["last_exit"] is None else Exit(**item["last_exit"])
         record.starting = None if item["starting"] is None else Starting(**item["starting"])
         record.deadlines = dict(item["deadlines"])
+    sup.index()  # the states are the snapshot's now: in_state must say so

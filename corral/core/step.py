@@ -51,6 +51,7 @@ class Step:
 
     def move(self, record, event, reason=""):
         old = record.move(event)
+        self.sup.moved(record, old)
         record.reason = reason
         record.since = self.now
         if old is State.RUNNING and record.state is not State.RUNNING:
@@ -153,7 +154,7 @@ class Step:
     def stop_pass(self):
         """Stop every instance whose goal is DOWN (or RESTART) and whose
         dependents are down."""
-        for record in self.sup.records.values():
+        for record in self.sup.those_in(ACTIVE):
             if record.goal is not Goal.UP and record.state in ACTIVE \
                     and not self.dependents_alive(record):
                 self.stop_record(record)
@@ -195,7 +196,7 @@ class Step:
         """An unasked exit, a failed spawn or a failure stop: the policy decides."""
         decision, record.history = policy.decide(
             record.spec, record.history, exit, record.started_at, self.now,
-            random=self.random, failed=failed)
+            random=self.random, failed=failed, ready_at=record.ready_at)
         if isinstance(decision, policy.Restart):
             record.restarts += 1
             self.move(record, Event.CRASHED, f"restarting in {decision.delay:.2f} s")

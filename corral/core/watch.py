@@ -70,6 +70,7 @@ def _advance(step, record):
 
 def _ready(step, record):
     record.starting = None
+    record.ready_at = step.now  # past its start window: a crash from now restarts at once
     for kind in (READY_BY, UP_FOR, PROBE):
         step.disarm(record, kind)
     step.move(record, Event.READY)

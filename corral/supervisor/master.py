@@ -45,8 +45,7 @@ class Master:
         self.color = color
         self.sup = Supervision(on_fatal=config.master.on_fatal,
                                groups={g.name: Group.of(g) for g in config.groups})
-        for spec in config.services:
-            self.sup.add(spec)
+        self.sup.add(*config.services)
         self.events = collections.deque(maxlen=EVENT_RING)
         self.event_topic = Topic()  # followers of the moves (events -f, sdnotify)
         self.counters = Counters()

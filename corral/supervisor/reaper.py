@@ -120,18 +120,77 @@ def ticks_now():
 
 
 def children(pid):
-    """The pids whose parent is pid (zombies included)."""
-    try:  # quick, where the kernel has CONFIG_PROC_CHILDREN
-        found = []
-        for task in os.listdir(f"/proc/{pid}/task"):
+    """The pids whose parent is pid (zombies included); [] once pid is gone."""
+    if not _children_files():
+        return [p for p in procfs.pids() if (stat := _stat(p)) is not None and stat[1] == pid]
+    found = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:
             with open(f"/proc/{pid}/task/{task}/children", "rb") as f:
                 found.extend(int(p) for p in f.read().split())
-        return found
-    except FileNotFoundError:
-        pass
-    except OSError:
-        return []
-    return [p for p in procfs.pids() if (stat := _stat(p)) is not None and stat[1] == pid]
+        except OSError:
+            pass  # a thread that ended meanwhile
+    return found
+
+
+_has_children_files = None
+
+
+def _children_files():
+    """True where the kernel has /proc/PID/task/TID/children (CONFIG_PROC_CHILDREN)."""
+    global _has_children_files
+    if _has_children_files is None:
+        _has_children_files = os.path.exists(f"/proc/self/task/{os.getpid()}/children")
+    return _has_children_files
+
+
+# -- where a worker's family can be ------------------------------------------------
+#
+# Once the master is a subreaper (protect_master), whatever a worker leaves
+# behind is in that worker's subtree or, orphaned, in the subtree of a child
+# the master adopted: reparenting goes to the nearest subreaper above, and
+# that is the master or a process of the same subtree. So the master looks
+# there (near()), a few reads per worker, instead of reading every process
+# on the host per stop and per exit, which made a shutdown of 2,000 workers
+# quadratic. Without a subreaper (a Master in a test, no children files) it
+# scans the host as the undertaker does.
+
+_adopting = False
+
+
+def adopting():
+    """True once this process is a subreaper that finds families by near()."""
+    return _adopting and _children_files()
+
+
+def near(roots):
+    """roots and every process below them (zombies included), by the children files."""
+    seen, todo = set(), list(roots)
+    while todo:
+        pid = todo.pop()
+        if pid not in seen:
+            seen.add(pid)
+            todo.extend(children(pid))
+    return seen
+
+
+def adopted(owns):
+    """The master's children that owns(pid) does not claim (not a worker, not
+    a helper): orphans it adopted. One read of its children per loop
+    iteration, filtered then: a worker reaped later in the iteration is not
+    taken for an orphan."""
+    global _orphans
+    if _sharing() and _orphans is not None:
+        return _orphans
+    found = [pid for pid in children(os.getpid()) if not owns(pid)]
+    if _sharing():
+        _orphans = found
+        _drop_soon()
+    return found
 
 
 def _needles(mark, instance):
@@ -159,6 +218,8 @@ def _carries(pid, needles):
 # handled in one iteration, reads /proc once, not once per worker.
 _shared_loop = None
 _scan = None  # ([(pid, stat)], {pid: environ}) of this iteration
+_orphans = None  # adopted(), this iteration
+_drop_armed = False
 
 
 def share_scans(loop):
@@ -166,33 +227,46 @@ def share_scans(loop):
     scan. A process that the scan saw is read again before it is returned
     (still alive, same start); one born after the scan is missed, as it
     would be by a scan that had just ended."""
-    global _shared_loop, _scan
-    _shared_loop, _scan = loop, None
+    global _shared_loop, _scan, _orphans, _drop_armed
+    _shared_loop, _scan, _orphans, _drop_armed = loop, None, None, False
+
+
+def _sharing():
+    return _shared_loop is not None and _shared_loop.is_running() \
+        and not _shared_loop.is_closed()
+
+
+def _drop_soon():
+    global _drop_armed
+    if not _drop_armed:
+        _drop_armed = True
+        _shared_loop.call_soon(_drop_scan)  # runs after the callbacks already due
 
 
 def _drop_scan():
-    global _scan
-    _scan = None
+    global _scan, _orphans, _drop_armed
+    _scan, _orphans, _drop_armed = None, None, False
 
 
 def _shared_scan():
     global _scan
     if _scan is None:
         _scan = ([(pid, _stat(pid)) for pid in procfs.pids()], {})
-        _shared_loop.call_soon(_drop_scan)  # runs after the callbacks already due
+        _drop_soon()
     return _scan
 
 
-def family(mark, instance=None, since=0):
+def family(mark, instance=None, since=0, among=None):
     """[(pid, pgrp)] of the live processes (not zombies) that carry the marker
     (and CORRAL_INSTANCE=instance, if given) and started at or after `since`
-    (clock ticks since boot)."""
+    (clock ticks since boot). among: the pids to look at (near()); None:
+    every process on the host."""
     needles = _needles(mark, instance)
     me = os.getpid()
     found = []
-    shared = _shared_loop is not None and _shared_loop.is_running() \
-        and not _shared_loop.is_closed()
-    if shared:
+    if among is not None:
+        rows, environs = ((pid, _stat(pid)) for pid in among), None
+    elif _sharing():
         rows, environs = _shared_scan()
     else:
         rows, environs = ((pid, _stat(pid)) for pid in procfs.pids()), None
@@ -241,6 +315,8 @@ def protect_master():
         libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
     except OSError as exc:
         raise CorralError(f"Unable to become a child subreaper: {exc}") from exc
+    global _adopting
+    _adopting = True
     return undertaker
 
 

@@ -109,6 +109,7 @@ class Child:
         # Its family (reaper.py): set by Spawner.spawn.
         self.instance = self.marker = None
         self.since = 0  # when it started, in clock ticks since boot
+        self.owns = None  # Spawner.owns: which of the master's children are not orphans
 
     def poll(self):
         """Reap this pid if it has exited: return its Exit, else None."""
@@ -152,8 +153,8 @@ class Child:
             return False
         except PermissionError:
             pass
-        # killpg also finds zombies that wait for init to reap them: look closer.
-        return group_has_live_member(self.pid)
+        # killpg also finds zombies that wait to be reaped: look closer.
+        return group_has_live_member(self.pid, self._near())
 
     def signal_family(self, sig):
         """signal_group, and the same to its family outside the group (reaper.py).
@@ -181,7 +182,15 @@ class Child:
     def _family(self):
         if self.marker is None:
             return []
-        return reaper.family(self.marker, self.instance, self.since)
+        return reaper.family(self.marker, self.instance, self.since, self._near())
+
+    def _near(self):
+        """The pids its family can be among (reaper.near: its subtree while it
+        runs, and the orphans the master adopted), or None: the whole host."""
+        if self.owns is None or not reaper.adopting():
+            return None
+        roots = [self.pid] if self.exit is None else []
+        return reaper.near(roots + reaper.adopted(self.owns))
 
     def close(self):
         if self.pidfd is not None:
@@ -223,9 +232,10 @@ def flush_std_streams():
             pass
 
 
-def group_has_live_member(pgid):
-    """True if /proc shows a process of group pgid that is not a zombie."""
-    for pid in procfs.pids():
+def group_has_live_member(pgid, among=None):
+    """True if /proc shows a process of group pgid that is not a zombie
+    (among: the pids to look at; None: every process)."""
+    for pid in procfs.pids() if among is None else among:
         fields = procfs.stat_fields(pid)
         if fields and len(fields) > 2 and int(fields[2]) == pgid \
                 and fields[0] not in (b"Z", b"X"):
@@ -263,7 +273,8 @@ class Spawner:
     def __init__(self):
         self.master_pid = os.getpid()
         self.marker = reaper.marker()
-        self.children = {}  # pid -> Child, until it is reaped
+        self.children = {}  # pid -> Child, until it is reaped (pruned now and then)
+        self._prune_at = 64
         self.helpers = set()  # pids of the master's short-lived helpers (health.py)
         self.notify_socket = None  # the master's NOTIFY_SOCKET path, once readiness.py made it
 
@@ -272,8 +283,10 @@ class Spawner:
         since = reaper.ticks_now()  # at or before its start time
         child = kinds.of(spec).spawn(self, spec, instance, index, fds)
         child.instance, child.marker = instance, self.marker
-        child.since = since
-        self.children = {p: c for p, c in self.children.items() if c.exit is None}
+        child.since, child.owns = since, self.owns
+        if len(self.children) >= self._prune_at:  # reaped ones out, amortized O(1)
+            self.children = {p: c for p, c in self.children.items() if c.exit is None}
+            self._prune_at = max(64, 2 * len(self.children))
         self.children[child.pid] = child
         return child
 

@@ -217,6 +217,28 @@ stop_timeout = {0.5 if ignore_term else 20}
 
 
 @pytest.mark.timeout(60)
+def test_stop_reaches_a_child_in_its_own_session_while_the_worker_runs(master):
+    # The child is still the worker's (not yet the master's orphan): the stop
+    # signal finds it in the worker's subtree (reaper.near) at once.
+    m = master(f"""
+[services.parent]
+command = {argv("/bin/sh", "-c", "trap 'exit 0' TERM; setsid sleep 1000 & echo child $!; wait")}
+stop_timeout = 20
+""", files=FILES)
+    worker = m.wait_state("parent", "RUNNING")["pid"]
+    child = logged_pid(m, r"parent\[\d+\] out: child (\d+)")
+    wait_until(lambda: stat_of(child) is not None and stat_of(child)[3] == child,
+               message="setsid ran", dump=m.output)
+    assert stat_of(child)[1] == worker
+    t0 = time.monotonic()
+    result = m.cli("stop", "parent")
+    assert result.returncode == 0, result.stdout + result.stderr + m.output()
+    assert time.monotonic() - t0 < 10  # not the 20 s stop_timeout
+    assert "still running" not in m.log_text()
+    assert not pid_alive(worker) and not pid_alive(child)
+
+
+@pytest.mark.timeout(60)
 def test_a_worker_that_exits_takes_its_daemonized_grandchild_along(master):
     m = master(f"""
 [services.daemon]

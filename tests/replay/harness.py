@@ -34,8 +34,7 @@ class World:
     def __init__(self, *specs, clock=None):
         self.clock = clock or FakeClock()
         self.sup = Supervision()
-        for spec in specs:
-            self.sup.add(spec)
+        self.sup.add(*specs)
         self.next_pid = 100
         self.fail_spawn = {}  # name -> (error, fatal) for its next spawns
         self.pids = {}  # pid -> name: every process ever spawned

@@ -52,6 +52,9 @@ def check(w):
     for service, records in w.sup.by_service.items():  # a scale keeps the names whole
         assert [r.name for r in records] == records[0].spec.instance_names(), service
         assert not any(r.retired for r in records), service
+    # the step's index of records by state (Supervision.in_state) is the truth
+    indexed = {name: state for state, names in w.sup.in_state.items() for name in names}
+    assert indexed == {n: r.state for n, r in w.sup.records.items()}
 
 
 def happen(w, rng):

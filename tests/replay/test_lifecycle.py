@@ -7,8 +7,11 @@ the step asked for.
 
 import signal
 
+import pytest
+
 from corral.core import messages as m
 from corral.core.record import KILL, LEFTOVERS, RETRY
+from corral.core.states import State
 from corral.probes import parse_tcp
 from tests.replay.harness import World, command, python_tree
 
@@ -38,6 +41,31 @@ def test_starting_one_service_starts_its_dependencies_first():
     w.feed(m.Start(("web",), fresh=True))
     assert w.spawned_order() == ["db", "cache", "web"]
     assert w.states() == {"db": "RUNNING", "cache": "RUNNING", "web": "RUNNING"}
+
+
+def test_waiting_instances_start_in_config_order_whatever_order_they_began_waiting():
+    # The step passes over the records of a state (Supervision.those_in), not
+    # over every record: the order stays the config's.
+    w = World(python_tree("db"), command("a", after=("db",)), command("b", after=("db",)),
+              command("c", after=("db",)))
+    w.feed(m.Start(("c", "b", "a"), fresh=True))
+    assert w.states() == {"db": "STARTING", "a": "WAITING", "b": "WAITING", "c": "WAITING"}
+    w.notify("db", "READY=1")
+    assert w.spawned_order() == ["db", "a", "b", "c"]
+
+
+def test_a_shutdown_of_many_instances_stops_each_once_and_ends_when_the_last_is_gone():
+    w = World(command("web", numprocs=300))
+    start_all(w)
+    w.feed(m.Shutdown())
+    assert set(w.states().values()) == {"STOPPING"}
+    assert len(w.signalled()) == 300
+    names = list(w.sup.records)
+    for name in names[:-1]:
+        w.exit(name)
+    assert w.done is None and w.state(names[-1]) == "STOPPING"
+    w.exit(names[-1])
+    assert w.done == 0 and len(w.signalled()) == 300
 
 
 def test_a_dependency_at_rest_blocks_its_dependents_with_the_reason():
@@ -87,15 +115,69 @@ def test_a_crash_loop_backs_off_then_goes_fatal():
     assert w.record("app").restarts == 3
 
 
-def test_a_stable_run_resets_the_backoff():
-    w = World(crashing(backoff_reset=10.0, max_restarts=100))
+def test_a_crash_after_a_run_past_the_start_window_restarts_at_once_and_uncounted():
+    w = World(crashing(backoff_reset=10.0))  # max_restarts = 3 in 60 s
     start_all(w)
-    w.exit("app", code=1)
+    w.exit("app", code=1)  # a failed start: backed off, counted
     w.advance(1.0)
     w.exit("app", code=1)
     assert w.record("app").deadlines[RETRY] - w.clock.now() == 2.0
     w.advance(2.0)
-    w.advance(11.0)  # a long, stable run
+    for _ in range(5):  # more good runs than max_restarts, all within the window
+        w.advance(11.0)  # RUNNING (at spawn: a command) and up past backoff_reset
+        w.exit("app", code=1)
+        assert w.record("app").deadlines[RETRY] == w.clock.now()
+        assert w.lines[-1] == "app: exit 1 after 11.0 s up; restarting at once"
+        w.advance(0)
+        assert w.state("app") == "RUNNING"
+    w.exit("app", code=1)  # the count started over: a failed start backs off from 1 s
+    assert w.record("app").deadlines[RETRY] - w.clock.now() == 1.0
+
+
+def test_the_default_backoff_survives_kills_every_few_seconds_and_gives_up_on_a_crash_loop():
+    # The case: killed 10 times, 1.2-3.2 s after each restart.
+    w = World(command("echo"))  # the defaults (jitter off)
+    start_all(w)
+    for i in range(10):
+        w.advance(1.2 + (i % 3))
+        w.killed("echo")
+        assert w.state("echo") == "BACKOFF" and w.record("echo").deadlines[RETRY] == w.clock.now()
+        w.advance(0)
+    assert w.state("echo") == "RUNNING" and w.record("echo").restarts == 10
+    # A crash loop (exits at once): 0.1, 0.2, 0.4, 0.8, 1.6 s, then FATAL.
+    delays = []
+    first = w.clock.now()
+    while True:
+        w.exit("echo", code=1)
+        if w.state("echo") == "FATAL":
+            break
+        delays.append(round(w.record("echo").deadlines[RETRY] - w.clock.now(), 3))
+        w.advance(delays[-1])
+    assert delays == [0.1, 0.2, 0.4, 0.8, 1.6]
+    assert w.clock.now() - first == pytest.approx(3.1)
+    assert w.record("echo").reason == "exited 6 times in 10 s (exit 1): giving up"
+
+
+def test_the_start_window_is_the_readiness_the_record_has():
+    # ready = {seconds = 3}: RUNNING 3 s after its spawn; a crash before is a
+    # failed start, one after restarts at once.
+    w = World(python_tree("app", ready=("seconds", 3.0), backoff_initial=1.0))
+    start_all(w)
+    w.notify("app", "READY=1")
+    w.advance(2.0)
+    assert w.state("app") == "STARTING"
+    w.exit("app", code=1)
+    assert w.record("app").deadlines[RETRY] - w.clock.now() == 1.0
+    w.advance(1.0)
+    w.notify("app", "READY=1")
+    w.advance(3.5)
+    assert w.state("app") == "RUNNING"
+    w.exit("app", code=1)
+    assert w.record("app").deadlines[RETRY] == w.clock.now()
+    # up longer than backoff_reset but never RUNNING (no READY=1): a failed start
+    w.advance(0)
+    w.advance(5.0)
+    assert w.state("app") == "STARTING"
     w.exit("app", code=1)
     assert w.record("app").deadlines[RETRY] - w.clock.now() == 1.0
 
@@ -275,6 +357,7 @@ def test_replace_keeps_unchanged_records_and_makes_changed_ones_anew():
     new = (command("keep"), command("change", stop_timeout=3.0), command("added"))
     w.feed(m.Replace(new, keep=("keep",)))
     assert list(w.sup.records) == ["keep", "change", "added"]
+    assert [r.name for r in w.sup.those_in((State.RUNNING,))] == ["keep"]
     assert w.record("keep") is kept and kept.restarts == 1 and kept.state.value == "RUNNING"
     assert w.record("change").spec.stop_timeout == 3.0 and w.state("change") == "STOPPED"
     w.feed(m.Start(("change", "added")))

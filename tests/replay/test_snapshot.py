@@ -15,7 +15,7 @@ from tests.replay.harness import World, command, python_tree
 SPECS = (
     command("db"),
     python_tree("web", after=("db",), numprocs=2, start_timeout=5.0),
-    command("flaky", backoff_initial=2.0),
+    command("flaky", backoff_initial=2.0, backoff_reset=10.0),  # each exit a failed start
     command("slow", stop_timeout=4.0),
     command("idle", autostart=False),
 )
@@ -61,6 +61,8 @@ def test_a_restored_supervision_equals_the_captured_one():
     fresh = transplant(w)
     assert rows(fresh) == rows(w)
     assert fresh.record("idle").goal is Goal.DOWN and fresh.deadlines() == w.deadlines()
+    indexed = {name: state for state, names in fresh.sup.in_state.items() for name in names}
+    assert indexed == {name: r.state for name, r in fresh.sup.records.items()}  # the step's index
 
 
 def test_the_restored_one_goes_on_as_the_original_would():
