@@ -12,7 +12,7 @@ problems (an instance the new config lacks, a state or an exit it cannot
 read), and the caller refuses the upgrade (or falls back) on any.
 """
 
-from dataclasses import fields
+from dataclasses import fields, replace
 
 from corral.core.policy import Exit, History
 from corral.core.record import Goal, Mode, Record, Starting
@@ -58,6 +58,44 @@ def _record(record):
     return data
 
 
+def fit_scaled(sup, data):
+    """Give a service that `corral scale` (core/scale.py) left with another
+    count than its config's the snapshot's instances, so that restore lays
+    each record onto its own: fresh records come from the config's numprocs.
+    A retired instance (being scaled away) keeps its place after the others.
+    Changes sup only where the snapshot's names are all such instances."""
+    if not isinstance(data, dict) or not isinstance(data.get("records"), dict):
+        return
+    names_of = {}
+    for name, item in data["records"].items():
+        names_of.setdefault(name.partition(":")[0], []).append((name, item))
+    changed = False
+    for service, taken in names_of.items():
+        current = sup.by_service.get(service)
+        if not current or sorted(n for n, _ in taken) == sorted(r.name for r in current):
+            continue
+        spec = current[0].spec
+        every = replace(spec, numprocs=len(taken))
+        if sorted(n for n, _ in taken) != sorted(every.instance_names()):
+            continue  # not a scale of this service: problems() names the difference
+        live = replace(spec, numprocs=sum(not isinstance(i, dict) or not i.get("retired")
+                                          for _, i in taken))
+        fresh = [Record.of(every, index) for index in range(len(taken))]
+        for record in fresh:
+            record.spec = live
+        records, placed = {}, False
+        for name, record in sup.records.items():
+            if record.service != service:
+                records[name] = record
+            elif not placed:
+                placed = True
+                records.update((r.name, r) for r in fresh)
+        sup.records = records
+        changed = True
+    if changed:
+        sup.index()
+
+
 def problems(sup, data):
     """What keeps data from being laid onto sup (fresh from the same config): [text]."""
     if not isinstance(data, dict) or data.get("version") != VERSION:
@@ -98,6 +136,7 @@ def _check(item):
 
 def restore(sup, data):
     """Lay data (capture()'s) onto sup's fresh records; SnapshotError if it does not fit."""
+    fit_scaled(sup, data)
     found = problems(sup, data)
     if found:
         raise SnapshotError("; ".join(found))

@@ -53,6 +53,7 @@ def check(config, carried):
     sup = Supervision(groups={g.name: Group.of(g) for g in config.groups})
     for spec in config.services:
         sup.add(spec)
+    core_snapshot.fit_scaled(sup, carried.core)  # a `corral scale`'s count, as restore takes it
     found = core_snapshot.problems(sup, carried.core)
     specs = {spec.name: spec for spec in config.services}
     for name, fds in carried.sockets.items():

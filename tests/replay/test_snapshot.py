@@ -101,3 +101,19 @@ def test_a_master_shutting_down_is_not_captured():
     w.feed(m.Shutdown())
     with pytest.raises(snapshot.SnapshotError, match="the master is (shutting down|done)"):
         snapshot.capture(w.sup)
+
+
+def test_a_scaled_service_is_restored_with_its_count():
+    w = World(*SPECS)
+    w.feed(m.Start(("db", "web:0", "web:1"), fresh=True))
+    w.feed(m.Scale("web", 3))
+    assert [r.name for r in w.sup.instances_of("web")] == ["web:0", "web:1", "web:2"]
+    fresh = transplant(w)                                      # its config still says 2
+    assert [r.name for r in fresh.sup.instances_of("web")] == ["web:0", "web:1", "web:2"]
+    assert rows(fresh) == rows(w)
+    assert all(r.spec.numprocs == 3 for r in fresh.sup.instances_of("web"))
+    w.feed(m.Scale("web", 2))                                   # web:2 retiring
+    fresh = transplant(w)
+    assert rows(fresh) == rows(w)
+    assert [r.retired for r in fresh.sup.records.values() if r.service == "web"] == \
+        [r.retired for r in w.sup.records.values() if r.service == "web"]
