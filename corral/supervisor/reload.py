@@ -35,6 +35,7 @@ async def apply(master, stop):
     # a service's log_max_bytes/log_backups apply now (they restart nothing).
     master.replace(dataclasses.replace(new, master=master.config.master), keep=unchanged)
     master.loghub.set_rotation(new.services)
+    master.loghub.names([n for spec in new.services for n in spec.instance_names()])
     starting = [r.name for spec in new.services if spec.name in added + changed and spec.autostart
                 for r in master.instances_of(spec.name)]
     if starting:

@@ -35,7 +35,7 @@ def app_config():
 
 def up(m, name, count=1):
     """Wait until worker.py in `name` has said it is up (its signal handlers are set)."""
-    m.wait_log(rf"\] out: {re.escape(name)} up \d+", count=count)
+    m.wait_log(rf"\] +{re.escape(name)} up \d+", count=count)
 
 
 def corral_cmd(*args, env=None, cwd=None, timeout=30):
@@ -307,7 +307,7 @@ def test_signal(master):
     pid = m.status("db")["pid"]
     done = m.cli("signal", "USR1", "db")
     assert done.returncode == 0 and done.stdout == "db: RUNNING: sent SIGUSR1\n"
-    m.wait_log(rf"db\[{pid}\] out: db got SIGUSR1")
+    m.wait_log(rf"db\[{pid}\] +db got SIGUSR1")
     assert m.cli("signal", "sighup", "db").returncode == 0
     m.wait_log(r"db got SIGHUP")
     assert m.cli("signal", f"-{int(signal.SIGUSR1)}", "db").returncode == 0
@@ -345,12 +345,12 @@ def test_signal_goes_to_the_main_process_and_group_reaches_the_rest(master):
 [services.app]
 command = ["{PY}", "family.py"]
 """, files={"family.py": FAMILY})
-    m.wait_log(r"app\[\d+\] out: child up")
+    m.wait_log(r"app\[\d+\] +child up")
     assert m.cli("signal", "USR1", "app").returncode == 0
-    m.wait_log(r"out: main got SIGUSR1")
+    m.wait_log(r"\] +main got SIGUSR1")
     assert m.cli("signal", "--group", "USR1", "app").returncode == 0
-    m.wait_log(r"out: child got SIGUSR1")
-    m.wait_log(r"out: main got SIGUSR1", count=2)
+    m.wait_log(r"\] +child got SIGUSR1")
+    m.wait_log(r"\] +main got SIGUSR1", count=2)
     assert m.log_text().count("child got SIGUSR1") == 1  # the first went to main only
 
 

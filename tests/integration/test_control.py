@@ -116,7 +116,7 @@ def call_error(m, cmd, **args):
 
 def up(m, name, count=1):
     """Wait until worker.py in `name` has said it is up (its signal handlers are set)."""
-    m.wait_log(rf"\] out: {re.escape(name)} up \d+", count=count)
+    m.wait_log(rf"\] +{re.escape(name)} up \d+", count=count)
 
 
 def read_text(path):
@@ -481,7 +481,7 @@ autostart = false
     up(m, "a")
     result = m.call("signal", names=["a"], signal="USR1")
     assert result == [{"name": "a", "state": "RUNNING", "ok": True, "message": "sent SIGUSR1"}]
-    m.wait_log(r"a\[\d+\] out: a got SIGUSR1")
+    m.wait_log(r"a\[\d+\] +a got SIGUSR1")
     m.call("signal", names=["a"], signal="sighup")
     m.wait_log(r"a got SIGHUP")
     m.call("signal", names=["a"], signal=int(signal.SIGUSR1))

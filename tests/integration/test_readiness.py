@@ -115,7 +115,7 @@ ready = "notify"
 command = {argv("/bin/sh", "-c", "exec sleep 1000")}
 after = ["app"]
 """, files={"notify.py": NOTIFY})
-    m.wait_log(r"app\[\d+\] out: waiting for go")
+    m.wait_log(r"app\[\d+\] +waiting for go")
     row = wait_until(lambda: (r := m.status("app"))["description"].endswith("warming up") and r,
                      dump=m.output, message="STATUS=warming up in the status")
     assert row["state"] == "STARTING"
@@ -137,7 +137,7 @@ after = ["app"]
     m.wait_state("grouped", "RUNNING")
 
     # One socket per master, private, gone with the master.
-    paths = set(re.findall(r"out: socket (\S+)", m.log_text()))
+    paths = set(re.findall(r"\] +socket (\S+)", m.log_text()))
     assert len(paths) == 1
     folder = os.path.dirname(paths.pop())
     assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
@@ -174,7 +174,7 @@ def test_http_probe_wants_a_2xx_or_3xx(master):
 command = {argv(PY, "http_app.py", str(port), "healthy")}
 ready = {{http = "http://127.0.0.1:{port}/health"}}
 """, files={"http_app.py": HTTP})
-    m.wait_log(r"api\[\d+\] out: serving")
+    m.wait_log(r"api\[\d+\] +serving")
     # It answers 503: not ready, however often it is asked.
     time.sleep(0.3)
     row = m.status("api")
@@ -267,7 +267,7 @@ def test_watchdog_kills_a_python_worker_whose_loop_is_blocked(master):
                      and r["pid"] != first_pid and r, dump=m.output,
                      message="stuck back with a new pid")
     assert row["restarts"] >= 1
-    m.wait_log(r"stuck\[\d+\] out: stuck up", count=2)
+    m.wait_log(r"stuck\[\d+\] +stuck up", count=2)
     # A loop that turns heartbeats by itself: never killed.
     fine = m.status("fine")
     assert fine["state"] == "RUNNING" and fine["restarts"] == 0
@@ -283,11 +283,11 @@ watchdog = 0.5
 restart = "never"
 """, files={"beats.py": BEATS})
     m.wait_state("beat", "RUNNING")  # no `ready`: RUNNING once spawned
-    m.wait_log(r"beat\[\d+\] out: WATCHDOG_USEC 500000")
+    m.wait_log(r"beat\[\d+\] +WATCHDOG_USEC 500000")
     row = m.wait_state("beat", "EXITED")
     assert row["last_exit"].startswith("killed by the watchdog: no heartbeat for 0.")
     m.wait_log(r"beat: no watchdog heartbeat for 0\.[56] s: killing \(watchdog = 0.5\)")
     # The heartbeats kept it alive twice as long as the watchdog.
     assert took(m.events(), "beat", "RUNNING", "EXITED") >= 0.95
     text = m.log_text()
-    assert text.index("out: silent now") < text.index("beat: no watchdog heartbeat")
+    assert text.index("] silent now") < text.index("beat: no watchdog heartbeat")

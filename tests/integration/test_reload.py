@@ -39,8 +39,8 @@ def check_applied(m, pids):
     m.wait_state("change", "RUNNING")
     m.wait_state("add", "RUNNING")
     assert m.status("change")["pid"] != pids["change"]
-    m.wait_log(r"change\[\d+\] out: new up")
-    m.wait_log(r"add\[\d+\] out: add up")
+    m.wait_log(r"change\[\d+\] +new up")
+    m.wait_log(r"add\[\d+\] +add up")
     with pytest.raises(ControlError) as info:
         m.call("status", names=["remove"])
     assert info.value.code == "no_such_service"
@@ -142,15 +142,15 @@ def test_reload_of_a_python_config_compares_the_trees(master):
     assert m.status("keep")["pid"] == pids["keep"]
     assert m.wait_state("change", "RUNNING")["pid"] != pids["change"]
     m.wait_state("add", "RUNNING")
-    m.wait_log(r"change\[\d+\] out: change says new")
-    m.wait_log(r"add\[\d+\] out: add says hi")
+    m.wait_log(r"change\[\d+\] +change says new")
+    m.wait_log(r"add\[\d+\] +add says hi")
     assert not pid_alive(pids["remove"]) and not pid_alive(pids["change"])
 
     # The class's code changed: every service made of it runs the new code.
     write(m, py_config([("keep", "same"), ("change", "new"), ("add", "hi")]).replace(
         'print(f"{self.name} says {self.word}"', 'print(f"{self.name} now says {self.word}"'))
     assert m.call("reload")["changed"] == ["keep", "change", "add"]
-    m.wait_log(r"keep\[\d+\] out: keep now says same")
+    m.wait_log(r"keep\[\d+\] +keep now says same")
 
     write(m, "raise RuntimeError('broken on purpose')\n")
     with pytest.raises(ControlError) as info:
@@ -187,7 +187,7 @@ def test_reload_runs_changed_python_code_and_restarts_only_what_uses_it(master):
     # as the import, of the same size, must still be seen.
     m.start(env={"PYTHONDONTWRITEBYTECODE": None})
     pids = running_pids(m, ("cmd", "web"))
-    m.wait_log(r"web\[\d+\] out: web runs v1 with w1")
+    m.wait_log(r"web\[\d+\] +web runs v1 with w1")
     assert m.call("reload")["unchanged"] == ["cmd", "web"]
 
     def edit(name, old, new):
@@ -200,10 +200,10 @@ def test_reload_runs_changed_python_code_and_restarts_only_what_uses_it(master):
     edit("webmod.py", '"v1"', '"v2"')
     assert m.call("reload") == {"added": [], "removed": [], "changed": ["web"],
                                 "unchanged": ["cmd"]}
-    m.wait_log(r"web\[\d+\] out: web runs v2 with w1")
+    m.wait_log(r"web\[\d+\] +web runs v2 with w1")
     edit("wordmod.py", '"w1"', '"w2"')
     assert m.call("reload")["changed"] == ["web"]
-    m.wait_log(r"web\[\d+\] out: web runs v2 with w2")
+    m.wait_log(r"web\[\d+\] +web runs v2 with w2")
     assert m.status("cmd")["pid"] == pids["cmd"]  # not touched by any of it
 
     # A module that no longer imports: refused, and the code loaded before runs on.
@@ -214,7 +214,7 @@ def test_reload_runs_changed_python_code_and_restarts_only_what_uses_it(master):
     before = m.status("web")["pid"]
     m.call("restart", names=["web"])
     assert running_pids(m, ("web",))["web"] != before
-    m.wait_log(r"web\[\d+\] out: web runs v2 with w2", count=2)
+    m.wait_log(r"web\[\d+\] +web runs v2 with w2", count=2)
 
 
 @pytest.mark.timeout(30)

@@ -104,7 +104,7 @@ def test_fastpoetry_tac_serves_the_poem():
         m.wait_state("multiservice", "RUNNING")
         with open(os.path.join(EXAMPLES, "ecstasy.txt"), "rb") as f:
             assert read_all(port) == f.read()
-        m.wait_log(r"multiservice\[\d+\] err: INFO .*: sending \d+ bytes of poetry")
+        m.wait_log(r"multiservice\[\d+\] +INFO .*: sending \d+ bytes of poetry")
         assert "loaded a poem from" in m.log_text()
     finally:
         m.close()
