@@ -222,6 +222,7 @@ def test_a_worker_that_exits_takes_its_daemonized_grandchild_along(master):
 [services.daemon]
 command = {argv(PY, "daemonize.py", "gc.pid", "exit")}
 restart = "never"
+start_seconds = 0
 """, files=FILES)
     row = m.wait_state("daemon", "EXITED")
     assert row["last_exit"] == "exit 3"
@@ -308,10 +309,12 @@ def test_as_pid_1_orphans_are_reaped_and_sigterm_shuts_down_in_order(pid1_master
 [services.orphans]
 command = {argv("/bin/sh", "-c",
                 "for i in 1 2 3 4 5 6 7 8 9 10; do (sleep 0.4 &); done; echo made; exec sleep 1000")}
+start_seconds = 0
 
 [services.exits]
 command = {argv("/bin/sh", "-c", "(sleep 0.2 &); sleep 0.6; exit 7")}
 restart = "never"
+start_seconds = 0
 """)
     m.wait_log(r"starting 2 instance\(s\), pid 1\b")
     m.wait_log(r"running as PID 1: reaping every orphan")

@@ -77,6 +77,7 @@ on_fatal = "shutdown"
 [services.dies]
 command = {argv("/bin/sh", "-c", "exit 3")}
 max_restarts = 0
+start_seconds = 0
 
 [services.bystander]
 command = {sleeper("bystander")}
