@@ -283,8 +283,9 @@ def test_watchdog_kills_a_command_that_stops_sending_watchdog(master):
 command = {argv(PY, "beats.py", "1.0")}
 watchdog = 0.5
 restart = "never"
+start_seconds = 0
 """, files={"beats.py": BEATS})
-    m.wait_state("beat", "RUNNING")  # no `ready`: RUNNING once spawned
+    m.wait_state("beat", "RUNNING")  # start_seconds = 0: RUNNING once spawned
     m.wait_log(r"beat\[\d+\] +WATCHDOG_USEC 500000")
     row = m.wait_state("beat", "EXITED")
     assert row["last_exit"].startswith("killed by the watchdog: no heartbeat for 0.")
@@ -292,4 +293,4 @@ restart = "never"
     # The heartbeats kept it alive twice as long as the watchdog.
     assert took(m.events(), "beat", "RUNNING", "EXITED") >= 0.95
     text = m.log_text()
-    assert text.index("] silent now") < text.index("beat: no watchdog heartbeat")
+    assert text.index("silent now") < text.index("beat: no watchdog heartbeat")

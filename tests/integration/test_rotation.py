@@ -45,7 +45,7 @@ def numbers(paths, instance):
             if match:
                 found.append(int(match[1]))
             else:  # anything else is a whole line of another writer
-                assert re.match(r"^\S+ \S+ \S+ (out|err|log): ", line), (path, line)
+                assert re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \S+\[\d+\] ", line), (path, line)
     return found
 
 
@@ -168,9 +168,11 @@ log_dir = "disk"
 
 [services.tick]
 command = {counter(m, 0, width=400)}
+start_seconds = 0
 
 [services.other]
 command = ["sleep", "1000"]
+start_seconds = 0
 """)
         m.start()
         m.wait_log(r"cannot write log_dir/tick\.log .*: No space left on device")
@@ -196,7 +198,7 @@ command = ["sleep", "1000"]
         with open(os.path.join(disk, "tick.log")) as f:
             lines = f.read().splitlines()
         # At most one line was cut where the disk filled; everything after is whole.
-        torn = [ln for ln in lines if not re.match(r"^\S+ \S+ \S+ (out|err|log): ", ln)
+        torn = [ln for ln in lines if not re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \S+\[\d+\] ", ln)
                 or ("] n=" in ln and not ln.endswith("x" * 400))]
         assert len(torn) <= 1, torn
     finally:
