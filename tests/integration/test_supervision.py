@@ -46,6 +46,7 @@ def test_crashing_command_is_restarted_with_a_new_pid(master):
 [services.crasher]
 command = {argv("/bin/sh", "-c", "echo crashing $$; sleep 0.1; exit 1")}
 max_restarts = 100
+start_seconds = 0
 {FAST}
 """)
     wait_until(lambda: m.status("crasher")["restarts"] >= 2, dump=m.output,
