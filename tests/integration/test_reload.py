@@ -236,3 +236,81 @@ stop_timeout = 1
     text = m.log_text()
     assert "reload: added" not in text and "extra" not in text
     assert "stubborn: stopped (killed after its stop_timeout of 1 s)" in text
+
+
+PROTO = """
+import asyncio
+
+
+class Echo(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.transport.write(b"v1 " + data)
+"""
+
+SERVERS = """
+import asyncio
+import corral
+from proto import Echo
+
+
+class Upper(asyncio.Protocol):  # a protocol class in the config itself
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.transport.write(b"u1 " + data.upper())
+
+
+application = corral.Application("shop")
+for name, port, protocol in (("echo", {echo}, Echo), ("upper", {upper}, Upper)):
+    server = corral.TCPServer(port, protocol, interface="127.0.0.1")
+    server.setName(name)
+    server.setServiceParent(application)
+"""
+
+
+def ask(port):
+    import socket
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            conn.sendall(b"hi")
+            return conn.recv(100)
+    except OSError as exc:  # a restart under way: asked again
+        return exc
+
+
+@pytest.mark.timeout(60)
+def test_reload_follows_the_code_a_built_in_server_is_given(master):
+    """Issue 15 item 4: the service's class is corral's own TCPServer; the
+    code it runs is a protocol class, from a module of the project or from
+    the config. An edit to either is a change, and only its server restarts."""
+    from tests.helpers import free_port
+
+    echo, upper = free_port(), free_port()
+    m = master(SERVERS.format(echo=echo, upper=upper), suffix=".py", files={"proto.py": PROTO},
+               start=False)
+    m.start(env={"PYTHONDONTWRITEBYTECODE": None})
+    pids = running_pids(m, ("echo", "upper"))
+    assert ask(echo) == b"v1 hi" and ask(upper) == b"u1 HI"
+    assert m.call("reload")["unchanged"] == ["echo", "upper"]
+
+    def edit(name, old, new):
+        path = os.path.join(m.dir, name)
+        with open(path) as f:
+            text = f.read()
+        with open(path, "w") as f:
+            f.write(text.replace(old, new))
+
+    edit("proto.py", 'b"v1 "', 'b"v2 "')  # the module the echo server's protocol is in
+    assert m.call("reload") == {"added": [], "removed": [], "changed": ["echo"],
+                                "unchanged": ["upper"]}
+    wait_until(lambda: m.status("echo")["state"] == "RUNNING" and ask(echo) == b"v2 hi",
+               dump=m.output, message="the echo server on the new code")
+    assert m.status("upper")["pid"] == pids["upper"]
+    edit(os.path.basename(m.config), 'b"u1 "', 'b"u2 "')  # a protocol class in the config
+    assert m.call("reload")["changed"] == ["upper"]
+    wait_until(lambda: m.status("upper")["state"] == "RUNNING" and ask(upper) == b"u2 HI",
+               dump=m.output, message="the upper server on the new code")
