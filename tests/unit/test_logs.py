@@ -489,3 +489,10 @@ def test_names_line_up_and_a_wider_one_pads_the_rest_again(loop, hubs, tmp_path)
     at = [line.index(word) for line, word in zip(texts, ("one", "two", "three"))]
     assert at[1] == at[2] and at[0] < at[1]           # padded again once database[12345] came
     assert texts[2].endswith(" web:0[7]        three")
+
+
+def test_a_flood_is_not_searched_for_words_on_a_terminal():
+    from corral.supervisor.loglines import PAINT_MAX, painted
+
+    block = b"\nERROR " + b"x" * PAINT_MAX + b"\n"
+    assert painted(block, len(block) - 1) == (block, len(block) - 1)
