@@ -34,9 +34,11 @@ def test_flood_huge_line_bad_bytes_and_partial_last_line_all_arrive(master):
 [services.burst]
 command = {argv(sys.executable, os.path.join(WORKERS, "burst.py"), str(COUNT))}
 restart = "never"
+start_seconds = 0
 
 [services.bystander]
 command = {argv("/bin/sh", "-c", "echo bystander up; exec sleep 1000")}
+start_seconds = 0
 """)
     m.wait_state("burst", "EXITED", timeout=30)
     m.wait_log(r"burst: exited: exit 0")
