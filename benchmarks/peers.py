@@ -182,6 +182,8 @@ class Corral(Peer):
                     [self.python, ECHO, "--port", str(svc.port)]
                 lines.append(f"[services.{svc.name}]")
                 lines.append(f"command = [{', '.join(_toml_str(a) for a in argv)}]")
+                if self.knob:
+                    lines.append(self.knob.replace("=", " = ", 1))  # start_seconds = 0
                 if svc.env:
                     lines.append("env = { " + ", ".join(
                         f"{k} = {_toml_str(v)}" for k, v in svc.env.items()) + " }")

@@ -239,6 +239,7 @@ class Run:
 
         fleet_variants = [
             ("corral", None, False),
+            ("corral", "start_seconds=0", False),  # RUNNING at spawn, as before issue 15
             ("supervisord", None, False),
             ("supervisord", "startsecs=0", False),
             ("circus", None, False),
@@ -248,7 +249,7 @@ class Run:
                   lambda p: scenarios.fleet(p, 100, idle_s=2.0 if q else 10.0,
                                             status_runs=5 if q else 10))
         if not q:
-            self.each("fleet500", fleet_variants[:4], self.reps(1, 2),
+            self.each("fleet500", fleet_variants[:5], self.reps(1, 2),
                       lambda p: scenarios.fleet(p, 500, idle_s=0, status_runs=0))
 
         defaults = [("corral", None, False), ("supervisord", None, False), ("circus", None, False)]

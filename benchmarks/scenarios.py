@@ -246,7 +246,7 @@ def expected_lines(n, size):
 
 def check_log(path, expected, prefixed):
     """(lost, corrupted) lines of path against expected (payloads, no newline).
-    prefixed: corral's 'time name[pid] out: ' prefix precedes each payload."""
+    prefixed: corral's 'date time name[pid] ' prefix (padded) precedes each payload."""
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -258,9 +258,10 @@ def check_log(path, expected, prefixed):
     if prefixed:
         payloads = []
         for line in lines:
-            i = line.find(b" out: ")
-            if i >= 0:
-                payloads.append(line[i + 6:])
+            i = line.find(b" w[")
+            j = line.find(b"] ", i) if i >= 0 else -1
+            if j >= 0:
+                payloads.append(line[j + 2:].lstrip(b" "))
             elif b" w[" in line:
                 payloads.append(b"?corrupt")
     else:

@@ -27,6 +27,9 @@ class Kind:
     name = None  # "command", "python", "twisted": status, tree, supervisor/kinds.py
     # What the start timeout names when the worker's own READY=1 did not come.
     waiting_for = "startService"
+    # start_seconds when neither it nor `ready` is set: how long the process
+    # must stay up to count as started. A worker says so itself (READY=1).
+    start_seconds = 0.0
 
     def __repr__(self):
         return f"<kind {self.name}>"
@@ -38,11 +41,6 @@ class Kind:
 
         A forked worker always sends one, once startService has finished
         (workers/runtimes/), whatever `ready` adds to that."""
-        return True
-
-    def logs_ready(self, spec):
-        """True when becoming RUNNING is worth a "ready" line (False: a plain
-        command, whose RUNNING only means it was spawned)."""
         return True
 
     def needs_notify_socket(self, spec):
@@ -93,17 +91,17 @@ class Kind:
 
 
 class Command(Kind):
-    """An exec'd program: RUNNING once spawned unless `ready` says more;
-    its exit codes are its own (78 may mean anything)."""
+    """An exec'd program: RUNNING once it stayed up start_seconds (1 s, as
+    supervisord's startsecs: an exec that worked says nothing of a program
+    that dies on its first line), unless `ready` says more; its exit codes
+    are its own (78 may mean anything)."""
 
     name = "command"
     waiting_for = "READY=1"
+    start_seconds = 1.0
 
     def awaits_ready_message(self, spec):
         return spec.ready == ("notify",)
-
-    def logs_ready(self, spec):
-        return spec.ready is not None
 
     def needs_notify_socket(self, spec):
         return spec.ready == ("notify",) or bool(spec.watchdog)

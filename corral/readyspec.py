@@ -2,19 +2,21 @@
 
 settings.py checks the key with parse_ready; supervisor/readiness.py runs
 what it describes. tcp and http targets are probes.py's, as for `health`.
+"Stayed up N seconds" is a readiness rule too, ("seconds", N), but users
+write it `start_seconds = N` (settings.py): the name supervisord's users
+look for, and the one every command gets by default.
 """
 
-import math
 from collections.abc import Mapping
 
 from corral import probes
 
-READY_FORMS = ('"notify", {tcp = PORT}, {tcp = "HOST:PORT"}, '
-               '{http = "http://HOST:PORT/PATH"} or {seconds = N}')
+READY_FORMS = ('"notify", {tcp = PORT}, {tcp = "HOST:PORT"} or '
+               '{http = "http://HOST:PORT/PATH"}')
 
 
 def parse_ready(value):
-    """("notify",), ("tcp", Target), ("http", Target) or ("seconds", n); ValueError."""
+    """("notify",), ("tcp", Target) or ("http", Target); ValueError."""
     if value == "notify":
         return ("notify",)
     if isinstance(value, Mapping) and len(value) == 1:
@@ -24,11 +26,14 @@ def parse_ready(value):
         if kind == "http":
             return ("http", probes.parse_http(arg))
         if kind == "seconds":
-            if isinstance(arg, bool) or not isinstance(arg, (int, float)) \
-                    or not math.isfinite(arg) or arg <= 0:
-                raise ValueError(f"seconds must be a number > 0, not {arg!r}")
-            return ("seconds", float(arg))
+            raise ValueError(f"{{seconds = {arg!r}}} is written start_seconds = {arg!r} "
+                             "(supervisord's startsecs), beside ready, not in it")
     raise ValueError(f"must be {READY_FORMS}, not {value!r}")
+
+
+def up_for(seconds):
+    """The ready rule of start_seconds: None (RUNNING at spawn) for 0."""
+    return ("seconds", float(seconds)) if seconds else None
 
 
 def describe(ready):

@@ -32,11 +32,13 @@ class Bad(Exception):
 
 # -- supervision settings, shared by TOML and Python --------------------------
 
-def supervision(name, table, folder, extra=(), base_env=()):
-    """Check supervision settings; returns every SERVICE_DEFAULTS key.
+def supervision(name, table, folder, extra=(), base_env=(), kind=None):
+    """Check supervision settings; returns every SERVICE_DEFAULTS key but
+    start_seconds, which becomes `ready` (spec.py).
 
     base_env: (name, value) pairs under the service's own (the [corral]
-    env_file's); then its env_file's, then its `env`, each winning."""
+    env_file's); then its env_file's, then its `env`, each winning.
+    kind: what runs (kinds.py), for the start_seconds it gets by default."""
     settings = dict(SERVICE_DEFAULTS)
     table = dict(table)
     env_file = table.pop("env_file", None)
@@ -71,12 +73,26 @@ def supervision(name, table, folder, extra=(), base_env=()):
     refused = privileges.needs_root(settings["user"], settings["group"])
     if refused:
         raise Bad(refused[1], refused[0])
+    _start_seconds(settings, table, kind)
+    return settings
+
+
+def _start_seconds(settings, table, kind):
+    """Fold start_seconds into `ready`: given, or the kind's when `ready` is not."""
+    given = settings.pop("start_seconds")
+    if given is not None and "ready" in table:
+        raise Bad("give ready or start_seconds, not both: each says when it counts as "
+                  "started", "start_seconds")
+    if given is not None:
+        settings["ready"] = readyspec.up_for(given)
+    elif "ready" not in table and kind is not None:
+        settings["ready"] = readyspec.up_for(kind.start_seconds)
     ready, limit = settings["ready"], settings["start_timeout"]
     if ready is not None and ready[0] == "seconds" and limit and ready[1] >= limit:
-        key = "start_timeout" if "start_timeout" in table else "ready"
-        raise Bad(f"{{seconds = {ready[1]:g}}} can never be ready within "
+        default = "" if given is not None else f" (the default for a {kind.name})"
+        key = "start_timeout" if "start_timeout" in table else "start_seconds"
+        raise Bad(f"start_seconds = {ready[1]:g}{default} can never pass within "
                   f"start_timeout = {limit:g}", key)
-    return settings
 
 
 def _via(parse):
@@ -199,6 +215,7 @@ _CHECKS = {
     "health": _via(healthspec.parse_health),
     "max_memory": _via(healthspec.parse_memory),
     "ready": _via(readyspec.parse_ready),
+    "start_seconds": _number(0),
     "start_timeout": _number(0),
     "task_crash": _choice("log", "restart"),
     "watchdog": lambda value, folder: _number(0)(value, folder) or None,  # 0: off

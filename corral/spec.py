@@ -71,6 +71,12 @@ SERVICE_DEFAULTS = {
     # Not ready start_timeout s after the spawn (0: no limit): a failed
     # start. watchdog: no WATCHDOG=1 for that many s while RUNNING: killed.
     "ready": None,
+    # How long a process must stay up to count as started (supervisord's
+    # startsecs): written as its own key, kept as ready = ("seconds", n), or
+    # None for 0 (RUNNING at spawn). Not given, and no `ready`: the kind's
+    # (kinds.py: 1 s for a command, none for a Python tree, whose READY=1
+    # says when). settings.supervision() folds it into `ready`.
+    "start_seconds": None,
     "start_timeout": 60.0,
     "watchdog": None,
     # A Python worker's asyncio task that ends in an exception nobody awaits:
@@ -167,6 +173,12 @@ class ServiceSpec:
         if self.kind is None:
             kind = kinds.COMMAND if self.command is not None else kinds.PYTHON_TREE
             object.__setattr__(self, "kind", kind)
+
+    @property
+    def start_seconds(self):
+        """How long it must stay up to count as started (0: RUNNING at spawn
+        or once `ready` says so)."""
+        return self.ready[1] if self.ready is not None and self.ready[0] == "seconds" else 0.0
 
     def instance_names(self):
         if self.numprocs == 1:

@@ -10,15 +10,18 @@ those (reload.py).
 The user's modules are those loaded from the config's folder or below it,
 but not corral, Python's own or an installed package there (a config in ~
 may have a pyenv or a venv below it).
-digest() follows a service's classes to their modules, and from each module
-to the user's modules it refers to (`import pkg.util`, `from pkg.util import
-f`): a change in any of those files changes the digest. Classes written in
-a .py config count by their own source, not by the file's, so that changing
-one service there does not restart the others; a function of the config
-file that a class calls is not followed.
+digest() follows a service's classes, and the classes and functions its
+attributes hold (a protocol class handed to a built-in TCPServer), to their
+modules, and from each module to the user's modules it refers to (`import
+pkg.util`, `from pkg.util import f`): a change in any of those files
+changes the digest. Classes and functions written in a .py config count by
+their own source, not by the file's, so that changing one service there
+does not restart the others; a function of the config file that a class
+only calls by name is not followed.
 """
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import inspect
@@ -27,7 +30,7 @@ import sys
 import sysconfig
 import types
 
-from corral.service import walk
+from corral.service import Service, walk
 
 CONFIG_MODULE = "__corral_config__"  # a .py config, as config.py registers it
 
@@ -93,7 +96,7 @@ def forget(folder):
 def digest(tree, folder):
     """A hashable stand-in for the code that tree runs (see above)."""
     user = modules(folder)
-    classes = {cls for service in walk(tree) for cls in type(service).__mro__}
+    classes = _code_of(tree)
     parts = {f"{cls.__qualname__}: {_text_digest(_source(cls))}"
              for cls in classes if cls.__module__ == CONFIG_MODULE}
     todo = [cls.__module__ for cls in classes if cls.__module__ in user]
@@ -110,6 +113,43 @@ def digest(tree, folder):
             if ref in user and ref not in seen:
                 todo.append(ref)
     return tuple(sorted(parts))
+
+
+FOLLOW_DEPTH = 3  # attributes of attributes of a service's attributes
+FOLLOW_MAX = 10_000  # objects looked at per service: a big data structure is not code
+
+
+def _code_of(tree):
+    """The classes and functions tree's objects come from: each service's
+    class, and what its attributes hold, a few levels down (a protocol class
+    given to a built-in TCPServer, a factory's instance, a handler function),
+    but not other services (each counts for its own top-level service)."""
+    own = {id(service) for service in walk(tree)}
+    found, seen = set(), set()
+    todo = [(service, 0) for service in walk(tree)]
+    while todo and len(seen) < FOLLOW_MAX:
+        obj, depth = todo.pop()
+        if id(obj) in seen or (isinstance(obj, Service) and id(obj) not in own):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, type):
+            found.update(obj.__mro__)
+            continue
+        if isinstance(obj, (types.FunctionType, types.MethodType, functools.partial)):
+            func = getattr(obj, "__func__", None) or getattr(obj, "func", None) or obj
+            if isinstance(func, types.FunctionType):
+                found.add(func)
+            continue
+        found.update(type(obj).__mro__)
+        if depth >= FOLLOW_DEPTH:
+            continue
+        if isinstance(obj, (list, tuple, set, frozenset)):
+            todo.extend((value, depth + 1) for value in obj)
+        elif isinstance(obj, dict):
+            todo.extend((value, depth + 1) for value in obj.values())
+        elif isinstance(getattr(obj, "__dict__", None), dict):
+            todo.extend((value, depth + 1) for value in vars(obj).values())
+    return {item for item in found if isinstance(getattr(item, "__module__", None), str)}
 
 
 def _source(cls):

@@ -89,7 +89,10 @@ def _not_mapped(spec):
     skipped = []
     if spec.health is not None:
         skipped.append("health (no systemd equivalent: use a timer or an external check)")
-    if spec.ready is not None and spec.ready[0] != "notify":
+    if spec.start_seconds:
+        skipped.append(f"start_seconds = {spec.start_seconds:g} (a Type=exec unit is started "
+                       "once exec'd; Restart= and StartLimitBurst= catch a quick death)")
+    elif spec.ready is not None and spec.ready[0] != "notify":
         skipped.append(f"ready = {spec.ready[0]} (systemd waits for notify only)")
     return skipped
 
@@ -123,7 +126,7 @@ def _service_unit(spec, config_path, folder, after, skipped, template):
         service.append(f"WatchdogSec={_seconds(spec.watchdog)}")
     if spec.max_memory:
         service.append(f"MemoryMax={spec.max_memory}")
-    if spec.ready is not None and spec.start_timeout:
+    if notify and spec.start_timeout:
         service.append(f"TimeoutStartSec={_seconds(spec.start_timeout)}")
     service += [f"# not mapped: {what}" for what in skipped]
     return "\n".join(unit + service + ["", "[Install]", "WantedBy=multi-user.target", ""])

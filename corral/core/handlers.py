@@ -122,9 +122,8 @@ def _exited(step, item):
     exit = item.exit
     if record.killed is not None and exit.signal == signal.SIGKILL:
         exit = dataclasses.replace(exit, cause=record.killed)
-    record.last_exit = exit
     starting = record.state is State.STARTING
-    watch.gone(step, record, exit)
+    exit = record.last_exit = watch.gone(step, record, exit)
     if record.state in BEING_STOPPED:
         if item.leftovers:
             step.log(f"{exit}; waiting for the rest of its process group", record)

@@ -22,7 +22,10 @@ class Exit:
     code: int = None
     signal: int = None
     error: str = None  # it never ran: the spawn itself failed
-    cause: str = None  # corral killed it, and why ("killed by the watchdog: ...")
+    # The exit in words where the code alone would mislead: corral killed it,
+    # and why ("killed by the watchdog: ..."), or it ended before it was
+    # ready ("exit 0 after 0.02 s, within start_seconds = 1: a failed start").
+    cause: str = None
 
     @classmethod
     def from_status(cls, status):

@@ -5,12 +5,14 @@ change records and add effects to the step's list; the probes themselves
 (a TCP connect, an HTTP GET, an exec, a pass over /proc) are effects that
 the shell runs and answers with Probed or MemorySampled.
 
-    ready = (none)          command: RUNNING once spawned; Python worker: once
+    ready = (none)          command: once it stayed up start_seconds (1 s unless
+                            set; 0: once spawned); Python worker: once
                             startService finished (READY=1 on its notify pipe)
     ready = "notify"        command: once it sends READY=1 to $NOTIFY_SOCKET;
                             Python worker: as with none
     ready = {tcp|http = ..} once a probe answers; retried every PROBE_INTERVAL
-    ready = {seconds = N}   once it has stayed up N seconds (supervisord's startsecs)
+    start_seconds = N       ("seconds", N): once it has stayed up N seconds
+                            (supervisord's startsecs); an exit before is a failed start
 
 A Python worker with tcp/http/seconds is ready when both its startService
 has finished and the check passed. Not ready `start_timeout` seconds after
@@ -20,6 +22,7 @@ deadline is not trusted to stop by itself). `failures` failed health
 probes in a row, or too much RSS, stop a RUNNING instance as FAILING.
 """
 
+import dataclasses
 import signal
 
 from corral.core.record import (HEALTH, MEMORY, PROBE, READY_BY, UP_FOR, WATCHDOG,
@@ -85,14 +88,23 @@ def _ready(step, record):
 
 
 def gone(step, record, exit):
-    """record's process exited: its watches end; say if it failed its start."""
-    if record.state is State.STARTING and record.spec.ready is not None \
+    """record's process exited: its watches end. Returns the exit, in words
+    when it was a failed start (it ended before it was ready), which the
+    policy then counts as a failure whatever its code."""
+    spec = record.spec
+    if record.state is State.STARTING and spec.ready is not None \
             and exit.error is None and not record.killed:
-        step.log(f"{exit} before it was ready: a failed start", record)
+        if spec.ready[0] == "seconds":
+            why = (f"after {step.now - record.started_at:.2f} s, within start_seconds = "
+                   f"{spec.ready[1]:g}")
+        else:
+            why = f"before it was ready (waiting for {describe_ready(spec.ready)})"
+        exit = dataclasses.replace(exit, cause=f"{exit} {why}: a failed start")
     record.starting = None
     record.health_failures, record.health_note = 0, None
     for kind in WATCHED:
         step.disarm(record, kind)
+    return exit
 
 
 def left_running(step, record):

@@ -14,7 +14,7 @@ import traceback
 import types
 from collections.abc import Mapping
 
-from corral import usercode
+from corral import kinds, usercode
 from corral.errors import ConfigError
 from corral.loaders import common
 from corral.service import MultiService, Service
@@ -126,7 +126,7 @@ def service_spec(path, folder, service_name, tree, user_code=True, base_env=()):
     try:
         if isinstance(tree, Command):
             settings = supervision(service_name, getattr(tree, "supervision", {}), folder,
-                                   base_env=base_env)
+                                   base_env=base_env, kind=kinds.COMMAND)
             argv = toml.command(tree.argv, settings["cwd"] or folder, settings["env"])
             return ServiceSpec(name=service_name, command=argv, source=path, **settings)
         settings = _supervise_settings(tree)

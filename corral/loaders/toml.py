@@ -11,7 +11,7 @@ import shlex
 import shutil
 import tomllib
 
-from corral import httpspec, usercode
+from corral import httpspec, kinds, usercode
 from corral.errors import ConfigError
 from corral.loaders import common
 from corral.service import Service
@@ -129,7 +129,8 @@ def _service(path, folder, service_name, table, base_env=()):
     if "args" in table and "service" not in table:
         raise Bad("'args' goes with 'service' (a factory), not with 'command'", "args")
     rest = {k: v for k, v in table.items() if k not in common.WHAT_KEYS}
-    settings = supervision(service_name, rest, folder, extra=common.WHAT_KEYS, base_env=base_env)
+    settings = supervision(service_name, rest, folder, extra=common.WHAT_KEYS, base_env=base_env,
+                           kind=kinds.COMMAND if "command" in table else kinds.PYTHON_TREE)
     fields = dict(name=service_name, source=path, **settings)
     if "command" in table:
         base = settings["cwd"] or folder

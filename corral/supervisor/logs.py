@@ -26,7 +26,8 @@ import time
 
 from corral.supervisor.logfiles import FileSink, StreamFiles
 from corral.supervisor.loglines import (  # noqa: F401 - Batch, color_of: the hub's API
-    Batch, _as_dict, _framed, _Meta, _may_hold_long_line, _split_long, color_of,
+    Batch, Widths, _as_dict, _framed, _Meta, _may_hold_long_line, _split_long, color_of,
+    painted,
 )
 from corral.supervisor.logring import Ring
 
@@ -54,7 +55,9 @@ class LogHub:
         self.counts = {}  # service -> [lines, bytes with their newlines], since the start
         self.seq = 0  # the seq of the newest line (logring.py): lines dispatched so far
         self._sec, self._sec_text = None, b""
+        self._widths = Widths()
         self._corral = _Meta("corral", "corral", None, "log")
+        self._corral.frame(self._widths.current)
         # console
         self._con, self._con_limit = console, console_limit
         self._con_pending, self._con_dropped, self._con_writing = bytearray(), 0, False
@@ -112,11 +115,17 @@ class LogHub:
         for service, sink in self._svc_files.items():
             sink.max_bytes, sink.backups = self._svc_rotation.get(service, self._rotation)
 
+    def names(self, names):
+        """The instances the config has: the console pads to the widest from
+        the first line on (Widths)."""
+        self._widths.names(names)
+
     def attach(self, fd, instance, service, pid, stream, buf=b""):
         """Read a worker's pipe; buf: its partial last line (a pipe handed over)."""
         os.set_blocking(fd, False)
         src = _Meta(instance, service, pid, stream, fd)
         src.buf = buf
+        self._widths.see(src)
         self._sources[fd] = src
         self._by_pid.setdefault(pid, []).append(src)
         self._inst_service[instance] = service
@@ -158,6 +167,7 @@ class LogHub:
         text = text[:-1] if text.endswith(b"\n") else text
         m = self._corral if (instance, service, pid, stream) == ("corral", "corral", None, "log") \
             else _Meta(instance, service, pid, stream)
+        self._widths.see(m)
         if instance != "corral":  # the master's lines about a service keep its name
             self._inst_service.setdefault(instance, service)
         self._dispatch(m, self._wall(), _split_long(text.split(b"\n"), self._max_line))
@@ -317,6 +327,8 @@ class LogHub:
                 block = b"".join((b"\n", b"\n".join(lines), b"\n"))
                 end = len(block) - 1
             count = len(lines) if lines is not None else None
+            if m.widths is not self._widths.current:  # a wider name came: pad again
+                m.frame(self._widths.current)
             if not self._closed:
                 data, count = _framed(stamp + m.tag, block, end)
                 if self._logfile:
@@ -327,9 +339,9 @@ class LogHub:
                 if raw is not None:                    # as the program wrote it: no prefix
                     raw.write(memoryview(block)[1:end + 1], notice)
                 if self._con is not None:
-                    if self._color:
-                        data, _ = _framed(stamp + m.ctag, block, end)
-                    self._console_write(data, notice)
+                    if self._color:  # a terminal: short, as `corral logs` (time, name)
+                        data, _ = _framed(stamp[11:] + m.ctag, *painted(block, end))
+                    self._console_write(data, notice)  # else the file's lines, as they are
             if count is None:
                 count = block.count(b"\n", 0, end)
             counted = self.counts.get(m.service)  # for /metrics: two adds a read
@@ -423,8 +435,12 @@ class LogHub:
         if self._con_dropped:
             dropped, self._con_dropped = self._con_dropped, 0
             line = f"[corral: {dropped} bytes of console output dropped]".encode()
-            tag = self._corral.ctag if self._color else self._corral.tag
-            self._con_pending += self._stamp(self._wall()) + tag + line + b"\n"
+            stamp = self._stamp(self._wall())
+            if self._color:
+                stamp, tag = stamp[11:], self._corral.ctag
+            else:
+                tag = self._corral.tag
+            self._con_pending += stamp + tag + line + b"\n"
             return                                 # stay registered to write the notice
         self._loop.remove_writer(self._con)
         self._con_writing = False

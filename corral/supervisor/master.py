@@ -94,6 +94,7 @@ class Master:
                              logfile=master.logfile, log_dir=master.log_dir,
                              max_bytes=master.log_max_bytes, backups=master.log_backups)
         self.loghub.set_rotation(self.config.services)
+        self.loghub.names([n for spec in self.config.services for n in spec.instance_names()])
         loop.set_exception_handler(self._on_loop_error)
 
     def start_autostart(self):

@@ -62,6 +62,7 @@ async def apply(master, stop):
         before = list(master.instances_of(name))
         master.feed(m.Scale(name, counts[name]))
         leaving += [r for r in before if r.retired]
+    master.loghub.names([r.name for r in master.records.values()])
     starting = [r.name for spec in new.services if spec.name in added + changed and spec.autostart
                 for r in master.instances_of(spec.name)]
     if starting:

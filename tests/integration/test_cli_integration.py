@@ -35,7 +35,7 @@ def app_config():
 
 def up(m, name, count=1):
     """Wait until worker.py in `name` has said it is up (its signal handlers are set)."""
-    m.wait_log(rf"\] out: {re.escape(name)} up \d+", count=count)
+    m.wait_log(rf"\] +{re.escape(name)} up \d+", count=count)
 
 
 def corral_cmd(*args, env=None, cwd=None, timeout=30):
@@ -111,15 +111,18 @@ def follow():
 THREE = f"""
 [services.db]
 command = {worker()}
+start_seconds = 0
 
 [services.web]
 command = {worker("--stop-delay", "0.3")}
 after = ["db"]
 numprocs = 2
+start_seconds = 0
 
 [services.cron]
 command = {worker()}
 autostart = false
+start_seconds = 0
 """
 
 
@@ -186,7 +189,8 @@ backoff_jitter = 0
         return " BACKOFF " in row and row
 
     row = wait_until(backoff_row, dump=m.output)
-    found = re.search(r"^crash\s+BACKOFF\s+-\s+-\s+[1-9]\d*\s+-\s+-\s+exit 3; restarting in (\d\.\d) s$", row)
+    found = re.search(r"^crash\s+BACKOFF\s+-\s+-\s+[1-9]\d*\s+-\s+-\s+exit 3 after \d\.\d\d s, within start_seconds = 1: "
+                      r"a failed start; restarting in (\d\.\d) s$", row)
     assert found and float(found[1]) <= 1.6, row
 
 
@@ -272,29 +276,40 @@ def test_start_waits_for_running_or_says_it_failed(master):
 
 
 @pytest.mark.timeout(30)
-def test_start_of_a_command_that_dies_at_once_fails_with_ready_seconds(master):
-    """A command is RUNNING once spawned unless `ready` says otherwise; with
-    `ready = {seconds = N}` (supervisord's startsecs) `start` waits N s and
-    a command that died before is a failed start."""
+def test_start_waits_until_a_command_stayed_up_and_so_do_its_dependents(master):
+    """A command without `ready` counts as started once it stayed up
+    start_seconds (1 s by default, supervisord's startsecs): `start` waits
+    for it, a command that died before is a failed start said in words, and
+    a service `after` it is spawned only once it is RUNNING."""
     m = master(f"""
 [services.dies]
 command = {json.dumps(["sh", "-c", "echo dying; exit 3"])}
-ready = {{ seconds = 0.5 }}
 max_restarts = 0
 autostart = false
 
 [services.lives]
 command = {worker()}
-ready = {{ seconds = 0.5 }}
+autostart = false
+
+[services.next]
+command = {worker()}
+after = ["lives"]
+start_seconds = 0.3
 autostart = false
 """)
     done = m.cli("start", "dies")
     assert done.returncode == 1
-    assert re.fullmatch(r"dies: FATAL: .*exit 3.*\n", done.stdout), done.stdout
+    assert re.fullmatch(r"dies: FATAL: .*\(exit 3 after 0\.\d\d s, within start_seconds = 1: "
+                        r"a failed start\): giving up\n", done.stdout), done.stdout
     started = time.monotonic()
-    done = m.cli("start", "lives")
-    assert time.monotonic() - started >= 0.45
-    assert done.returncode == 0 and done.stdout == "lives: RUNNING\n"
+    done = m.cli("start", "next")  # lives first, as next runs after it
+    assert time.monotonic() - started >= 1.2  # lives' 1 s, then next's 0.3 s
+    assert done.returncode == 0 and done.stdout == "next: RUNNING\n"
+    events = [(e["name"], e["to"], e["time"]) for e in m.events()]
+    lives_spawned = next(t for n, to, t in events if (n, to) == ("lives", "STARTING"))
+    lives_running = next(t for n, to, t in events if (n, to) == ("lives", "RUNNING"))
+    next_spawned = next(t for n, to, t in events if (n, to) == ("next", "STARTING"))
+    assert lives_running - lives_spawned >= 0.95 and next_spawned >= lives_running
 
 
 # -- signal ------------------------------------------------------------------------------
@@ -307,7 +322,7 @@ def test_signal(master):
     pid = m.status("db")["pid"]
     done = m.cli("signal", "USR1", "db")
     assert done.returncode == 0 and done.stdout == "db: RUNNING: sent SIGUSR1\n"
-    m.wait_log(rf"db\[{pid}\] out: db got SIGUSR1")
+    m.wait_log(rf"db\[{pid}\] +db got SIGUSR1")
     assert m.cli("signal", "sighup", "db").returncode == 0
     m.wait_log(r"db got SIGHUP")
     assert m.cli("signal", f"-{int(signal.SIGUSR1)}", "db").returncode == 0
@@ -345,12 +360,12 @@ def test_signal_goes_to_the_main_process_and_group_reaches_the_rest(master):
 [services.app]
 command = ["{PY}", "family.py"]
 """, files={"family.py": FAMILY})
-    m.wait_log(r"app\[\d+\] out: child up")
+    m.wait_log(r"app\[\d+\] +child up")
     assert m.cli("signal", "USR1", "app").returncode == 0
-    m.wait_log(r"out: main got SIGUSR1")
+    m.wait_log(r"\] +main got SIGUSR1")
     assert m.cli("signal", "--group", "USR1", "app").returncode == 0
-    m.wait_log(r"out: child got SIGUSR1")
-    m.wait_log(r"out: main got SIGUSR1", count=2)
+    m.wait_log(r"\] +child got SIGUSR1")
+    m.wait_log(r"\] +main got SIGUSR1", count=2)
     assert m.log_text().count("child got SIGUSR1") == 1  # the first went to main only
 
 
@@ -362,9 +377,11 @@ def test_logs_history_and_follow(master, follow):
     m = master(f"""
 [services.a]
 command = {worker("--lines", "4")}
+start_seconds = 0
 
 [services.b]
 command = {worker()}
+start_seconds = 0
 """)
     up(m, "a")
     up(m, "b")

@@ -116,7 +116,7 @@ def call_error(m, cmd, **args):
 
 def up(m, name, count=1):
     """Wait until worker.py in `name` has said it is up (its signal handlers are set)."""
-    m.wait_log(rf"\] out: {re.escape(name)} up \d+", count=count)
+    m.wait_log(rf"\] +{re.escape(name)} up \d+", count=count)
 
 
 def read_text(path):
@@ -259,13 +259,16 @@ def test_status_fields_names_globs_and_unknown(master):
     m = master(f"""
 [services.big]
 command = {worker("--child-mb", "40")}
+start_seconds = 0
 
 [services.web]
 command = {worker()}
 numprocs = 2
+start_seconds = 0
 
 [services.crash]
 command = {json.dumps(["sh", "-c", "exit 1"])}
+start_seconds = 0
 backoff_initial = 1.7
 backoff_jitter = 0
 """)
@@ -481,7 +484,7 @@ autostart = false
     up(m, "a")
     result = m.call("signal", names=["a"], signal="USR1")
     assert result == [{"name": "a", "state": "RUNNING", "ok": True, "message": "sent SIGUSR1"}]
-    m.wait_log(r"a\[\d+\] out: a got SIGUSR1")
+    m.wait_log(r"a\[\d+\] +a got SIGUSR1")
     m.call("signal", names=["a"], signal="sighup")
     m.wait_log(r"a got SIGHUP")
     m.call("signal", names=["a"], signal=int(signal.SIGUSR1))
@@ -509,10 +512,12 @@ def test_logs_history_merged_and_follow(master):
     m = master(f"""
 [services.a]
 command = {worker("--lines", "5")}
+start_seconds = 0
 
 [services.b]
 command = {worker("--lines", "2")}
 numprocs = 2
+start_seconds = 0
 """)
     pid_a = m.wait_state("a", "RUNNING")["pid"]
     up(m, "a")
@@ -962,7 +967,8 @@ def test_forgotten_followers_do_not_lock_out_the_operator(master):
 @pytest.mark.timeout(60)
 def test_a_follower_that_fell_behind_is_told_even_when_the_output_stops(master):
     total = 100_000  # 10 MB: far more than the follower's buffers hold
-    m = master(f"[services.flood]\ncommand = {command(FLOOD, str(total))}\nautostart = false\n")
+    m = master(f"[services.flood]\ncommand = {command(FLOOD, str(total))}\nautostart = false\n"
+               "start_seconds = 0\n")  # no "ready" line of the master's among the counted
     follower = Conn(m.socket)
     follower.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     request_id = follower.request("logs", name="flood", lines=0, follow=True)

@@ -56,7 +56,7 @@ command = {sleeper("a")}
     text = m.log_text()
     assert log_index(text, "a: spawned") < log_index(text, "b: spawned") \
         < log_index(text, "c: spawned")
-    m.wait_log(r"c\[\d+\] out: c up")
+    m.wait_log(r"c\[\d+\] +c up")
 
     m.signal(signal.SIGTERM)
     assert m.wait_exit() == 0
@@ -95,7 +95,7 @@ after = ["slow"]
         assert first(events, "slow", "RUNNING") < first(events, name, "STARTING")
     assert ready["time"] - starting["time"] >= 0.29
     text = m.log_text()
-    assert log_index(text, "out: slow start done") < log_index(text, "slow: ready") \
+    assert log_index(text, "slow start done") < log_index(text, "slow: ready") \
         < log_index(text, "dependent: spawned") < log_index(text, "dependent up")
     assert log_index(text, "slow: ready") < log_index(text, "py_dependent: spawned")
 

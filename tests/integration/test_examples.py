@@ -77,6 +77,10 @@ def test_two_programs_example_starts_in_order():
         events = [(e["name"], e["to"]) for e in m.events()]
         assert events.index(("web", "RUNNING")) < events.index(("checker", "STARTING"))
         wait_until(lambda: "web answered 200" in m.log_text(), dump=m.output)
+        # web was RUNNING once it answered: the checker's first fetch found it.
+        first = next(line for line in m.log_text().splitlines() if "checker" in line
+                     and ("web answered" in line or "did not answer" in line))
+        assert "web answered 200" in first, first
     finally:
         m.close()
         shutil.rmtree(os.path.join(EXAMPLES, "logs"), ignore_errors=True)

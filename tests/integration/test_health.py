@@ -199,7 +199,7 @@ max_memory = "50MB"
     time.sleep(1.2)  # at least one RSS pass: small enough
     assert m.status("hog")["restarts"] == 0
     open(os.path.join(m.dir, "marker"), "w").close()
-    m.wait_log(r"hog\[\d+\] out: big")
+    m.wait_log(r"hog\[\d+\] +big")
     m.wait_log(r"hog: rss (8\d|9\d)(\.\d)?M over max_memory 50M: stopping it as failed", timeout=5)
     os.unlink(os.path.join(m.dir, "marker"))
     running_pid(m, "hog", other_than=old)

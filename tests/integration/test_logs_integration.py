@@ -23,7 +23,7 @@ def read_log(m):
 
 def lines_of(data, instance):
     """The text of every `instance[pid] out:` line of the log, in order."""
-    regex = re.compile(rb"^\S+ \S+ " + re.escape(instance.encode()) + rb"\[\d+\] out: (.*)$",
+    regex = re.compile(rb"^\S+ \S+ " + re.escape(instance.encode()) + rb"\[\d+\] +(.*)$",
                        re.MULTILINE)
     return regex.findall(data)
 
@@ -34,9 +34,11 @@ def test_flood_huge_line_bad_bytes_and_partial_last_line_all_arrive(master):
 [services.burst]
 command = {argv(sys.executable, os.path.join(WORKERS, "burst.py"), str(COUNT))}
 restart = "never"
+start_seconds = 0
 
 [services.bystander]
 command = {argv("/bin/sh", "-c", "echo bystander up; exec sleep 1000")}
+start_seconds = 0
 """)
     m.wait_state("burst", "EXITED", timeout=30)
     m.wait_log(r"burst: exited: exit 0")
@@ -101,18 +103,18 @@ def test_two_python_trees_run_in_two_workers_with_merged_output(master):
     alpha = m.wait_state("alpha", "RUNNING")["pid"]
     beta = m.wait_state("beta", "RUNNING")["pid"]
     assert alpha != beta and os.getpid() not in (alpha, beta)
-    m.wait_log(rf"alpha\[{alpha}\] out: alpha-talker prints")
-    m.wait_log(rf"beta\[{beta}\] out: beta-talker prints")
-    m.wait_log(rf"alpha\[{alpha}\] err: INFO trees: alpha-talker logs")
-    m.wait_log(rf"beta\[{beta}\] err: INFO trees: beta-talker logs")
+    m.wait_log(rf"alpha\[{alpha}\] +alpha-talker prints")
+    m.wait_log(rf"beta\[{beta}\] +beta-talker prints")
+    m.wait_log(rf"alpha\[{alpha}\] +INFO trees: alpha-talker logs")
+    m.wait_log(rf"beta\[{beta}\] +INFO trees: beta-talker logs")
 
     os.kill(alpha, signal.SIGKILL)
     row = wait_until(lambda: (r := m.status("alpha"))["state"] == "RUNNING"
                      and r["pid"] != alpha and r, dump=m.output, message="alpha back")
-    m.wait_log(rf"alpha\[{row['pid']}\] out: alpha-talker prints")
+    m.wait_log(rf"alpha\[{row['pid']}\] +alpha-talker prints")
     assert m.status("beta")["pid"] == beta
     assert m.status("beta")["restarts"] == 0
-    assert len(re.findall(r"beta\[\d+\] out: beta-talker prints", m.log_text())) == 1
+    assert len(re.findall(r"beta\[\d+\] +beta-talker prints", m.log_text())) == 1
 
 
 @pytest.mark.timeout(30)

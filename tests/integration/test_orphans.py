@@ -155,8 +155,8 @@ args = {{ pidfile = "py-gc.pid" }}
     cmd = m.wait_state("cmd", "RUNNING")["pid"]
     daemon = m.wait_state("daemon", "RUNNING")["pid"]
     py = m.wait_state("py", "RUNNING")["pid"]
-    cmd_child = logged_pid(m, r"cmd\[\d+\] out: child (\d+)")
-    py_child = logged_pid(m, r"py\[\d+\] out: py child (\d+)")
+    cmd_child = logged_pid(m, r"cmd\[\d+\] +child (\d+)")
+    py_child = logged_pid(m, r"py\[\d+\] +py child (\d+)")
     daemon_gc = read_pidfile(m, "daemon-gc.pid")
     py_gc = read_pidfile(m, "py-gc.pid")
     undertaker = logged_pid(m, r"undertaker pid (\d+)")
@@ -191,7 +191,7 @@ command = {argv(PY, "daemonize.py", "gc.pid", "stay", *extra)}
 stop_timeout = {0.5 if ignore_term else 20}
 """, files=FILES)
     worker = m.wait_state("daemon", "RUNNING")["pid"]
-    m.wait_log(r"daemon\[\d+\] out: daemonized by")
+    m.wait_log(r"daemon\[\d+\] +daemonized by")
     gc = read_pidfile(m, "gc.pid")
     assert_daemonized(gc, worker)
     # Its parent exited: the master, a subreaper, adopted it.
@@ -226,7 +226,7 @@ command = {argv("/bin/sh", "-c", "trap 'exit 0' TERM; setsid sleep 1000 & echo c
 stop_timeout = 20
 """, files=FILES)
     worker = m.wait_state("parent", "RUNNING")["pid"]
-    child = logged_pid(m, r"parent\[\d+\] out: child (\d+)")
+    child = logged_pid(m, r"parent\[\d+\] +child (\d+)")
     wait_until(lambda: stat_of(child) is not None and stat_of(child)[3] == child,
                message="setsid ran", dump=m.output)
     assert stat_of(child)[1] == worker
@@ -244,6 +244,7 @@ def test_a_worker_that_exits_takes_its_daemonized_grandchild_along(master):
 [services.daemon]
 command = {argv(PY, "daemonize.py", "gc.pid", "exit")}
 restart = "never"
+start_seconds = 0
 """, files=FILES)
     row = m.wait_state("daemon", "EXITED")
     assert row["last_exit"] == "exit 3"
@@ -262,8 +263,8 @@ command = {argv("/bin/sh", "-c",
                 "for i in 1 2 3 4 5; do (sleep 0.5 & echo orphan $!); done; sleep 1; exit 7")}
 restart = "never"
 """)
-    m.wait_log(r"orphaner\[\d+\] out: orphan \d+", count=5)
-    orphans = [int(p) for p in re.findall(r"orphaner\[\d+\] out: orphan (\d+)", m.log_text())]
+    m.wait_log(r"orphaner\[\d+\] +orphan \d+", count=5)
+    orphans = [int(p) for p in re.findall(r"orphaner\[\d+\] +orphan (\d+)", m.log_text())]
     # Their subshells exited at once: the master adopted them.
     adopted = wait_until(lambda: [p for p in orphans if (s := stat_of(p)) and s[1] == m.proc.pid],
                          timeout=3, message="orphans adopted by the master", dump=m.output)
@@ -330,15 +331,17 @@ def test_as_pid_1_orphans_are_reaped_and_sigterm_shuts_down_in_order(pid1_master
 [services.orphans]
 command = {argv("/bin/sh", "-c",
                 "for i in 1 2 3 4 5 6 7 8 9 10; do (sleep 0.4 &); done; echo made; exec sleep 1000")}
+start_seconds = 0
 
 [services.exits]
 command = {argv("/bin/sh", "-c", "(sleep 0.2 &); sleep 0.6; exit 7")}
 restart = "never"
+start_seconds = 0
 """)
     m.wait_log(r"starting 2 instance\(s\), pid 1\b")
     m.wait_log(r"running as PID 1: reaping every orphan")
     [inner] = wait_until(lambda: children_of(m.proc.pid), message="the master's outer pid")
-    m.wait_log(r"orphans\[\d+\] out: made")
+    m.wait_log(r"orphans\[\d+\] +made")
 
     def adopted():  # the orphaned sleeps, reparented to PID 1 (outer pid `inner`)
         return [p for p in children_of(inner) if cmdline(p) == [b"sleep", b"0.4"]]

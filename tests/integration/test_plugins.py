@@ -100,7 +100,7 @@ def test_run_web_plugin_serves_files(plugin_master, tmp_path):
     m = plugin_master("web", "--port", str(port), "--path", str(site))
     row = m.wait_state("web", "RUNNING")
     assert row["pid"]
-    m.wait_log(rf"web\[\d+\] out: serving {re.escape(str(site))} on http://127\.0\.0\.1:{port}/")
+    m.wait_log(rf"web\[\d+\] +serving {re.escape(str(site))} on http://127\.0\.0\.1:{port}/")
 
     status, headers, body = fetch(port, "/hello.txt")
     assert (status, body) == (200, b"hello from corral\n")
@@ -124,7 +124,7 @@ def test_run_web_plugin_serves_files(plugin_master, tmp_path):
 def test_run_third_party_plugin_and_reload(plugin_master):
     m = plugin_master("hello", "--greeting", "good morning", "--every", "0.2", env=env_with_fixture_plugins())
     m.wait_state("hello", "RUNNING")
-    m.wait_log(r"hello\[\d+\] out: greeting: good morning", count=2)
+    m.wait_log(r"hello\[\d+\] +greeting: good morning", count=2)
     pid = m.status("hello")["pid"]
     result = m.call("reload")  # make_service again, same options: nothing changes
     assert result["unchanged"] == ["hello"] and result["changed"] == []

@@ -66,7 +66,7 @@ command = {argv("/bin/sh", "-c", 'echo "cmd uid $(id -u) gid $(id -g)"; exec sle
 user = "nobody"
 """)
     pid = m.wait_state("cmd", "RUNNING")["pid"]
-    m.wait_log(rf"cmd\[{pid}\] out: cmd uid {NOBODY.pw_uid} gid {NOBODY.pw_gid}\n")
+    m.wait_log(rf"cmd\[{pid}\] +cmd uid {NOBODY.pw_uid} gid {NOBODY.pw_gid}\n")
     status = assert_runs_as_nobody(pid)
     assert "0" not in status["Groups"]
     # The master kept its own ids.
@@ -85,7 +85,7 @@ umask = "077"
 command = {argv("/bin/sh", "-c", "exec sleep 1000")}
 """)
     pid = m.wait_state("masked", "RUNNING")["pid"]
-    m.wait_log(rf"masked\[{pid}\] out: 0?077\n")
+    m.wait_log(rf"masked\[{pid}\] +0?077\n")
     assert proc_status(pid)["Umask"] == ["0077"]
     other = m.wait_state("inherits", "RUNNING")["pid"]
     assert proc_status(other)["Umask"] == proc_status(m.proc.pid)["Umask"]
@@ -112,7 +112,7 @@ restart = "never"
 def test_python_worker_runs_as_its_user_and_its_output_reaches_the_log(master):
     m = master(PY_WORKER, suffix=".py")
     pid = m.wait_state("whoami", "RUNNING")["pid"]
-    m.wait_log(rf"whoami\[{pid}\] out: worker uid {NOBODY.pw_uid} gid {NOBODY.pw_gid} "
+    m.wait_log(rf"whoami\[{pid}\] +worker uid {NOBODY.pw_uid} gid {NOBODY.pw_gid} "
                rf"env {NOBODY.pw_dir} nobody nobody\n")
     status = assert_runs_as_nobody(pid, environ=False)
     assert "0" not in status["Groups"]
@@ -139,7 +139,7 @@ application = corral.Application("demo")
 Maker().supervise(umask="077").setServiceParent(application)
 """, suffix=".py")
     m.wait_state("maker", "RUNNING")
-    m.wait_log(r"maker\[\d+\] out: made\n")
+    m.wait_log(r"maker\[\d+\] +made\n")
     made = os.stat(os.path.join(m.dir, "made-by-worker.txt"))
     assert stat.S_IMODE(made.st_mode) == 0o600
 
@@ -159,7 +159,7 @@ Never().supervise(user="nobody", cwd="private").setServiceParent(application)
     os.mkdir(os.path.join(m.dir, "private"), 0o700)
     m.start()
     m.wait_state("never", "FATAL")
-    m.wait_log(r"never\[\d+\] err: .*Unable to change directory to \S+/private: "
+    m.wait_log(r"never\[\d+\] +.*Unable to change directory to \S+/private: "
                r".*Permission denied")
     assert "SHOULD-NOT-RUN" not in m.log_text()
 
@@ -192,7 +192,7 @@ command = {argv("/bin/sh", "-c", "echo hello from nobody; exec sleep 1000")}
 user = "nobody"
 """)
     m.wait_state("cmd", "RUNNING")
-    m.wait_log(r"cmd\[\d+\] out: hello from nobody")
+    m.wait_log(r"cmd\[\d+\] +hello from nobody")
     path = os.path.join(m.dir, "logs", "cmd.log")
     wait_until(lambda: os.path.exists(path) and b"hello from nobody" in open(path, "rb").read(),
                message="the service's log file", dump=m.output)

@@ -77,6 +77,7 @@ on_fatal = "shutdown"
 [services.dies]
 command = {argv("/bin/sh", "-c", "exit 3")}
 max_restarts = 0
+start_seconds = 0
 
 [services.bystander]
 command = {sleeper("bystander")}
@@ -100,7 +101,7 @@ corral.Command(["/bin/sh", "-c", "echo program up; exec sleep 1000"], name="prog
 web = corral.Service(); web.setName("web")
 web.supervise(requires=["prog"]).setServiceParent(application)
 """, suffix=".py")
-    m.wait_log(r"prog\[\d+\] out: program up")
+    m.wait_log(r"prog\[\d+\] +program up")
     assert m.wait_state("web", "RUNNING")["state"] == "RUNNING"
     assert m.call("tree")["children"][0]["kind"] == "command"
     wait_until(lambda: os.path.exists(os.path.join(m.dir, "logs", "prog.log")), dump=m.output,
@@ -164,9 +165,9 @@ def test_task_crash_restart_makes_a_crashed_task_a_crash(master):
     m = master(TASK_CRASH, suffix=".py")
     first = running_pid(m, "flaky")
     calm = running_pid(m, "calm")
-    m.wait_log(r'flaky\[\d+\] err: .*task_crash = "restart": stopping the worker, exit 70')
+    m.wait_log(r'flaky\[\d+\] +.*task_crash = "restart": stopping the worker, exit 70')
     wait_until(lambda: (r := m.status("flaky"))["state"] == "RUNNING" and r["pid"] != first,
                dump=m.output, message="flaky back with a new pid")
     assert "exit 70" in m.log_text()
-    m.wait_log(r"calm\[\d+\] err: .*ValueError: lost the connection")
+    m.wait_log(r"calm\[\d+\] +.*ValueError: lost the connection")
     assert m.status("calm")["pid"] == calm and m.status("calm")["state"] == "RUNNING"  # "log"

@@ -115,7 +115,7 @@ ready = "notify"
 command = {argv("/bin/sh", "-c", "exec sleep 1000")}
 after = ["app"]
 """, files={"notify.py": NOTIFY})
-    m.wait_log(r"app\[\d+\] out: waiting for go")
+    m.wait_log(r"app\[\d+\] +waiting for go")
     row = wait_until(lambda: (r := m.status("app"))["description"].endswith("warming up") and r,
                      dump=m.output, message="STATUS=warming up in the status")
     assert row["state"] == "STARTING"
@@ -137,7 +137,7 @@ after = ["app"]
     m.wait_state("grouped", "RUNNING")
 
     # One socket per master, private, gone with the master.
-    paths = set(re.findall(r"out: socket (\S+)", m.log_text()))
+    paths = set(re.findall(r"\] +socket (\S+)", m.log_text()))
     assert len(paths) == 1
     folder = os.path.dirname(paths.pop())
     assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
@@ -174,7 +174,7 @@ def test_http_probe_wants_a_2xx_or_3xx(master):
 command = {argv(PY, "http_app.py", str(port), "healthy")}
 ready = {{http = "http://127.0.0.1:{port}/health"}}
 """, files={"http_app.py": HTTP})
-    m.wait_log(r"api\[\d+\] out: serving")
+    m.wait_log(r"api\[\d+\] +serving")
     # It answers 503: not ready, however often it is asked.
     time.sleep(0.3)
     row = m.status("api")
@@ -190,11 +190,11 @@ def test_seconds_running_after_n_seconds_and_early_exit_is_a_failed_start(master
     m = master(f"""
 [services.steady]
 command = {argv("/bin/sh", "-c", "exec sleep 1000")}
-ready = {{seconds = 0.8}}
+start_seconds = 0.8
 
 [services.flaky]
 command = {argv("/bin/sh", "-c", "sleep 0.2; exit 0")}
-ready = {{seconds = 0.8}}
+start_seconds = 0.8
 restart = "on-failure"
 max_restarts = 1
 {FAST}
@@ -207,8 +207,10 @@ max_restarts = 1
     # Exit 0 before it was ready: a failure, so on-failure restarts it; then
     # max_restarts gives up. It was never RUNNING.
     row = m.wait_state("flaky", "FATAL")
-    assert row["last_exit"] == "exit 0" and row["restarts"] == 1
-    m.wait_log(r"flaky: exit 0 before it was ready: a failed start", count=2)
+    assert re.fullmatch(r"exit 0 after 0\.\d\d s, within start_seconds = 0\.8: a failed start",
+                        row["last_exit"]) and row["restarts"] == 1
+    m.wait_log(r"flaky: exit 0 after 0\.\d\d s, within start_seconds = 0\.8: a failed start",
+               count=1)
     assert not any(e["name"] == "flaky" and e["to"] == "RUNNING" for e in m.events())
     assert first(m.events(), "flaky", "BACKOFF") > first(m.events(), "flaky", "STARTING")
 
@@ -269,7 +271,7 @@ def test_watchdog_kills_a_python_worker_whose_loop_is_blocked(master):
                      and r["pid"] != first_pid and r, dump=m.output,
                      message="stuck back with a new pid")
     assert row["restarts"] >= 1
-    m.wait_log(r"stuck\[\d+\] out: stuck up", count=2)
+    m.wait_log(r"stuck\[\d+\] +stuck up", count=2)
     # A loop that turns heartbeats by itself: never killed.
     fine = m.status("fine")
     assert fine["state"] == "RUNNING" and fine["restarts"] == 0
@@ -283,13 +285,14 @@ def test_watchdog_kills_a_command_that_stops_sending_watchdog(master):
 command = {argv(PY, "beats.py", "1.0")}
 watchdog = 0.5
 restart = "never"
+start_seconds = 0
 """, files={"beats.py": BEATS})
-    m.wait_state("beat", "RUNNING")  # no `ready`: RUNNING once spawned
-    m.wait_log(r"beat\[\d+\] out: WATCHDOG_USEC 500000")
+    m.wait_state("beat", "RUNNING")  # start_seconds = 0: RUNNING once spawned
+    m.wait_log(r"beat\[\d+\] +WATCHDOG_USEC 500000")
     row = m.wait_state("beat", "EXITED")
     assert row["last_exit"].startswith("killed by the watchdog: no heartbeat for 0.")
     m.wait_log(r"beat: no watchdog heartbeat for 0\.[56] s: killing \(watchdog = 0.5\)")
     # The heartbeats kept it alive twice as long as the watchdog.
     assert took(m.events(), "beat", "RUNNING", "EXITED") >= 0.95
     text = m.log_text()
-    assert text.index("out: silent now") < text.index("beat: no watchdog heartbeat")
+    assert text.index("silent now") < text.index("beat: no watchdog heartbeat")

@@ -39,8 +39,8 @@ def check_applied(m, pids):
     m.wait_state("change", "RUNNING")
     m.wait_state("add", "RUNNING")
     assert m.status("change")["pid"] != pids["change"]
-    m.wait_log(r"change\[\d+\] out: new up")
-    m.wait_log(r"add\[\d+\] out: add up")
+    m.wait_log(r"change\[\d+\] +new up")
+    m.wait_log(r"add\[\d+\] +add up")
     with pytest.raises(ControlError) as info:
         m.call("status", names=["remove"])
     assert info.value.code == "no_such_service"
@@ -142,15 +142,15 @@ def test_reload_of_a_python_config_compares_the_trees(master):
     assert m.status("keep")["pid"] == pids["keep"]
     assert m.wait_state("change", "RUNNING")["pid"] != pids["change"]
     m.wait_state("add", "RUNNING")
-    m.wait_log(r"change\[\d+\] out: change says new")
-    m.wait_log(r"add\[\d+\] out: add says hi")
+    m.wait_log(r"change\[\d+\] +change says new")
+    m.wait_log(r"add\[\d+\] +add says hi")
     assert not pid_alive(pids["remove"]) and not pid_alive(pids["change"])
 
     # The class's code changed: every service made of it runs the new code.
     write(m, py_config([("keep", "same"), ("change", "new"), ("add", "hi")]).replace(
         'print(f"{self.name} says {self.word}"', 'print(f"{self.name} now says {self.word}"'))
     assert m.call("reload")["changed"] == ["keep", "change", "add"]
-    m.wait_log(r"keep\[\d+\] out: keep now says same")
+    m.wait_log(r"keep\[\d+\] +keep now says same")
 
     write(m, "raise RuntimeError('broken on purpose')\n")
     with pytest.raises(ControlError) as info:
@@ -187,7 +187,7 @@ def test_reload_runs_changed_python_code_and_restarts_only_what_uses_it(master):
     # as the import, of the same size, must still be seen.
     m.start(env={"PYTHONDONTWRITEBYTECODE": None})
     pids = running_pids(m, ("cmd", "web"))
-    m.wait_log(r"web\[\d+\] out: web runs v1 with w1")
+    m.wait_log(r"web\[\d+\] +web runs v1 with w1")
     assert m.call("reload")["unchanged"] == ["cmd", "web"]
 
     def edit(name, old, new):
@@ -200,10 +200,10 @@ def test_reload_runs_changed_python_code_and_restarts_only_what_uses_it(master):
     edit("webmod.py", '"v1"', '"v2"')
     assert m.call("reload") == {"added": [], "removed": [], "changed": ["web"],
                                 "scaled": [], "unchanged": ["cmd"]}
-    m.wait_log(r"web\[\d+\] out: web runs v2 with w1")
+    m.wait_log(r"web\[\d+\] +web runs v2 with w1")
     edit("wordmod.py", '"w1"', '"w2"')
     assert m.call("reload")["changed"] == ["web"]
-    m.wait_log(r"web\[\d+\] out: web runs v2 with w2")
+    m.wait_log(r"web\[\d+\] +web runs v2 with w2")
     assert m.status("cmd")["pid"] == pids["cmd"]  # not touched by any of it
 
     # A module that no longer imports: refused, and the code loaded before runs on.
@@ -214,7 +214,7 @@ def test_reload_runs_changed_python_code_and_restarts_only_what_uses_it(master):
     before = m.status("web")["pid"]
     m.call("restart", names=["web"])
     assert running_pids(m, ("web",))["web"] != before
-    m.wait_log(r"web\[\d+\] out: web runs v2 with w2", count=2)
+    m.wait_log(r"web\[\d+\] +web runs v2 with w2", count=2)
 
 
 @pytest.mark.timeout(30)
@@ -259,3 +259,81 @@ def test_reload_names_the_corral_keys_it_does_not_apply(master):
     assert done.returncode == 0
     assert done.stdout == ("no changes (1 unchanged)\nnot applied, the master must be started again for: "
                            "[corral] on_fatal, http, http_auth\n")
+
+
+PROTO = """
+import asyncio
+
+
+class Echo(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.transport.write(b"v1 " + data)
+"""
+
+SERVERS = """
+import asyncio
+import corral
+from proto import Echo
+
+
+class Upper(asyncio.Protocol):  # a protocol class in the config itself
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.transport.write(b"u1 " + data.upper())
+
+
+application = corral.Application("shop")
+for name, port, protocol in (("echo", {echo}, Echo), ("upper", {upper}, Upper)):
+    server = corral.TCPServer(port, protocol, interface="127.0.0.1")
+    server.setName(name)
+    server.setServiceParent(application)
+"""
+
+
+def ask(port):
+    import socket
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            conn.sendall(b"hi")
+            return conn.recv(100)
+    except OSError as exc:  # a restart under way: asked again
+        return exc
+
+
+@pytest.mark.timeout(60)
+def test_reload_follows_the_code_a_built_in_server_is_given(master):
+    """Issue 15 item 4: the service's class is corral's own TCPServer; the
+    code it runs is a protocol class, from a module of the project or from
+    the config. An edit to either is a change, and only its server restarts."""
+    from tests.helpers import free_port
+
+    echo, upper = free_port(), free_port()
+    m = master(SERVERS.format(echo=echo, upper=upper), suffix=".py", files={"proto.py": PROTO},
+               start=False)
+    m.start(env={"PYTHONDONTWRITEBYTECODE": None})
+    pids = running_pids(m, ("echo", "upper"))
+    assert ask(echo) == b"v1 hi" and ask(upper) == b"u1 HI"
+    assert m.call("reload")["unchanged"] == ["echo", "upper"]
+
+    def edit(name, old, new):
+        path = os.path.join(m.dir, name)
+        with open(path) as f:
+            text = f.read()
+        with open(path, "w") as f:
+            f.write(text.replace(old, new))
+
+    edit("proto.py", 'b"v1 "', 'b"v2 "')  # the module the echo server's protocol is in
+    assert m.call("reload") == {"added": [], "removed": [], "changed": ["echo"],
+                                "scaled": [], "unchanged": ["upper"]}
+    wait_until(lambda: m.status("echo")["state"] == "RUNNING" and ask(echo) == b"v2 hi",
+               dump=m.output, message="the echo server on the new code")
+    assert m.status("upper")["pid"] == pids["upper"]
+    edit(os.path.basename(m.config), 'b"u1 "', 'b"u2 "')  # a protocol class in the config
+    assert m.call("reload")["changed"] == ["upper"]
+    wait_until(lambda: m.status("upper")["state"] == "RUNNING" and ask(upper) == b"u2 HI",
+               dump=m.output, message="the upper server on the new code")

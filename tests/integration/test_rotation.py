@@ -33,8 +33,8 @@ def counter(m, count, width=40):
 
 
 def numbers(paths, instance):
-    """The n= of every `instance[pid] out: n=...` line of the files, in order."""
-    regex = re.compile(r"^\S+ \S+ " + re.escape(instance) + r"\[\d+\] out: n=(\d+) x*$")
+    """The n= of every `instance[pid] n=...` line of the files, in order."""
+    regex = re.compile(r"^\S+ \S+ " + re.escape(instance) + r"\[\d+\] +n=(\d+) x*$")
     found = []
     for path in paths:
         with open(path) as f:
@@ -45,7 +45,7 @@ def numbers(paths, instance):
             if match:
                 found.append(int(match[1]))
             else:  # anything else is a whole line of another writer
-                assert re.match(r"^\S+ \S+ \S+ (out|err|log): ", line), (path, line)
+                assert re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \S+\[\d+\] ", line), (path, line)
     return found
 
 
@@ -84,8 +84,8 @@ log_backups = 2
             text = "".join(open(p).read() for p in chain(m.logfile))
         except FileNotFoundError:  # rotated between the glob and the open
             return False
-        return "count" in re.findall(r"(\w+)\[\d+\] out: counter done", text) \
-            and "few" in re.findall(r"(\w+)\[\d+\] out: counter done", text)
+        return "count" in re.findall(r"(\w+)\[\d+\] +counter done", text) \
+            and "few" in re.findall(r"(\w+)\[\d+\] +counter done", text)
     wait_until(both_done, timeout=30, message="both counters done", dump=m.output)
     m.call("shutdown")  # no more rotations while the files are read
     m.wait_exit()
@@ -118,7 +118,7 @@ def test_reopen_after_logrotate_moved_the_files(master):
     own = os.path.join(m.dir, "logs", "tick.log")
     moves = []
     for how in ("SIGUSR1", "reopen"):
-        m.wait_log(r"tick\[\d+\] out: n=\d+", count=20)
+        m.wait_log(r"tick\[\d+\] +n=\d+", count=20)
         for path in (m.logfile, own):                # what logrotate does
             os.rename(path, f"{path}.moved{len(moves)}")
         moves.append(how)
@@ -168,9 +168,11 @@ log_dir = "disk"
 
 [services.tick]
 command = {counter(m, 0, width=400)}
+start_seconds = 0
 
 [services.other]
 command = ["sleep", "1000"]
+start_seconds = 0
 """)
         m.start()
         m.wait_log(r"cannot write log_dir/tick\.log .*: No space left on device")
@@ -196,8 +198,8 @@ command = ["sleep", "1000"]
         with open(os.path.join(disk, "tick.log")) as f:
             lines = f.read().splitlines()
         # At most one line was cut where the disk filled; everything after is whole.
-        torn = [ln for ln in lines if not re.match(r"^\S+ \S+ \S+ (out|err|log): ", ln)
-                or (" out: n=" in ln and not ln.endswith("x" * 400))]
+        torn = [ln for ln in lines if not re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \S+\[\d+\] ", ln)
+                or ("] n=" in ln and not ln.endswith("x" * 400))]
         assert len(torn) <= 1, torn
     finally:
         if m.proc is not None and m.proc.poll() is None:

@@ -157,7 +157,7 @@ def test_unreachable_notify_socket_is_logged_once_and_ignored(master):
     m.wait_state("a", "RUNNING")
     m.call("stop", names=["a"])
     m.call("start", names=["a"])
-    m.wait_log(r"corral\[\d+\] log: a: spawned", count=2)
+    m.wait_log(r"corral\[\d+\] +a: spawned", count=2)
     assert m.log_text().count("cannot notify systemd") == 1
     m.signal(signal.SIGTERM)
     assert m.wait_exit() == 0

@@ -21,7 +21,7 @@ Hello().supervise(restart="always").setServiceParent(application)
 def test_python_worker_runs_and_stops(master):
     m = master(PY, suffix=".py")
     row = m.wait_state("hello", "RUNNING")
-    m.wait_log(r"hello\[\d+\] out: hello started")
+    m.wait_log(r"hello\[\d+\] +hello started")
     m.signal(signal.SIGTERM)
     assert m.wait_exit() == 0
     assert not pid_alive(row["pid"])

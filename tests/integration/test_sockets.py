@@ -7,6 +7,7 @@ bad `sockets` entries, reload and master exit."""
 import importlib.util
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -197,9 +198,9 @@ def test_activation_environment_is_systemds(master):
 command = {json.dumps([PY, "-c", PROBE])}
 sockets = ["tcp://127.0.0.1:{tcp}#web", "unix://p.sock", "udp://127.0.0.1:{udp}#dns"]
 """)
-    line = m.wait_log(r"probe\[\d+\] out: \{")
-    text = next(ln for ln in m.log_text().splitlines() if "probe[" in ln and "out: {" in ln)
-    got = json.loads(text.split("out: ", 1)[1])
+    line = m.wait_log(r"probe\[\d+\] +\{")
+    text = next(ln for ln in m.log_text().splitlines() if re.search(r"probe\[\d+\] +\{", ln))
+    got = json.loads(text.split("] ", 1)[1].lstrip())
     assert got["listen_pid"] == str(got["pid"])  # LISTEN_PID is the command's own pid
     assert got["pid"] == m.status("probe")["pid"]
     assert got["listen_fds"] == "3"

@@ -46,6 +46,7 @@ def test_crashing_command_is_restarted_with_a_new_pid(master):
 [services.crasher]
 command = {argv("/bin/sh", "-c", "echo crashing $$; sleep 0.1; exit 1")}
 max_restarts = 100
+start_seconds = 0
 {FAST}
 """)
     wait_until(lambda: m.status("crasher")["restarts"] >= 2, dump=m.output,
@@ -53,7 +54,7 @@ max_restarts = 100
     pids = pids_of(m, "crasher")
     assert len(pids) >= 2 and len(set(pids)) == len(pids)
     m.wait_log(r"crasher: exit 1; restarting in \d")
-    m.wait_log(r"crasher\[\d+\] out: crashing \d+", count=2)
+    m.wait_log(r"crasher\[\d+\] +crashing \d+", count=2)
     row = m.status("crasher")
     assert row["last_exit"] == "exit 1"
 
@@ -81,7 +82,7 @@ Hello().supervise(restart="always", backoff_initial=0.05).setServiceParent(appli
     assert row["restarts"] == 1
     assert pid_alive(row["pid"]) and not pid_alive(old)
     m.wait_log(r"hello: SIGKILL; restarting in")
-    m.wait_log(r"hello\[\d+\] out: hello up", count=2)
+    m.wait_log(r"hello\[\d+\] +hello up", count=2)
 
 
 # -- 2, 3. restart policies and giving up: tests/replay/test_lifecycle.py -------
@@ -110,9 +111,9 @@ args = { word = "fine" }
         m.wait_log(rf"{name}: FATAL: could not load or start its service tree "
                    rf"\(exit {EXIT_WORKER_BOOT}\)")
         assert len(pids_of(m, name)) == 1
-    m.wait_log(r"boom\[\d+\] err: Traceback \(most recent call last\)")
-    m.wait_log(r"boom\[\d+\] err: RuntimeError: boot failure on purpose")
-    m.wait_log(r"lazy\[\d+\] err: ModuleNotFoundError: No module named "
+    m.wait_log(r"boom\[\d+\] +Traceback \(most recent call last\)")
+    m.wait_log(r"boom\[\d+\] +RuntimeError: boot failure on purpose")
+    m.wait_log(r"lazy\[\d+\] +ModuleNotFoundError: No module named "
                r"'corral_no_such_module_here'")
     # The others are not disturbed.
     m.wait_state("fine", "RUNNING")
@@ -169,9 +170,9 @@ stop_timeout = 0.5
 """)
     shell = m.wait_state("shell", "RUNNING")["pid"]
     stubborn = m.wait_state("stubborn", "RUNNING")["pid"]
-    m.wait_log(r"shell\[\d+\] out: child \d+")
+    m.wait_log(r"shell\[\d+\] +child \d+")
     m.wait_log(STUBBORN_RE)
-    shell_child = int(re.search(r"shell\[\d+\] out: child (\d+)", m.log_text())[1])
+    shell_child = int(re.search(r"shell\[\d+\] +child (\d+)", m.log_text())[1])
     parent, child = map(int, re.search(STUBBORN_RE, m.log_text()).groups())
     assert parent == stubborn
     pids = [shell, shell_child, stubborn, child]
@@ -205,8 +206,8 @@ command = {argv("/bin/sh", "-c", INNER + " & exec sleep 1000")}
 stop_timeout = 0.5
 """)
     leader = m.wait_state("leaves", "RUNNING")["pid"]
-    m.wait_log(r"leaves\[\d+\] out: child \d+")
-    child = int(re.search(r"leaves\[\d+\] out: child (\d+)", m.log_text())[1])
+    m.wait_log(r"leaves\[\d+\] +child \d+")
+    child = int(re.search(r"leaves\[\d+\] +child (\d+)", m.log_text())[1])
     result = m.call("stop", names=["leaves"])
     assert result[0]["state"] == "STOPPED"
     assert not pid_alive(leader) and not pid_alive(child)
@@ -223,7 +224,7 @@ command = {argv("/bin/sh", "-c", "sleep 1000 & echo child $!; sleep 0.1; exit 1"
 restart = "never"
 """)
     m.wait_state("crash", "EXITED")
-    child = int(re.search(r"crash\[\d+\] out: child (\d+)", m.log_text())[1])
+    child = int(re.search(r"crash\[\d+\] +child (\d+)", m.log_text())[1])
     wait_until(lambda: not pid_alive(child), timeout=3, dump=m.output,
                message="the crashed worker's child gone")
 
@@ -249,8 +250,8 @@ numprocs = 2
         b = m.wait_state(f"{name}:1", "RUNNING")
         assert a["pid"] != b["pid"] and a["service"] == b["service"] == name
     for index in (0, 1):
-        m.wait_log(rf"cmd:{index}\[\d+\] out: I am cmd:{index} index {index}\n")
-        m.wait_log(rf"py:{index}\[\d+\] out: pyinst from pid \d+ instance py:{index}\n")
+        m.wait_log(rf"cmd:{index}\[\d+\] +I am cmd:{index} index {index}\n")
+        m.wait_log(rf"py:{index}\[\d+\] +pyinst from pid \d+ instance py:{index}\n")
     # Restarting one instance leaves its sibling alone.
     before = m.status("cmd:1")["pid"]
     m.call("restart", names=["cmd:0"])
@@ -360,7 +361,7 @@ stop_timeout = 0.5
     result = m.call("stop", names=["hang"])
     assert result[0]["state"] == "STOPPED"
     assert not pid_alive(pid)
-    m.wait_log(r"hang\[\d+\] out: hanging in stopService")
+    m.wait_log(r"hang\[\d+\] +hanging in stopService")
     m.wait_log(r"hang: still running 0.5 s after the stop signal: killing its process group")
     m.wait_log(r"hang: stopped \(killed after its stop_timeout of 0.5 s\)")
 
@@ -383,7 +384,7 @@ after = ["slow"]
 """, files=services_module())
     m.wait_state("crash", "BACKOFF")
     slow = m.wait_state("slow", "STARTING")["pid"]
-    m.wait_log(r"slow\[\d+\] out: slow start begins")
+    m.wait_log(r"slow\[\d+\] +slow start begins")
     t0 = time.monotonic()
     m.signal(signal.SIGTERM)
     assert m.wait_exit() == 0
@@ -403,7 +404,7 @@ args = { word = "hard" }
 stop_signal = "KILL"
 """, files=services_module())
     pid = m.wait_state("hard", "RUNNING")["pid"]
-    m.wait_log(r"hard\[\d+\] out: hard from pid")
+    m.wait_log(r"hard\[\d+\] +hard from pid")
     assert m.status("hard")["restarts"] == 0
     result = m.call("stop", names=["hard"])
     assert result[0]["state"] == "STOPPED"
@@ -425,6 +426,6 @@ max_restarts = 0
     open(os.path.join(m.dir, "ok"), "w").close()
     result = m.call("start", names=["picky"])
     assert result[0]["state"] == "RUNNING" and result[0]["ok"] is True
-    m.wait_log(r"picky\[\d+\] out: picky runs")
+    m.wait_log(r"picky\[\d+\] +picky runs")
 
 

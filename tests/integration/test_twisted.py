@@ -243,30 +243,30 @@ def test_an_endpoint_service_is_adopted_and_a_twisted_client_is_served(app):
 
 
 def test_deferred_lifecycle_and_twisted_logs_reach_corral_logs(app):
-    app.wait_log(r"slow\[\d+\] err: INFO __corral_tac__.Slow: slow starting on "
+    app.wait_log(r"slow\[\d+\] +INFO __corral_tac__.Slow: slow starting on "
                  r"AsyncioSelectorReactor")
-    app.wait_log(r"slow\[\d+\] err: INFO -: slow started")
+    app.wait_log(r"slow\[\d+\] +INFO -: slow started")
     # RUNNING only once the Deferred of startService fired.
     log = app.log_text()
     assert log.index("slow started") < log.index("slow: ready")
     out = app.cli("logs", "slow", "-n", "50").stdout
     assert "slow starting on AsyncioSelectorReactor" in out and "slow started" in out
     # An unhandled error in a Deferred, with its traceback, under the worker's name.
-    app.wait_log(r"slow\[\d+\] err: CRITICAL .*Unhandled error in Deferred")
-    app.wait_log(r"slow\[\d+\] err: .*LookupError: nobody caught this")
+    app.wait_log(r"slow\[\d+\] +CRITICAL .*Unhandled error in Deferred")
+    app.wait_log(r"slow\[\d+\] +.*LookupError: nobody caught this")
 
 
 def test_a_deferred_that_fails_at_start_is_a_failed_start_not_retried(app):
     row = app.wait_state("broken", "FATAL")
     assert row["last_exit"] == "exit 78"
-    app.wait_log(r"broken\[\d+\] err: .*ValueError: no database")
+    app.wait_log(r"broken\[\d+\] +.*ValueError: no database")
 
 
 def test_stop_awaits_stop_services_deferred(app):
     app.cli("stop", "slow")
     app.wait_state("slow", "STOPPED")
-    app.wait_log(r"slow\[\d+\] err: WARNING __corral_tac__.Slow: slow stopping")
-    app.wait_log(r"slow\[\d+\] err: INFO -: slow stopped")
+    app.wait_log(r"slow\[\d+\] +WARNING __corral_tac__.Slow: slow stopping")
+    app.wait_log(r"slow\[\d+\] +INFO -: slow stopped")
     assert app.status("slow")["last_exit"] == "exit 0"
     app.cli("start", "slow")
     app.wait_state("slow", "RUNNING")

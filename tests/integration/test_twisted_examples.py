@@ -105,7 +105,7 @@ def test_fastpoetry_tac_serves_the_poem():
         m.wait_state("multiservice", "RUNNING")
         with open(os.path.join(EXAMPLES, "ecstasy.txt"), "rb") as f:
             assert read_all(port) == f.read()
-        m.wait_log(r"multiservice\[\d+\] err: INFO .*: sending \d+ bytes of poetry")
+        m.wait_log(r"multiservice\[\d+\] +INFO .*: sending \d+ bytes of poetry")
         assert "loaded a poem from" in m.log_text()
     finally:
         m.close()
@@ -149,7 +149,7 @@ def test_fastpoetry_twistd_plugin_runs_with_its_options():
         m.wait_state("fastpoetry", "RUNNING")
         with open(os.path.join(EXAMPLES, "ecstasy.txt"), "rb") as f:
             assert read_all(port) == f.read()
-        m.wait_log(r"fastpoetry\[\d+\] err: INFO .*: loaded a poem from: ecstasy.txt")
+        m.wait_log(r"fastpoetry\[\d+\] +INFO .*: loaded a poem from: ecstasy.txt")
         # A restart makes the service again from the same options.
         first = m.status("fastpoetry")["pid"]
         assert m.cli("restart", "fastpoetry").returncode == 0

@@ -103,7 +103,7 @@ def master():
 
 def ticks(m):
     with open(os.path.join(m.dir, "logs", "ticker.log"), "rb") as f:
-        return [int(n) for n in re.findall(rb"ticker\[\d+\] out: tick (\d+)\n", f.read())]
+        return [int(n) for n in re.findall(rb"ticker\[\d+\] +tick (\d+)\n", f.read())]
 
 
 def worker_rows(m):

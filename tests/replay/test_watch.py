@@ -17,10 +17,52 @@ def started(*specs):
 
 # -- readiness --------------------------------------------------------------------
 
-def test_a_plain_command_is_running_at_spawn_and_says_nothing_more():
-    w = started(command("app"))
+def test_start_seconds_0_is_running_at_spawn_and_says_nothing_more():
+    w = started(command("app"))  # the harness's commands: start_seconds = 0
     assert w.moves_of("app") == [("STOPPED", "STARTING"), ("STARTING", "RUNNING")]
     assert w.lines == ["app: spawned, pid 100"]
+
+
+UP_1S = ("seconds", 1.0)  # a command's default: start_seconds = 1 (settings.py, kinds.py)
+
+
+def test_a_command_is_started_once_it_stayed_up_and_only_then_its_dependents_start():
+    w = started(command("db", ready=UP_1S), command("web", after=("db",), ready=UP_1S))
+    assert w.states() == {"db": "STARTING", "web": "WAITING"}
+    assert w.record("db").reason == "spawned, pid 100; waiting for 1 s up"
+    w.advance(0.99)
+    assert w.states() == {"db": "STARTING", "web": "WAITING"}  # web not spawned yet
+    w.advance(0.01)
+    assert w.states() == {"db": "RUNNING", "web": "STARTING"}
+    assert "db: ready (up 1 s)" in w.lines and w.spawned_order() == ["db", "web"]
+    w.advance(1.0)
+    assert w.states() == {"db": "RUNNING", "web": "RUNNING"}
+
+
+def test_a_command_that_dies_within_start_seconds_never_counts_as_started():
+    """Its dependents never start, each exit says why in words, and the
+    policy gives up as for any crash loop: FATAL with the words in its reason."""
+    w = started(command("db", ready=UP_1S, max_restarts=2, backoff_initial=0.005,
+                        backoff_factor=5),  # the backoff this history was written for
+                command("web", after=("db",), ready=UP_1S))
+    for attempt in range(3):
+        w.advance(0.25)
+        w.exit("db", code=1)
+        w.advance(0.2)  # past the backoff (5, 25 ms): spawned again, unless FATAL
+    assert w.state("db") == "FATAL"
+    assert w.record("db").reason == ("exited 3 times in 10 s (exit 1 after 0.43 s, within "
+                                     "start_seconds = 1: a failed start): giving up")
+    assert "db: exit 1 after 0.25 s, within start_seconds = 1: a failed start; " \
+        "restarting in 0.01 s" in w.lines
+    assert w.state("web") == "STOPPED" and "web" not in w.spawned_order()
+    assert w.record("web").reason == "not started: db is FATAL"
+    # Exit 0 in the window is a failed start too, even with restart = on-failure.
+    w = started(command("job", ready=UP_1S, restart="on-failure", backoff_initial=1.0))
+    w.advance(0.2)
+    w.exit("job", code=0)
+    assert w.state("job") == "BACKOFF"
+    assert str(w.record("job").last_exit) == ("exit 0 after 0.20 s, within start_seconds = 1: "
+                                              "a failed start")
 
 
 def test_notify_waits_for_ready_and_keeps_status_text():
@@ -53,7 +95,8 @@ def test_ready_seconds_and_an_early_exit_is_a_failed_start():
     w.advance(0.5)
     w.exit("app", code=0)  # exit 0 before ready is a failure still
     assert w.state("app") == "BACKOFF"
-    assert "app: exit 0 before it was ready: a failed start" in w.lines
+    assert w.lines[-1] == ("app: exit 0 after 0.50 s, within start_seconds = 1: a failed start; "
+                           "restarting in 1.00 s")
     w.advance(1.0)  # respawned
     w.advance(1.0)
     assert w.state("app") == "RUNNING" and w.lines[-1] == "app: ready (up 1 s)"

@@ -31,8 +31,9 @@ def test_who_waits_for_a_ready_message(ready, command_waits):
     tree = ServiceSpec(name="p", tree=Service(), ready=ready)
     assert command.kind.awaits_ready_message(command) is command_waits
     assert tree.kind.awaits_ready_message(tree) is True  # startService's READY=1, always
-    assert command.kind.logs_ready(command) is (ready is not None)
-    assert tree.kind.logs_ready(tree) is True
+    # Without `ready`, a command must stay up 1 s to count as started; a
+    # worker's READY=1 says it started.
+    assert command.kind.start_seconds == 1.0 and tree.kind.start_seconds == 0.0
     assert command.kind.waiting_for == "READY=1" and tree.kind.waiting_for == "startService"
 
 

@@ -77,7 +77,7 @@ def test_format_bytes_reads_back():
 
 
 def test_ready_and_socket_rules_are_spec_side():
-    assert readyspec.parse_ready({"seconds": 2}) == ("seconds", 2.0)
+    assert readyspec.up_for(2) == ("seconds", 2.0) and readyspec.up_for(0) is None
     assert readyspec.describe(("seconds", 2.0)) == "2 s up"
     assert socketspec.check_list(["tcp://*:80"], "/") == ("tcp://:80",)
 

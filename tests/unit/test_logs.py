@@ -62,8 +62,8 @@ def test_framing_across_chunk_boundaries(loop, hubs, tmp_path):
     run_until(loop, lambda: closed(r) or r not in hub._sources)
     assert lines_of(hub) == ["hello", "world", "x", "", "y"]   # partial last line at EOF
     text = (tmp_path / "all.log").read_bytes().decode()
-    assert text.splitlines()[0] == f"{prefix()} web:0[42] out: hello"
-    assert text.endswith(" web:0[42] out: y\n")
+    assert text.splitlines()[0] == f"{prefix()} web:0[42] hello"  # no stream tag
+    assert text.endswith(" web:0[42] y\n")
     assert r not in hub._sources
 
 
@@ -76,7 +76,7 @@ def test_partial_last_line_at_eof_and_no_pid(loop, hubs, tmp_path):
     run_until(loop, lambda: r not in hub._sources)
     assert lines_of(hub, "db") == ["first", "no newline at all"]
     assert (tmp_path / "all.log").read_text().splitlines()[1] == \
-        f"{prefix()} db err: no newline at all"
+        f"{prefix()} db     no newline at all"  # padded to "corral": names line up
 
 
 CHILD = r"""
@@ -107,7 +107,7 @@ def test_many_lines_from_a_child_none_lost_order_kept(loop, hubs, tmp_path):
     assert all(line[5:13] == f"{i:08d}" for i, line in enumerate(seen))
     for path in (tmp_path / "all.log", tmp_path / "logs" / "bulk.log"):
         with open(path, "rb") as f:
-            numbers = [int(line.split(b"out: line ")[1][:8]) for line in f]
+            numbers = [int(line.split(b"] line ")[1][:8]) for line in f]
         assert numbers == list(range(n))
     assert len(hub.tail(None, 10**9)) == 1000       # ring bounded
     assert cpu < 10, cpu
@@ -159,7 +159,7 @@ def test_invalid_utf8_never_crashes(loop, hubs, tmp_path):
     assert lines_of(hub) == ["ok \ufffd\ufffd\ufffd(", "\x00\ufffdtail"]
     assert [d["line"] for d in followed] == lines_of(hub)
     raw = (tmp_path / "all.log").read_bytes()
-    assert b"out: ok \xff\xfe\xc3(\n" in raw and raw.endswith(b"out: \x00\x80tail\n")
+    assert b"] ok \xff\xfe\xc3(\n" in raw and raw.endswith(b"] \x00\x80tail\n")
     hub.emit("surrogate \udcff here")                # str that is not encodable
     assert lines_of(hub)[-1].startswith("surrogate ")
 
@@ -301,8 +301,8 @@ def test_per_service_files(loop, hubs, tmp_path):
     hub.emit("d", "db", "db", 2, "err")
     hub.emit("w2", "web:1", "web", 3, "out")
     assert (tmp_path / "logs" / "web.log").read_text().splitlines() == [
-        f"{prefix()} web:0[1] out: w", f"{prefix()} web:1[3] out: w2"]
-    assert (tmp_path / "logs" / "db.log").read_text() == f"{prefix()} db[2] err: d\n"
+        f"{prefix()} web:0[1] w", f"{prefix()} web:1[3] w2"]
+    assert (tmp_path / "logs" / "db.log").read_text() == f"{prefix()} db[2]    d\n"
     assert len((tmp_path / "merged.log").read_text().splitlines()) == 3
     assert hub.errors == []
 
@@ -317,9 +317,9 @@ def test_reopen_after_rename(loop, hubs, tmp_path):
     hub.emit("after", "web:0", "web", 1)
     for old, new in ((tmp_path / "all.log.1", tmp_path / "all.log"),
                      (tmp_path / "logs" / "web.log.1", tmp_path / "logs" / "web.log")):
-        assert [ln.rsplit(": ", 1)[1] for ln in old.read_text().splitlines()] == \
+        assert [ln.split("] ", 1)[1] for ln in old.read_text().splitlines()] == \
             ["before", "still old"]
-        assert new.read_text().endswith("log: after\n")
+        assert new.read_text().endswith("] after\n")
         assert "before" not in new.read_text()
 
 
@@ -357,7 +357,7 @@ def test_full_disk_reported_once_then_resumes(loop, hubs, tmp_path):
     hub.emit("kept")
     assert hub.errors == []
     text = (tmp_path / "real.log").read_text()
-    assert text.startswith(f"{prefix()} corral log: kept\n")
+    assert text.startswith(f"{prefix()} corral kept\n")
     assert "logfile: writing resumed" in text and "bytes lost" in text
     assert "resumed" in lines_of(hub)[-1]
     os.close(r)
@@ -388,12 +388,12 @@ def test_console_nobody_reads_never_blocks(loop, hubs, tmp_path):
         loop.remove_reader(r)
     text = got.decode()
     assert text.count("bytes of console output dropped]") == 1
-    kept = [ln for ln in text.splitlines() if " spam:0[1] out: " in ln]
-    numbers = [int(ln.split("out: ")[1].split()[0]) for ln in kept]
+    kept = [ln for ln in text.splitlines() if " spam:0[1] " in ln]
+    numbers = [int(ln.split("] ")[1].split()[0]) for ln in kept]
     assert numbers == list(range(len(numbers)))        # whole lines, in order, a gap only at the end
     assert all(ln.endswith(line) for ln in kept)
     hub.emit("after the notice")
-    assert os.read(r, 1 << 16).decode().endswith("corral log: after the notice\n")
+    assert os.read(r, 1 << 16).decode().endswith("corral    after the notice\n")
     hub.close()
     assert os.get_blocking(w)                           # restored
     os.close(r)
@@ -416,12 +416,20 @@ def test_color_on_off(loop, hubs, tmp_path, color):
     r, w = os.pipe()
     hub = hubs(console=w, color=color, logfile=tmp_path / "all.log")
     hub.emit("hi", "web:0", "web", 1)
+    hub.emit("INFO started\nERROR: it broke\nWARNING: slow", "web:0", "web", 1, "err")
     out = os.read(r, 1 << 16)
     code = color_of("web:0")
-    if color:
-        assert out == f"{prefix()} \x1b[{code}mweb:0[1]\x1b[0m log: hi\n".encode()
-    else:
-        assert b"\x1b" not in out and out == f"{prefix()} web:0[1] log: hi\n".encode()
+    if color:  # a terminal: the time, the name in its colour, padded; lines by what they say
+        name = f"\x1b[{code}mweb:0\x1b[0m "
+        time_only = prefix()[11:]
+        assert out.decode().splitlines() == [
+            f"{time_only} {name} hi", f"{time_only} {name} INFO started",
+            f"{time_only} {name} \x1b[31mERROR: it broke\x1b[0m",
+            f"{time_only} {name} \x1b[33mWARNING: slow\x1b[0m"]
+    else:  # piped: the file's lines
+        assert b"\x1b" not in out and out.decode().splitlines() == [
+            f"{prefix()} web:0[1] hi", f"{prefix()} web:0[1] INFO started",
+            f"{prefix()} web:0[1] ERROR: it broke", f"{prefix()} web:0[1] WARNING: slow"]
     assert b"\x1b" not in (tmp_path / "all.log").read_bytes()   # files never coloured
     hub.close()
     os.close(r)
@@ -440,7 +448,7 @@ def test_close_flushes_partial_lines(loop, hubs, tmp_path):
     os.write(w, b"done\nhalf a li")
     hub.close()
     assert lines_of(hub) == ["done", "half a li"]
-    assert (tmp_path / "all.log").read_text().endswith("w:0[4] out: half a li\n")
+    assert (tmp_path / "all.log").read_text().endswith("w:0[4] half a li\n")
     assert closed(r)
     os.close(w)
 
@@ -449,7 +457,7 @@ def test_wall_clock_milliseconds(loop, hubs, tmp_path):
     hub = hubs(logfile=tmp_path / "all.log", wallclock=lambda: 1_800_000_000.999)
     hub.emit("x")
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(1_800_000_000))
-    assert (tmp_path / "all.log").read_text() == f"{stamp}.999 corral log: x\n"
+    assert (tmp_path / "all.log").read_text() == f"{stamp}.999 corral x\n"
 
 
 def test_a_batch_encodes_each_line_as_the_protocol_would_encode_its_dict():
@@ -507,3 +515,42 @@ def test_a_pipe_handed_over_keeps_its_partial_line_and_what_it_holds(loop, hubs,
         new.attach(*pipe)
     run_until(loop, lambda: lines_of(new) == ["two", "three"])
     os.close(w)
+
+
+def test_a_terminal_colours_lines_by_what_they_say_as_corral_logs_does():
+    """painted() (the foreground) and render.log_line (`corral logs`) agree on
+    which lines are red and which yellow; the stream has no say."""
+    from corral.cli import render
+    from corral.supervisor.loglines import painted
+
+    samples = ["INFO web: started", "ERROR: it broke", "Traceback (most recent call last):",
+               "ValueError: x", "WARNING: slow", "WARN disk", "an ERRORS count",
+               "RuntimeException here", "all fine", "panic: nil map", "FATAL and WARNING"]
+    block = b"\n" + "\n".join(samples).encode() + b"\n"
+    head, end = painted(block, len(block) - 1)
+    ours = head[1:end].decode().split("\n")
+    for text, mine in zip(samples, ours, strict=True):
+        theirs = render.log_line({"name": "w", "line": text, "time": None}, colour=True)
+        for code in ("\x1b[31m", "\x1b[33m"):
+            assert (code in mine) == (code in theirs), (text, mine, theirs)
+    plain = b"\nnothing to see\nat all\npartial"
+    assert painted(plain, len(plain) - 8) == (plain, len(plain) - 8)  # the same bytes
+
+
+def test_names_line_up_and_a_wider_one_pads_the_rest_again(loop, hubs, tmp_path):
+    hub = hubs(logfile=tmp_path / "all.log")
+    hub.names(["web:0", "database"])                  # the config's instances (console)
+    hub.emit("one", "web:0", "web", 7)
+    hub.emit("two", "database", "database", 12345)
+    hub.emit("three", "web:0", "web", 7)
+    texts = (tmp_path / "all.log").read_text().splitlines()
+    at = [line.index(word) for line, word in zip(texts, ("one", "two", "three"))]
+    assert at[1] == at[2] and at[0] < at[1]           # padded again once database[12345] came
+    assert texts[2].endswith(" web:0[7]        three")
+
+
+def test_a_flood_is_not_searched_for_words_on_a_terminal():
+    from corral.supervisor.loglines import PAINT_MAX, painted
+
+    block = b"\nERROR " + b"x" * PAINT_MAX + b"\n"
+    assert painted(block, len(block) - 1) == (block, len(block) - 1)

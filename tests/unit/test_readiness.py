@@ -25,8 +25,6 @@ from corral.readyspec import describe, parse_ready
     ({"tcp": "localhost:81"}, ("tcp", Target("tcp", "localhost", 81))),
     ({"http": "http://localhost/"}, ("http", Target("http", "localhost", 80, "/",
                                                     "http://localhost/"))),
-    ({"seconds": 2}, ("seconds", 2.0)),
-    ({"seconds": 0.5}, ("seconds", 0.5)),
 ])
 def test_parse_ready(value, parsed):
     assert parse_ready(value) == parsed
@@ -37,8 +35,7 @@ def test_parse_ready(value, parsed):
     ({"tcp": 0}, "tcp must be a port (1-65535)"),  # the forms in detail: test_probes.py
     ({"tcp": "db.example:5432"}, "must be an IP address or localhost"),
     ({"http": "https://127.0.0.1/"}, 'http must be a URL "http://HOST:PORT/PATH"'),
-    ({"seconds": 0}, "seconds must be a number > 0"),
-    ({"seconds": "1"}, "seconds must be a number > 0"),
+    ({"seconds": 2}, "{seconds = 2} is written start_seconds = 2"),  # one way to say it
     ({"tcp": 1, "seconds": 1}, "must be \"notify\""),
 ])
 def test_parse_ready_errors(value, message):
@@ -61,8 +58,11 @@ def _load(tmp_path, body):
 
 
 def test_toml_keys_and_defaults(tmp_path):
-    spec = _load(tmp_path, "")
-    assert (spec.ready, spec.start_timeout, spec.watchdog) == (None, 60.0, None)
+    spec = _load(tmp_path, "")  # a command: started once it stayed up 1 s
+    assert (spec.ready, spec.start_timeout, spec.watchdog) == (("seconds", 1.0), 60.0, None)
+    assert _load(tmp_path, "start_seconds = 2.5\n").ready == ("seconds", 2.5)
+    assert _load(tmp_path, "start_seconds = 0\n").ready is None  # RUNNING at spawn
+    assert _load(tmp_path, "ready = 'notify'\n").ready == ("notify",)  # no window then
     spec = _load(tmp_path, "ready = {tcp = 9000}\nstart_timeout = 5\nwatchdog = 2\n")
     assert (spec.ready, spec.start_timeout, spec.watchdog) == \
         (("tcp", Target("tcp", "127.0.0.1", 9000)), 5.0, 2.0)
@@ -71,8 +71,14 @@ def test_toml_keys_and_defaults(tmp_path):
 
 @pytest.mark.parametrize("body, key, message", [
     ("ready = 'tcp'\n", "ready", "must be \"notify\""),
-    ("ready = {seconds = 5}\nstart_timeout = 3\n", "start_timeout", "can never be ready"),
-    ("ready = {seconds = 90}\n", "ready", "within start_timeout = 60"),
+    ("start_seconds = 5\nstart_timeout = 3\n", "start_timeout",
+     "start_seconds = 5 can never pass within start_timeout = 3"),
+    ("start_seconds = 90\n", "start_seconds", "within start_timeout = 60"),
+    ("start_timeout = 0.5\n", "start_timeout",
+     "start_seconds = 1 (the default for a command) can never pass within start_timeout = 0.5"),
+    ("start_seconds = -1\n", "start_seconds", "must be >= 0"),
+    ("start_seconds = 1\nready = 'notify'\n", "start_seconds",
+     "give ready or start_seconds, not both"),
     ("start_timeout = -1\n", "start_timeout", "must be >= 0"),
     ("watchdog = 'often'\n", "watchdog", "must be a number"),
 ])

@@ -59,3 +59,27 @@ def test_digest_follows_the_classes_modules_and_what_they_use(folder):
     assert load() == first
     write(folder, "mine_words.py", "def word():\n    return 'w2'\n")
     assert load() != first
+
+
+def test_digest_follows_what_a_services_attributes_hold_but_not_its_siblings(folder):
+    write(folder, "mine_proto.py", "class Proto:\n    version = 1\n")
+    write(folder, "mine_side.py", "class Side(object):\n    pass\n")
+
+    def load():
+        usercode.forget(folder)
+        proto = importlib.import_module("mine_proto").Proto
+        side = importlib.import_module("mine_side").Side
+        tree = MultiService()
+        server = corral.Service()
+        server.factory = {"protocol": proto}           # a class, in a dict, on corral's class
+        server.setServiceParent(tree)
+        sibling = corral.Service()
+        sibling.thing = side()
+        sibling.setServiceParent(tree)
+        return usercode.digest(server, folder), usercode.digest(sibling, folder)
+
+    first = load()
+    assert [part.split(":")[0] for part in first[0]] == ["mine_proto"]
+    write(folder, "mine_proto.py", "class Proto:\n    version = 2\n")
+    again = load()
+    assert again[0] != first[0] and again[1] == first[1]  # the sibling is not restarted

@@ -36,7 +36,8 @@ def convert(path):
         lines.append(f"command = {_toml(list(spec.command))}")
         for key in _KEYS:
             value = getattr(spec, key)
-            if value == SERVICE_DEFAULTS[key] or (key == "env" and not value):
+            if value == SERVICE_DEFAULTS[key] or (key == "env" and not value) \
+                    or not _written(spec, key):
                 continue
             lines.append(f"{key} = {_toml(_plain(key, value))}")
         if spec.kind is kinds.FASTCGI:
@@ -77,6 +78,15 @@ def _xmlrpc(rpc, notes):
     return keys
 
 
+def _written(spec, key):
+    """False for the key that does not say the readiness rule: start_seconds
+    says "stayed up N s" (but not a command's 1 s, the default), ready the rest."""
+    up_for = spec.ready is None or spec.ready[0] == "seconds"
+    if key == "start_seconds":
+        return up_for and spec.start_seconds != kinds.COMMAND.start_seconds
+    return key != "ready" or not up_for
+
+
 def _plain(key, value):
     if key == "stop_signal":
         return signal.Signals(value).name.removeprefix("SIG")
@@ -84,8 +94,6 @@ def _plain(key, value):
         return f"{value:03o}"
     if key == "env":
         return dict(value)
-    if key == "ready" and value[0] == "seconds":
-        return {"seconds": value[1]}
     if isinstance(value, tuple):
         return list(value)
     return value

@@ -154,10 +154,9 @@ def _process(section, master, names, raw_name, notes):
         "exitcodes")
     startsecs = integer(section, "startsecs", _value(section, "startsecs", names, "1"))
     retries = integer(section, "startretries", _value(section, "startretries", names, "3"))
+    put("start_seconds", startsecs, "startsecs")  # the same rule, 0 too
     if startsecs:
-        # supervisord's RUNNING is "stayed up startsecs": corral's ready = {seconds}.
-        put("ready", {"seconds": startsecs}, "startsecs")
-        put("start_timeout", 0, "startsecs")
+        put("start_timeout", 0, "startsecs")  # supervisord waits as long as it says
     # Give up after startretries failed starts in a row: more than that many
     # restarts within the time those starts take.
     put("max_restarts", retries, "startretries")
@@ -186,7 +185,7 @@ def _process(section, master, names, raw_name, notes):
         env["SUPERVISOR_SERVER_URL"] = serverurl
     put("env", env, "environment")
     try:
-        settings = supervision(name, table, folder)
+        settings = supervision(name, table, folder, kind=kinds.COMMAND)
     except Bad as bad:
         raise section.error(bad.message, blame.get(bad.key)) from None
     try:
