@@ -146,6 +146,25 @@ def test_tail_f_streams_new_lines(ctl_master):
     assert ctl(m, "status").returncode == 0  # the master serves on
 
 
+def test_maintail_f_streams_the_masters_log_live(ctl_master):
+    m = ctl_master
+    follower = subprocess.Popen([SUPERVISORCTL, "-s", f"unix://{m.xsock}", "maintail", "-f"],
+                                stdout=subprocess.PIPE, text=True)
+    try:
+        first = follower.stdout.readline()  # the history's tail: the stream is up
+        assert first
+        m.call("restart", names=["web"])
+        pid = m.status("web")["pid"]
+        seen = []
+        wait_until(lambda: seen.append(follower.stdout.readline())
+                   or any(f"spawned, pid {pid}" in line for line in seen),
+                   message="the new spawn in maintail -f")
+    finally:
+        follower.kill()
+        follower.wait()
+    assert ctl(m, "status").returncode == 0
+
+
 def test_avail_version_and_shutdown(ctl_master):
     m = ctl_master
     # sorted by process name alone, as supervisord's getAllConfigInfo is
