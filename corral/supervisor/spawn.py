@@ -162,6 +162,11 @@ class Child:
         Once reaped, its pid may be another process's: only the group (alive
         while one member is) and the family are signalled then.
         """
+        # The family first: once the group's leader dies of sig, its children
+        # leave its subtree for the master's adopted orphans, which one loop
+        # iteration reads once (reaper.adopted): looked for after the signal,
+        # a child in its own session could be in neither list and be missed.
+        family = self._family()
         if self.exit is None:
             ok = self.signal_group(sig)
         else:
@@ -170,7 +175,7 @@ class Child:
                 ok = True
             except (ProcessLookupError, PermissionError):
                 ok = False
-        for pid, pgrp in self._family():
+        for pid, pgrp in family:
             if pgrp != self.pid:  # the group has it already
                 ok = reaper.kill(pid, sig) or ok
         return ok
