@@ -40,8 +40,10 @@ def ask(path, cmd):
             if not chunk:
                 raise RuntimeError("the master closed the connection")
             reply += chunk
-    if not json.loads(reply).get("ok"):
+    answer = json.loads(reply)
+    if not answer.get("ok"):
         raise RuntimeError(f"{cmd} failed: {reply[:200]!r}")
+    return answer
 
 
 def rss_mb(pid):

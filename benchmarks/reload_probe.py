@@ -12,10 +12,8 @@ interpreter. Everything listens on a unix socket in a fresh folder under
 """
 
 import argparse
-import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,20 +22,8 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def ask(path, cmd):
-    with socket.socket(socket.AF_UNIX) as s:
-        s.settimeout(60)
-        s.connect(path)
-        s.sendall(json.dumps({"id": 1, "cmd": cmd}).encode() + b"\n")
-        reply = b""
-        while not reply.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                raise RuntimeError("the master closed the connection")
-            reply += chunk
-    return json.loads(reply)
+sys.path.insert(0, HERE)
+from follow_stall import ask  # noqa: E402 (one request on a fresh connection)
 
 
 def main():

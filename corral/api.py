@@ -23,6 +23,10 @@ here decides or changes a state: the step does.
     usage(names)      -> {instance: TreeUsage}, one cached /proc pass (status too)
     log_counts()      -> {service: LogCount}   restarts_by_reason() -> {(inst, why): n}
     master_process()  -> MasterProcess         readiness(names) -> [Check]
+
+Over 400 lines: it is the one verb table every frontend sees, kept in one
+place on purpose (docs/architecture.md, "one Operations API"); the views it
+returns live in report.py and the subscriptions in subscriptions.py.
 """
 
 import asyncio

@@ -16,6 +16,11 @@ pending buffer; beyond it whole chunks are dropped (files and rings keep them)
 and one notice counts them. Rings hold whole chunks; lines and dicts are
 built only by tail() and when someone follows, and then a line's dict only
 once a follower takes it (Batch).
+
+Over 400 lines: reading, framing and the console's non-blocking writer
+share the hub's one pending buffer and notice queue; the pure parts are
+already apart (loglines.py, logring.py, logfiles.py). The next cut: the
+console writer into its own module.
 """
 
 import contextlib

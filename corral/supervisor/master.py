@@ -7,6 +7,11 @@ executed here: spawn (sockets bound first, sockets.py), signal, probe, arm
 one timer per deadline found on a record, log, publish the move. Nothing
 here decides; nothing here blocks: spawning is a fork, pipes and pidfds
 are read only when the loop says they are ready, probes are tasks.
+
+Over 400 lines: it is one object, the shell's single owner of children,
+timers and fds; its parts (spawn, timers, probes, effects) share that
+state on every effect, and pieces already apart (spawn.py, health.py,
+reload.py, resume.py) are those that need none of it.
 """
 
 import asyncio

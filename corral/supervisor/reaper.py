@@ -52,6 +52,11 @@ overwrites it with setproctitle) is reached only while it stays in the
 worker's process group; so is a process that a Python worker forked without
 exec'ing anything (its /proc environ is still the master's). Cgroups would
 close those gaps; they need a delegated hierarchy that corral cannot assume.
+
+Over 400 lines: the three holes above share one marker, one scan of
+/proc and one notion of family (near() and the shared scan); split, each
+part would import the others' internals. The next cut, if it grows: the
+undertaker process into its own module.
 """
 
 import contextlib

@@ -50,6 +50,15 @@ def running_pids(m, names):
     return {name: m.wait_state(name, "RUNNING")["pid"] for name in names}
 
 
+
+def edit(m, name, old, new):
+    """Replace old by new in the file `name` of the master's folder."""
+    path = os.path.join(m.dir, name)
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(text.replace(old, new))
+
 @pytest.mark.timeout(30)
 def test_reload_applies_only_the_difference_and_refuses_a_broken_config(master):
     m = master(BEFORE)
@@ -190,24 +199,17 @@ def test_reload_runs_changed_python_code_and_restarts_only_what_uses_it(master):
     m.wait_log(r"web\[\d+\] +web runs v1 with w1")
     assert m.call("reload")["unchanged"] == ["cmd", "web"]
 
-    def edit(name, old, new):
-        path = os.path.join(m.dir, name)
-        with open(path) as f:
-            text = f.read()
-        with open(path, "w") as f:
-            f.write(text.replace(old, new))
-
-    edit("webmod.py", '"v1"', '"v2"')
+    edit(m, "webmod.py", '"v1"', '"v2"')
     assert m.call("reload") == {"added": [], "removed": [], "changed": ["web"],
                                 "scaled": [], "unchanged": ["cmd"]}
     m.wait_log(r"web\[\d+\] +web runs v2 with w1")
-    edit("wordmod.py", '"w1"', '"w2"')
+    edit(m, "wordmod.py", '"w1"', '"w2"')
     assert m.call("reload")["changed"] == ["web"]
     m.wait_log(r"web\[\d+\] +web runs v2 with w2")
     assert m.status("cmd")["pid"] == pids["cmd"]  # not touched by any of it
 
     # A module that no longer imports: refused, and the code loaded before runs on.
-    edit("webmod.py", "def make():", "def make(:")
+    edit(m, "webmod.py", "def make():", "def make(:")
     with pytest.raises(ControlError) as info:
         m.call("reload")
     assert info.value.code == E_CONFIG and "SyntaxError" in info.value.message
@@ -320,20 +322,13 @@ def test_reload_follows_the_code_a_built_in_server_is_given(master):
     assert ask(echo) == b"v1 hi" and ask(upper) == b"u1 HI"
     assert m.call("reload")["unchanged"] == ["echo", "upper"]
 
-    def edit(name, old, new):
-        path = os.path.join(m.dir, name)
-        with open(path) as f:
-            text = f.read()
-        with open(path, "w") as f:
-            f.write(text.replace(old, new))
-
-    edit("proto.py", 'b"v1 "', 'b"v2 "')  # the module the echo server's protocol is in
+    edit(m, "proto.py", 'b"v1 "', 'b"v2 "')  # the module the echo server's protocol is in
     assert m.call("reload") == {"added": [], "removed": [], "changed": ["echo"],
                                 "scaled": [], "unchanged": ["upper"]}
     wait_until(lambda: m.status("echo")["state"] == "RUNNING" and ask(echo) == b"v2 hi",
                dump=m.output, message="the echo server on the new code")
     assert m.status("upper")["pid"] == pids["upper"]
-    edit(os.path.basename(m.config), 'b"u1 "', 'b"u2 "')  # a protocol class in the config
+    edit(m, os.path.basename(m.config), 'b"u1 "', 'b"u2 "')  # a protocol class in the config
     assert m.call("reload")["changed"] == ["upper"]
     wait_until(lambda: m.status("upper")["state"] == "RUNNING" and ask(upper) == b"u2 HI",
                dump=m.output, message="the upper server on the new code")
