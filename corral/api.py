@@ -13,6 +13,7 @@ here decides or changes a state: the step does.
     scale(service, n) n instances from now on (core/scale.py)  -> [Outcome]
     signal(names, s)  to the main process, or (group) its whole process group
     status(names)     -> [report.Status]      tree() -> the service tree
+    describe(names)   -> [report.Detail]: status, source, recent moves, last lines
     instance_names(service)  its instances now (a scale changes them)
     reload()          re-read the config, apply the difference (reload.py)
     preview()         the difference reload() would apply, applying nothing
@@ -306,6 +307,17 @@ class Operations:
                                 [r.pid for r in records if r.pid is not None])
         return report.status(records, self._usage if usage else _NO_USAGE, master.clock.now(),
                              master.loghub.service_errors())
+
+    def describe(self, names):
+        """[report.Detail] of names' instances: `corral status NAME`."""
+        master = self.master
+        records = self.resolve(names)
+        statuses = self.status([r.name for r in records])
+        events = list(master.events)
+        return [report.detail(record, row, master.config.path, events,
+                              master.loghub.tail(record.name, report.DETAIL_LINES),
+                              master.sup.groups)
+                for record, row in zip(records, statuses)]
 
     def states(self, names=()):
         """{instance: state name}, without sampling /proc as status() does."""

@@ -51,7 +51,12 @@ _FOLLOW = Arg("follow", bool, False, "keep printing new items", ("-f", "--follow
 # The one table of commands: the wire protocol checks requests against it,
 # the server has a handler for each, the CLI makes its subcommands from it.
 REGISTRY = {command.name: command for command in (
-    Command("status", "show the state of services", (_names(False),)),
+    Command("status", "show the state of services", (
+        _names(False),
+        Arg("detail", bool, False, "the detailed view: where each comes from, what it runs, "
+            "its recent changes of state with their reasons and its last log lines "
+            "(the default for one name)", ("-l", "--detail")),
+    )),
     Command("start", "start services", (_names(True),)),
     Command("stop", "stop services", (_names(True),)),
     Command("restart", "restart services", (

@@ -36,9 +36,16 @@ def isatty(stream):
 
 
 def status(client, args, out):
-    items = client.call("status", **args.request)
+    request = dict(args.request)
+    names = request.get("names") or []
+    if len(names) == 1 and names[0] != "all" and not any(c in names[0] for c in "*?[") \
+            and not args.json:
+        request["detail"] = True  # one service or instance: the detailed view, as systemctl's
+    items = client.call("status", **request)
     if args.json:
         out.line(render.to_json(items))
+    elif request.get("detail"):
+        out.line("\n\n".join(render.detail(item, out.colour, out.unicode) for item in items))
     else:
         out.line(render.status_table(items, out.colour))
     if args.check and any(item.get("state") != "RUNNING" for item in items):

@@ -133,6 +133,67 @@ def status_table(items, colour=False):
     return "\n".join(lines)
 
 
+# -- status NAME: the detailed view ----------------------------------------
+
+
+def _ago(since, now):
+    if since is None:
+        return "-"
+    when = timestamp(since, date=not today(since, now))
+    return f"{when} ({duration(now - float(since))} ago)"
+
+
+def detail(item, colour=False, unicode=True, now=None):
+    """One instance as `systemctl status` shows a unit: a headline, the facts
+    as labelled lines, then its recent transitions and its last log lines."""
+    now = time.time() if now is None else now
+    name, current = str(item.get("name", "?")), item.get("state")
+    dot = "\u25cf" if unicode else "*"
+    what = " ".join(_quote(a) for a in item["command"]) if item.get("command") else item.get("class")
+    head = f"{state_mark(dot, current, colour)} {name}"
+    if what:
+        head += f" - {item.get('kind') or '?'}: {what}"
+    facts = [("Config", item.get("config") or "-"),
+             ("State", f"{state(current, colour)} since {_ago(item.get('since'), now)}")]
+    if item.get("description"):
+        facts.append(("Reason", item["description"]))
+    if item.get("pid") is not None:
+        facts.append(("PID", f"{item['pid']}  up {duration(item.get('uptime'))}  "
+                             f"CPU {percent(item.get('cpu_percent'))}  RSS {size(item.get('rss'))}"))
+    restarts = f"{item.get('restarts', 0)}"
+    if item.get("last_exit"):
+        restarts += f"  last exit: {item['last_exit']}"
+    facts.append(("Restarts", restarts))
+    for label, key in (("After", "after"), ("Requires", "requires"), ("Sockets", "sockets")):
+        if item.get(key):
+            facts.append((label, ", ".join(item[key])))
+    if item.get("group"):
+        facts.append(("Group", item["group"]))
+    width = max(len(label) for label, _ in facts)
+    lines = [head] + [f"  {label.rjust(width)}: {text}" for label, text in facts]
+    moves = item.get("transitions") or []
+    lines += ["", "Recent transitions:" if moves else "Recent transitions: none since the master started"]
+    lines += ["  " + event_line(e, colour=colour, date=not today(e.get("time"), now)) for e in moves]
+    log = item.get("log") or []
+    lines += ["", f"Last {len(log)} log lines:" if log else "Log: no lines yet"]
+    lines += ["  " + log_line(e, colour=colour, date=not today(e.get("time"), now)) for e in log]
+    return "\n".join(lines)
+
+
+def state_mark(mark, name, colour):
+    """The headline's dot in the state's colour (plain without colour)."""
+    code = _COLOURS.get(str(name)) if colour else None
+    return f"{code}{mark}{_RESET}" if code else mark
+
+
+def _quote(arg):
+    """An argv item as a shell would need it, so the line can be pasted."""
+    return arg if arg and _SAFE.fullmatch(arg) else "'" + arg.replace("'", "'\"'\"'") + "'"
+
+
+_SAFE = re.compile(r"[\w@%+=:,./-]+")
+
+
 # -- actions (start, stop, restart, signal) -------------------------------
 
 
@@ -215,11 +276,14 @@ def event_line(item, width=0, colour=False, date=True):
         name = f"\033[{colour_of(name)}m{name}{_RESET}"
     text = f"{timestamp(item.get('time'), date)} {name}{pad} "
     text += f"{state(item.get('from'), colour)} -> {state(item.get('to'), colour)}"
-    if item.get("pid") is not None:
+    reason = item.get("reason") or ""
+    if item.get("pid") is not None and f"pid {item['pid']}" not in reason:
         text += f"  pid {item['pid']}"
-    for key in ("exit", "reason"):
-        if item.get(key):
-            text += f"  {item[key]}"
+    # the reason says why in words (it names the exit when the exit was why);
+    # the last exit alone is for items from before reasons were sent
+    why = reason or item.get("exit")
+    if why:
+        text += f"  {why}"
     return text
 
 

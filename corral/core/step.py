@@ -199,7 +199,7 @@ class Step:
             random=self.random, failed=failed, ready_at=record.ready_at)
         if isinstance(decision, policy.Restart):
             record.restarts += 1
-            self.move(record, Event.CRASHED, f"restarting in {decision.delay:.2f} s")
+            self.move(record, Event.CRASHED, decision.reason)  # the exit, then the delay
             self.log(decision.reason, record)
             self.arm(record, RETRY, decision.delay)
             relations.group_restart(self, record)

@@ -278,7 +278,9 @@ class ControlServer:
 
     # -- the commands ------------------------------------------------------
 
-    async def _status(self, names):
+    async def _status(self, names, detail):
+        if detail:
+            return [_detail(d) for d in self.ops.describe(names)]
         return [_row(status) for status in self.ops.status(names)]
 
     async def _start(self, names):
@@ -337,4 +339,14 @@ def _row(status):
         "description": status.description, "reason": status.reason, "since": status.since,
         "exit_code": status.exit_code, "exit_signal": status.exit_signal,
         "spawn_error": status.spawn_error,
+    }
+
+
+def _detail(detail):
+    """A status row with what `corral status NAME` shows besides (docs/protocol.md)."""
+    return {
+        **_row(detail.status), "config": detail.config, "kind": detail.kind,
+        "command": list(detail.command) if detail.command else None, "class": detail.cls,
+        "after": list(detail.after), "requires": list(detail.requires), "group": detail.group,
+        "sockets": list(detail.sockets), "transitions": detail.transitions, "log": detail.log,
     }

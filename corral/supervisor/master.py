@@ -270,7 +270,7 @@ class Master:
         item = {
             "time": time.time(), "name": effect.name, "service": effect.service,
             "from": effect.old.value, "to": effect.new.value, "pid": effect.pid,
-            "exit": str(effect.exit) if effect.exit else None,
+            "exit": str(effect.exit) if effect.exit else None, "reason": effect.reason or None,
         }
         self.events.append(item)
         self.event_topic.publish([item])

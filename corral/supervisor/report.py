@@ -162,6 +162,40 @@ def status(records, usage, now, log_errors=None):
             for record in records]
 
 
+DETAIL_LINES = 10  # transitions and log lines in `corral status NAME`
+
+
+@dataclass(frozen=True)
+class Detail:
+    """One instance as `corral status NAME` shows it, in the manner of
+    `systemctl status`: its status, where it comes from and what it runs,
+    its recent moves with their reasons and its last log lines."""
+
+    status: Status
+    config: str  # the file that defines it
+    kind: str  # "command", "python", "twisted", "fcgi"
+    command: tuple  # the argv of a command, else None
+    cls: str  # the class of a Python service, else None
+    after: tuple
+    requires: tuple
+    group: str  # its restart group, or None
+    sockets: tuple  # "tcp://127.0.0.1:8000", held by the master
+    transitions: list  # event items (the `events` shape), oldest first
+    log: list  # log line items (the `logs` shape), oldest first
+
+
+def detail(record, status_row, config_path, events, log, groups=None):
+    """events: the master's recent moves (all instances); log: this one's last lines."""
+    spec = record.spec
+    described = spec.kind.describe(spec)
+    group = next((g.name for g in (groups or {}).values() if spec.name in g.services), None)
+    moves = [e for e in events if e.get("name") == record.name][-DETAIL_LINES:]
+    return Detail(status=status_row, config=spec.source or config_path, kind=described["kind"],
+                  command=tuple(spec.command) if spec.command else None, cls=described["class"],
+                  after=tuple(spec.after), requires=tuple(spec.requires), group=group,
+                  sockets=tuple(spec.sockets), transitions=moves, log=log)
+
+
 def _app_name(default, specs):
     """The Application's name for a .py/.tac config, else the config's file name."""
     for spec in specs:

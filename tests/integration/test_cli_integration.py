@@ -9,6 +9,7 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import time
 import pytest
 
 import corral
+from tests.helpers import free_port
 from tests.integration.harness import DEADLINE, pid_alive, wait_until
 
 FIXTURES = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, "fixtures", "control"))
@@ -157,8 +159,8 @@ def test_status_table_json_names_and_check(master):
 
     done = m.cli("status", "web:*", "d?")
     assert [line.split()[0] for line in done.stdout.splitlines()[1:]] == ["web:0", "web:1", "db"]
-    done = m.cli("status", "web:1")
-    assert [line.split()[0] for line in done.stdout.splitlines()[1:]] == ["web:1"]
+    done = m.cli("status", "web:1", "--detail", "--json")
+    assert [i["name"] for i in json.loads(done.stdout)] == ["web:1"]
 
     done = m.cli("status", "nope")
     assert done.returncode == 1 and done.stdout == ""
@@ -183,7 +185,7 @@ backoff_jitter = 0
     m.wait_state("crash", "BACKOFF")
 
     def backoff_row():  # (it may have moved on by the time the CLI asks: ask again)
-        done = m.cli("status", "crash")
+        done = m.cli("status", "crash", "all")
         assert done.returncode == 0, done.stderr
         [row] = done.stdout.splitlines()[1:]
         return " BACKOFF " in row and row
@@ -192,6 +194,52 @@ backoff_jitter = 0
     found = re.search(r"^crash\s+BACKOFF\s+-\s+-\s+[1-9]\d*\s+-\s+-\s+exit 3 after \d\.\d\d s, within start_seconds = 1: "
                       r"a failed start; restarting in (\d\.\d) s$", row)
     assert found and float(found[1]) <= 1.6, row
+
+
+@pytest.mark.timeout(30)
+def test_status_of_one_service_is_the_detailed_view(master):
+    """`corral status NAME`, as systemctl status: the config, the command,
+    the state since when, the reason in words, the transitions with their
+    reasons and the last log lines, none of them blaming corral's own SIGKILL."""
+    port = free_port()
+    m = master(f"""
+[services.db]
+command = {json.dumps(["sh", "-c", "echo db up; exec sleep 1000"])}
+
+[services.api]
+command = {json.dumps(["sh", "-c", "echo starting api; exec sleep 1000"])}
+after = ["db"]
+ready = {{tcp = "127.0.0.1:{port}"}}
+start_timeout = 0.5
+backoff_initial = 30
+""")
+    m.wait_state("api", "BACKOFF")
+    done = m.cli("status", "api")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0][0] in "\u25cf*"  # the dot, or * where stdout is not UTF-8
+    assert lines[0][1:] == f" api - command: {shutil.which('sh')} -c 'echo starting api; exec sleep 1000'"
+    facts = dict(line.strip().split(": ", 1) for line in lines[1:lines.index("")])
+    assert facts["Config"] == m.config
+    assert facts["State"].startswith("BACKOFF since ") and facts["State"].endswith(" ago)")
+    refused = f"not ready within 0.5 s (start_timeout): waiting for tcp 127.0.0.1:{port}: connection refused"
+    assert facts["Reason"].startswith(refused) and "restarting in" in facts["Reason"]
+    assert "SIGKILL" not in done.stdout
+    assert facts["After"] == "db" and facts["Restarts"].startswith("1  last exit: ")
+    moves = lines[lines.index("Recent transitions:") + 1:lines.index("", lines.index("Recent transitions:"))]
+    assert [re.search(r" api (\w+ -> \w+)", line)[1] for line in moves] == [
+        "STOPPED -> WAITING", "WAITING -> STARTING", "STARTING -> BACKOFF"]
+    assert "waiting for db" in moves[0] and refused in moves[2]
+    log = lines[next(i for i, line in enumerate(lines) if line.startswith("Last ")) + 1:]
+    assert any(line.endswith(" api starting api") for line in log), log
+    assert not any(" db " in line for line in log)  # its own lines only
+
+    done = m.cli("status", "db", "--json", "--detail")
+    [item] = json.loads(done.stdout)
+    assert item["command"] == [shutil.which("sh"), "-c", "echo db up; exec sleep 1000"]
+    assert item["kind"] == "command"
+    assert [t["to"] for t in item["transitions"]] == ["STARTING", "RUNNING"]
+    assert item["transitions"][0]["reason"] == f"spawned, pid {item['pid']}"
 
 
 # -- start, stop, restart ------------------------------------------------------------------

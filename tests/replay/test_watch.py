@@ -87,7 +87,8 @@ def test_a_start_timeout_kills_and_the_policy_counts_a_failed_start():
     assert w.state("app") == "BACKOFF"
     assert str(w.record("app").last_exit) == ("not ready within 3 s (start_timeout): "
                                               "waiting for startService")  # not "SIGKILL"
-    assert w.record("app").reason == "restarting in 1.00 s"
+    assert w.record("app").reason == ("not ready within 3 s (start_timeout): "  # the move says why
+                                      "waiting for startService; restarting in 1.00 s")
 
 
 def test_ready_seconds_and_an_early_exit_is_a_failed_start():

@@ -204,6 +204,50 @@ def test_status_json_and_names(fake, capsys):
     assert master.requests == [{"id": 1, "cmd": "status", "args": {"names": ["web"]}}]
 
 
+DETAIL = {**STATUS[0], "since": 1_795_000_000.0, "config": "/srv/shop/corral.toml", "kind": "command",
+          "command": ["redis-server", "--port", "6390", "--save", ""], "class": None,
+          "after": ["db"], "requires": [], "group": None, "sockets": ["tcp://127.0.0.1:8000"],
+          "transitions": [{"time": 1_795_000_000.5, "name": "web:0", "service": "web",
+                           "from": "STARTING", "to": "BACKOFF", "pid": None, "exit": "exit 1",
+                           "reason": "exit 1 after 0.20 s, within start_seconds = 1: a failed start"}],
+          "log": [{"time": 1_795_000_000.4, "name": "web:0", "service": "web", "pid": 42,
+                   "stream": "err", "line": "bind: address in use"}]}
+
+
+def test_status_of_one_name_asks_for_the_detailed_view(fake, capsys):
+    master = fake(canned({"status": [DETAIL]}))
+    assert main(["status", "web:0"]) == 0
+    out = capsys.readouterr().out
+    assert master.requests[-1]["args"] == {"names": ["web:0"], "detail": True}
+    lines = out.splitlines()
+    assert lines[0] == "\u25cf web:0 - command: redis-server --port 6390 --save ''"
+    assert "    Config: /srv/shop/corral.toml" in lines
+    assert any(line.startswith("     State: RUNNING since ") for line in lines)
+    assert "     After: db" in lines and "   Sockets: tcp://127.0.0.1:8000" in lines
+    at = lines.index("Recent transitions:")
+    assert lines[at + 1].endswith("STARTING -> BACKOFF  exit 1 after 0.20 s, within start_seconds = 1: "
+                                  "a failed start")
+    at = lines.index("Last 1 log lines:")
+    assert lines[at + 1].endswith(" web:0 bind: address in use")
+    # several names, a glob, 'all' or --json: the table (or the rows) as before
+    for argv in (["status", "web", "db"], ["status", "web:*"], ["status", "all"], ["status", "web", "--json"]):
+        main(argv)
+        assert "detail" not in master.requests[-1]["args"], argv
+    capsys.readouterr()
+    assert main(["status", "--detail", "--json"]) == 0
+    assert master.requests[-1]["args"] == {"detail": True}
+    assert json.loads(capsys.readouterr().out) == [DETAIL]
+
+
+def test_detail_without_process_history_or_lines():
+    item = {"name": "cron", "state": "STOPPED", "since": None, "kind": "python",
+            "class": "app.Cron", "command": None, "restarts": 0}
+    text = render.detail(item, unicode=False)
+    assert text.splitlines()[0] == "* cron - python: app.Cron"
+    assert "Recent transitions: none since the master started" in text and "Log: no lines yet" in text
+    assert "PID" not in text
+
+
 def test_status_check(fake, capsys):
     fake(canned({"status": STATUS}))
     assert main(["status", "--check"]) == 1
@@ -447,6 +491,8 @@ def test_event_line():
             "to": "BACKOFF", "pid": 42, "exit": "exit 1"}
     text = render.event_line(item, width=7)
     assert text.endswith(" web:0   RUNNING -> BACKOFF  pid 42  exit 1")
+    item.update(to="STARTING", pid=43, reason="spawned, pid 43")  # the reason says it: no repeats
+    assert render.event_line(item).endswith(" web:0 RUNNING -> STARTING  spawned, pid 43")
 
 
 @pytest.mark.parametrize("text, seconds", [("90", 90), ("90s", 90), ("10m", 600), ("2h", 7200),
@@ -845,7 +891,7 @@ def test_the_table_keeps_the_wire_format():
     names, many = (list, None), (list, [])
     history = {"lines": (int, 100), "follow": (bool, False)}
     assert protocol.COMMANDS == {
-        "status": {"names": many}, "start": {"names": names}, "stop": {"names": names},
+        "status": {"names": many, "detail": (bool, False)}, "start": {"names": names}, "stop": {"names": names},
         "restart": {"names": names, "rolling": (bool, False)},
         "scale": {"service": (str, None), "count": (int, None)},
         "signal": {"names": names, "signal": ((str, int), None), "group": (bool, False)},
