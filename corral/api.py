@@ -35,12 +35,13 @@ import collections
 import fnmatch
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from corral.core import messages as m
 from corral.core import scale as scale_rules
 from corral.core.states import AT_REST, SIGNALLABLE, State
 from corral import spec as spec_module
+from corral import usercode
 from corral.errors import (E_BAD_ARGUMENT, E_CONFIG, E_FAILED, E_NO_SUCH_SERVICE,
                            E_SHUTTING_DOWN, ControlError, CorralError)
 from corral.supervisor import reload as reload_module
@@ -172,10 +173,32 @@ class Operations:
         records = self.resolve(names)
         for record in records:
             self._restarts[(record.name, "operator")] += 1
+        stale = self._stale_code(records)
         if rolling:  # one at a time, each RUNNING before the next stops
-            return await self._roll(records)
-        await self._stop(records)
-        return await self.start([r.name for r in records], wait=wait)
+            results = await self._roll(records)
+        else:
+            await self._stop(records)
+            results = await self.start([r.name for r in records], wait=wait)
+        return [replace(o, message="; ".join(filter(None, (o.message, stale[o.name]))))
+                if o.name in stale else o for o in results]
+
+    def _stale_code(self, records):
+        """{instance: note} of Python services whose files changed on disk
+        since the last load: a restart runs the code loaded then (a reload
+        loads it afresh), and says so instead of running stale code silently."""
+        notes, said = {}, {}
+        for record in records:
+            spec = record.spec
+            if spec.name not in said:
+                paths = usercode.changed_since(spec.code_files) if spec.code_files else []
+                said[spec.name] = paths and (
+                    f"runs the code of the last load: {', '.join(paths)} changed since "
+                    "(`corral reload` runs the new code)")
+                if said[spec.name]:
+                    self.master.log(f"{spec.name}: restarted, but it {said[spec.name]}")
+            if said[spec.name]:
+                notes[record.name] = said[spec.name]
+        return notes
 
     async def _roll(self, records):
         """Each is RUNNING again before the next one stops, so the others (and

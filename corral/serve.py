@@ -32,6 +32,7 @@ from corral.frontends.http import HttpServer
 from corral.frontends.xmlrpc import XMLRPCServer
 from corral.supervisor import daemon as daemon_module
 from corral.supervisor import goals, reaper, resume, sdnotify, upgrade
+from corral.supervisor import reload as reload_module
 from corral.supervisor.master import Master
 
 
@@ -245,6 +246,7 @@ async def _main(config, loader, run, owner=None, announce=None, reset_state=Fals
             master.log(f"master pid {os.getpid()}, control socket {config.master.socket}"
                        + (f"; if the master dies, a watcher process stops every worker "
                           f"(undertaker pid {run.undertaker})" if run.undertaker is not None else ""))
+            reload_module.say_unfollowed(master, config.services)
             # after the logs open: a goals file that cannot be read is said there
             master.goals = goals.GoalFile(goals.path_for(config.master.socket), master.log,
                                           reset=reset_state)

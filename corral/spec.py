@@ -129,6 +129,10 @@ class ServiceSpec:
     # leaves the worker alone.
     fingerprint: object = None
     source: str = None  # the config file it came from, for messages
+    # What of its Python code a reload cannot follow (usercode.Code.unfollowed):
+    # said at each load, never compared.
+    unfollowed: tuple = field(default=(), compare=False)
+    code_files: tuple = field(default=(), compare=False)  # usercode.Code.files
     restart: str = SERVICE_DEFAULTS["restart"]
     exit_codes: tuple = SERVICE_DEFAULTS["exit_codes"]
     after: tuple = ()

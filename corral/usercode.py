@@ -10,14 +10,18 @@ those (reload.py).
 The user's modules are those loaded from the config's folder or below it,
 but not corral, Python's own or an installed package there (a config in ~
 may have a pyenv or a venv below it).
-digest() follows a service's classes, and the classes and functions its
+follow() follows a service's classes, and the classes and functions its
 attributes hold (a protocol class handed to a built-in TCPServer), to their
 modules, and from each module to the user's modules it refers to (`import
 pkg.util`, `from pkg.util import f`): a change in any of those files
 changes the digest. Classes and functions written in a .py config count by
 their own source, not by the file's, so that changing one service there
-does not restart the others; a function of the config file that a class
-only calls by name is not followed.
+does not restart the others; with them, the functions and classes of the
+config that their code calls by name (`handle(data)` in a method), and so
+on. What it cannot follow it names (Code.unfollowed): code whose source
+cannot be read, and code of modules outside the config's folder that are
+not installed packages (a `src/` beside it), so that nothing stale runs
+without a word.
 """
 
 import contextlib
@@ -29,6 +33,7 @@ import os
 import sys
 import sysconfig
 import types
+import typing
 
 from corral.service import Service, walk
 
@@ -93,26 +98,118 @@ def forget(folder):
     return gone
 
 
-def digest(tree, folder):
-    """A hashable stand-in for the code that tree runs (see above)."""
+class Code(typing.NamedTuple):
+    """What follow() found of one service's code."""
+
+    digest: tuple  # hashable: changes when a file or config source it runs changes
+    unfollowed: tuple  # "what: why" of code a change to which would go unseen
+    files: tuple = ()  # (path, sha1) of the files it was read from: changed_since()
+
+
+def follow(tree, folder):
+    """The digest of the code tree runs, and what of it cannot be followed (see above)."""
     user = modules(folder)
-    classes = _code_of(tree)
-    parts = {f"{cls.__qualname__}: {_text_digest(_source(cls))}"
-             for cls in classes if cls.__module__ == CONFIG_MODULE}
-    todo = [cls.__module__ for cls in classes if cls.__module__ in user]
+    found = _code_of(tree)
+    config = sys.modules.get(CONFIG_MODULE)
+    own = _called_by_name({obj for obj in found if obj.__module__ == CONFIG_MODULE}, config)
+    parts, unfollowed = set(), set()
+    for obj in own:
+        text = _source(obj)
+        if text is None:
+            unfollowed.add(f"{obj.__qualname__}: its source cannot be read")
+        parts.add(f"{obj.__qualname__}: {_text_digest(text)}")
+    todo = [obj.__module__ for obj in found if obj.__module__ in user]
+    todo += [name for name in _modules_named(own, config) if name in user]
+    unfollowed.update(_outside(found, folder))
     seen = {CONFIG_MODULE}
+    files = {config.__file__} if own and isinstance(getattr(config, "__file__", None), str) else set()
     while todo:
         name = todo.pop()
         if name in seen:
             continue
         seen.add(name)
+        files.add(user[name].__file__)
         parts.add(f"{name}: {_file_digest(user[name].__file__)}")
         for value in vars(user[name]).values():
             ref = value.__name__ if isinstance(value, types.ModuleType) \
                 else getattr(value, "__module__", None)
             if ref in user and ref not in seen:
                 todo.append(ref)
-    return tuple(sorted(parts))
+    return Code(tuple(sorted(parts)), tuple(sorted(unfollowed)),
+                tuple((path, _file_digest(path)) for path in sorted(files)))
+
+
+def changed_since(files):
+    """The paths of Code.files that differ on disk now: a restart runs the
+    code of the last load, and says so when the files moved on (api.restart)."""
+    return [path for path, sha in files if _file_digest(path) != sha]
+
+
+def _codes(obj):
+    """The code objects of a function or of a class's methods, nested ones too."""
+    if isinstance(obj, type):
+        funcs = []
+        for value in vars(obj).values():
+            if isinstance(value, (staticmethod, classmethod)):
+                value = value.__func__
+            elif isinstance(value, property):
+                funcs += [f for f in (value.fget, value.fset, value.fdel) if f is not None]
+                continue
+            funcs.append(value)
+        todo = [f.__code__ for f in funcs if isinstance(f, types.FunctionType)]
+    else:
+        todo = [obj.__code__] if isinstance(obj, types.FunctionType) else []
+    while todo:
+        code = todo.pop()
+        yield code
+        todo += [c for c in code.co_consts if isinstance(c, types.CodeType)]
+
+
+def _globals_used(obj, namespace):
+    for code in _codes(obj):
+        for name in code.co_names:
+            if name in namespace:
+                yield namespace[name]
+
+
+def _called_by_name(own, config):
+    """own, with the config's functions and classes their code names, and theirs."""
+    if config is None:
+        return own
+    namespace = vars(config)
+    todo, result = list(own), set(own)
+    while todo:
+        for value in _globals_used(todo.pop(), namespace):
+            if isinstance(value, (type, types.FunctionType)) and value not in result \
+                    and getattr(value, "__module__", None) == CONFIG_MODULE:
+                result.add(value)
+                todo.append(value)
+    return result
+
+
+def _modules_named(own, config):
+    """The modules the config's code names: `util.f()`, or `f()` after `from util import f`."""
+    namespace = vars(config) if config is not None else {}
+    for obj in own:
+        for value in _globals_used(obj, namespace):
+            yield value.__name__ if isinstance(value, types.ModuleType) \
+                else getattr(value, "__module__", None)
+
+
+def _outside(found, folder):
+    """"module: ..." for code from a plain folder outside the config's (not
+    corral, Python's own or an installed package): it is not imported afresh."""
+    inside = os.path.join(os.path.realpath(folder), "")
+    excluded = _not_users()
+    for name in sorted({obj.__module__ for obj in found} - {CONFIG_MODULE}):
+        path = getattr(sys.modules.get(name), "__file__", None)
+        if not isinstance(path, str):
+            continue
+        real = os.path.realpath(path)
+        if not real.startswith(inside) and not real.startswith(excluded) \
+                and "-packages" + os.sep not in real:
+            yield (f"{name} ({path}): outside the config's folder, not imported afresh; "
+                   "after changing it, restart the master")
 
 
 FOLLOW_DEPTH = 3  # attributes of attributes of a service's attributes

@@ -360,6 +360,8 @@ def reload_summary(result):
     kept = result.get("not_applied") or []
     note = [f"not applied, the master must be started again for: [corral] {', '.join(map(str, kept))}"] \
         if kept else []
+    note += [f"not followed by reload in {name}: {'; '.join(map(str, what))}"
+             for name, what in (result.get("unfollowed") or {}).items()]
     if not lines:
         return "\n".join([f"no changes ({unchanged} unchanged)"] + note)
     lines.append(f"unchanged: {unchanged}")

@@ -130,9 +130,10 @@ def service_spec(path, folder, service_name, tree, user_code=True, base_env=()):
             argv = toml.command(tree.argv, settings["cwd"] or folder, settings["env"])
             return ServiceSpec(name=service_name, command=argv, source=path, **settings)
         settings = _supervise_settings(tree)
+        code = usercode.follow(tree, folder) if user_code else usercode.Code((), ())
         return ServiceSpec(name=service_name, tree=tree,
-                           fingerprint=(tree_fingerprint(tree),
-                                        usercode.digest(tree, folder) if user_code else ()),
+                           fingerprint=(tree_fingerprint(tree), code.digest),
+                           unfollowed=code.unfollowed, code_files=code.files,
                            source=path, **supervision(service_name, settings, folder,
                                                       base_env=base_env))
     except Bad as bad:

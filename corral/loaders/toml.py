@@ -138,9 +138,10 @@ def _service(path, folder, service_name, table, base_env=()):
     if settings["sockets"]:
         raise Bad(common.PYTHON_SOCKETS, "sockets")
     factory, args, tree = _factory(folder, table["service"], table.get("args", {}))
+    code = usercode.follow(tree, folder)
     return ServiceSpec(factory=factory, args=args, tree=tree,
-                       fingerprint=("factory", factory, args, usercode.digest(tree, folder)),
-                       **fields)
+                       fingerprint=("factory", factory, args, code.digest),
+                       unfollowed=code.unfollowed, code_files=code.files, **fields)
 
 
 def command(value, base, env):

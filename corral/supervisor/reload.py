@@ -71,7 +71,23 @@ async def apply(master, stop):
         await master.wait_for(lambda: all(r.state in AT_REST for r in leaving))
     if kept:
         plan["not_applied"] = kept
+    say_unfollowed(master, new.services)
+    blind = unfollowed(new.services)
+    if blind:
+        plan["unfollowed"] = blind
     return plan
+
+
+def unfollowed(specs):
+    """{service: [what]} of the Python code a reload cannot follow (usercode.py)."""
+    return {spec.name: list(spec.unfollowed) for spec in specs if spec.unfollowed}
+
+
+def say_unfollowed(master, specs):
+    """One log line per service with code a reload will not see change: at
+    each load, so that stale code never runs without a word."""
+    for name, notes in unfollowed(specs).items():
+        master.log(f"{name}: not followed by reload: {'; '.join(notes)}")
 
 
 def not_applied(master, new):

@@ -485,7 +485,7 @@ def test_events_and_events_follow(master, follow):
     items = [json.loads(line) for line in done.stdout.splitlines()]
     assert len(items) == 3
     for item in items:
-        assert set(item) == {"time", "name", "service", "from", "to", "pid", "exit"}
+        assert set(item) == {"time", "name", "service", "from", "to", "pid", "exit", "reason"}
     assert m.cli("events", "-n", "0").stdout == ""
 
     f = follow(m, "events", "-f", "-n", "1")

@@ -36,7 +36,7 @@ PY = sys.executable
 STATUS_KEYS = {"name", "service", "state", "pid", "uptime", "restarts", "last_exit",
                "cpu_percent", "rss", "description", "reason", "since", "exit_code",
                "exit_signal", "spawn_error"}
-EVENT_KEYS = {"time", "name", "service", "from", "to", "pid", "exit"}
+EVENT_KEYS = {"time", "name", "service", "from", "to", "pid", "exit", "reason"}
 LOG_KEYS = {"time", "name", "service", "pid", "stream", "line", "seq"}
 
 

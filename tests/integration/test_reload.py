@@ -1,6 +1,7 @@
 """Reload with real processes: by control request and by SIGHUP."""
 
 import os
+import re
 import signal
 import sys
 
@@ -323,6 +324,14 @@ def test_reload_follows_the_code_a_built_in_server_is_given(master):
     assert m.call("reload")["unchanged"] == ["echo", "upper"]
 
     edit(m, "proto.py", 'b"v1 "', 'b"v2 "')  # the module the echo server's protocol is in
+    # restart alone runs the code of the last load, and says so
+    [done] = m.call("restart", names=["echo"])
+    assert done["ok"] and f"{os.path.join(m.dir, 'proto.py')} changed since" in done["message"], done
+    m.wait_log(r"echo: restarted, but it runs the code of the last load")
+    assert ask(echo) == b"v1 hi"
+    [done] = m.call("restart", names=["upper"])  # its code did not change: nothing to say
+    assert done["ok"] and "changed since" not in done["message"]
+    pids["upper"] = m.status("upper")["pid"]
     assert m.call("reload") == {"added": [], "removed": [], "changed": ["echo"],
                                 "scaled": [], "unchanged": ["upper"]}
     wait_until(lambda: m.status("echo")["state"] == "RUNNING" and ask(echo) == b"v2 hi",
@@ -332,3 +341,32 @@ def test_reload_follows_the_code_a_built_in_server_is_given(master):
     assert m.call("reload")["changed"] == ["upper"]
     wait_until(lambda: m.status("upper")["state"] == "RUNNING" and ask(upper) == b"u2 HI",
                dump=m.output, message="the upper server on the new code")
+
+
+@pytest.mark.timeout(30)
+def test_reload_names_the_code_it_cannot_follow(master, tmp_path):
+    """Issue 15 item 4: code a reload would not see change (a module from a
+    folder beside the config's) is named at start and in reload's answer."""
+    (tmp_path / "beside_mod.py").write_text("class Greeter:\n    word = 'hi'\n")
+    m = master(f"""
+import sys
+sys.path.insert(0, {str(tmp_path)!r})
+import corral, beside_mod
+
+class Web(corral.Service):
+    def startService(self):
+        super().startService()
+        print("web says", self.greeter.word, flush=True)
+
+application = corral.Application("t")
+web = Web()
+web.setName("web")
+web.greeter = beside_mod.Greeter()
+web.setServiceParent(application)
+""", suffix=".py")
+    m.wait_state("web", "RUNNING")
+    where = f"beside_mod ({tmp_path / 'beside_mod.py'}): outside the config's folder"
+    m.wait_log(r"web: not followed by reload: " + re.escape(where))
+    assert m.call("reload")["unfollowed"]["web"][0].startswith(where)
+    done = m.cli("reload")
+    assert done.returncode == 0 and f"not followed by reload in web: {where}" in done.stdout

@@ -50,7 +50,7 @@ def test_digest_follows_the_classes_modules_and_what_they_use(folder):
         tree = MultiService()
         importlib.import_module("mine_web").Web().setServiceParent(tree)
         corral.Service().setServiceParent(tree)         # corral's own class: not followed
-        return usercode.digest(tree, folder)
+        return usercode.follow(tree, folder).digest
 
     first = load()
     assert [part.split(":")[0] for part in first] == ["mine_web", "mine_words"]
@@ -76,10 +76,88 @@ def test_digest_follows_what_a_services_attributes_hold_but_not_its_siblings(fol
         sibling = corral.Service()
         sibling.thing = side()
         sibling.setServiceParent(tree)
-        return usercode.digest(server, folder), usercode.digest(sibling, folder)
+        return usercode.follow(server, folder).digest, usercode.follow(sibling, folder).digest
 
     first = load()
     assert [part.split(":")[0] for part in first[0]] == ["mine_proto"]
     write(folder, "mine_proto.py", "class Proto:\n    version = 2\n")
     again = load()
     assert again[0] != first[0] and again[1] == first[1]  # the sibling is not restarted
+
+
+CONFIG = """\
+import corral
+from corral.services.internet import TCPServer
+import mine_helpers
+
+PREFIX = b"v1:"
+
+def shout(data):
+    return PREFIX + tail(data)
+
+def tail(data):
+    return data.upper()
+
+def unused():
+    return 1
+
+class Echo:
+    def data(self, data):
+        return shout(data) + mine_helpers.SUFFIX
+
+class Other(corral.Service):
+    pass
+
+application = corral.Application("t")
+TCPServer(0, Echo, interface="127.0.0.1").setServiceParent(application)
+Other().setServiceParent(application)
+"""
+
+
+def fingerprints(path):
+    from corral.loaders import python
+
+    return {s.name: s.fingerprint for s in python.load(str(path)).services}
+
+
+def test_a_configs_functions_a_class_calls_by_name_are_followed(folder):
+    """Editing a function the protocol calls by name (and what that calls)
+    restarts that service only; editing one nobody calls restarts nothing."""
+    config = folder / "app.py"
+    write(folder, "mine_helpers.py", "SUFFIX = b'!'\n")
+    config.write_text(CONFIG)
+    first = fingerprints(config)
+    [server, other] = first
+    config.write_text(CONFIG.replace("return 1", "return 2"))  # nobody calls unused()
+    assert fingerprints(config) == first
+    config.write_text(CONFIG.replace("data.upper()", "data.lower()"))  # tail, via shout
+    again = fingerprints(config)
+    assert again[server] != first[server] and again[other] == first[other]
+    config.write_text(CONFIG)
+    assert fingerprints(config) == first
+    write(folder, "mine_helpers.py", "SUFFIX = b'?'\n")  # a module the class names
+    again = fingerprints(config)
+    assert again[server] != first[server] and again[other] == first[other]
+
+
+def test_what_cannot_be_followed_is_named(folder, tmp_path_factory, monkeypatch):
+    """A class made without source, and a module from a folder beside the
+    config's, are named: nothing changes without a word."""
+    beside = tmp_path_factory.mktemp("src")
+    (beside / "mine_beside.py").write_text("class Thing:\n    pass\n")
+    monkeypatch.syspath_prepend(str(beside))
+    config = folder / "app.py"
+    config.write_text("import corral, mine_beside\n"
+                      "Made = type('Made', (corral.Service,), {})\n"
+                      "application = corral.Application('t')\n"
+                      "s = Made()\ns.thing = mine_beside.Thing()\ns.setServiceParent(application)\n")
+    from corral.loaders import python
+
+    try:
+        [spec] = python.load(str(config)).services
+    finally:
+        sys.modules.pop("mine_beside", None)
+    assert spec.unfollowed[0] == "Made: its source cannot be read"
+    assert spec.unfollowed[1].startswith(f"mine_beside ({beside / 'mine_beside.py'}): outside the config's "
+                                         "folder, not imported afresh")
+    assert len(spec.unfollowed) == 2
