@@ -27,5 +27,9 @@ browser:
 demo: $(VENV)/.installed
 	$(VENV)/bin/corral run examples/poetry/poetry.py
 
+# The tests mostly wait on real processes, so three run at once even on 2
+# cores (pytest-xdist); TEST_JOBS=0 runs them one by one.
+TEST_JOBS ?= 3
+
 test: $(VENV)/.installed browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_JOBS)
