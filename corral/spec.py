@@ -136,6 +136,10 @@ class ServiceSpec:
     restart: str = SERVICE_DEFAULTS["restart"]
     exit_codes: tuple = SERVICE_DEFAULTS["exit_codes"]
     after: tuple = ()
+    # supervisord's priority layers: started after these when they start in
+    # the same request (boot, `start all`) and stopped before them, as
+    # systemd's After=; never pulled in by a start, nor waited for otherwise.
+    order_after: tuple = ()
     requires: tuple = SERVICE_DEFAULTS["requires"]
     numprocs: int = 1
     sockets: tuple = ()  # "tcp://host:port", "udp://...", "unix://path", each "#name" maybe

@@ -33,7 +33,7 @@ def run_check(args, out):
 
 def waves(specs):
     """The start order as waves (order.py's, the one start-order rule)."""
-    return order.waves({spec.name: spec.after for spec in specs})
+    return order.waves({spec.name: (*spec.after, *spec.order_after) for spec in specs})
 
 
 def describe(config):
@@ -48,6 +48,7 @@ def describe(config):
             "name": spec.name, **what,
             "instances": spec.instance_names(),
             "after": list(spec.after),
+            "order_after": list(spec.order_after),  # supervisord's priority: an order only
             "autostart": spec.autostart,
             "restart": spec.restart,
             "sockets": spec.kind.sockets(spec),
@@ -87,7 +88,8 @@ def text(report):
         if not service["autostart"]:
             runs += "  (autostart off)"
         rows.append((service["name"], service["kind"], ", ".join(service["instances"]),
-                     ", ".join(service["after"]) or "-", ", ".join(service["sockets"]) or "-", runs))
+                     ", ".join(service["after"] + [f"({n})" for n in service["order_after"]])
+                     or "-", ", ".join(service["sockets"]) or "-", runs))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])

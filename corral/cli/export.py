@@ -76,7 +76,9 @@ def units_of(config, prefix):
             skipped.append("sockets (shared by numprocs instances: give each instance its own)")
         notes += [f"{spec.name}: not in the unit: {what}" for what in skipped]
         after = [f"{prefix}-{dep}.service" for dep in spec.after if dep in commands]
-        units[unit_name] = _service_unit(spec, config.path, folder, after, skipped, template)
+        ordered = [f"{prefix}-{dep}.service" for dep in spec.order_after if dep in commands]
+        units[unit_name] = _service_unit(spec, config.path, folder, (after, ordered), skipped,
+                                         template)
         if spec.sockets and not template:
             units[f"{base}.socket"] = _socket_unit(spec, config.path)
         if template:
@@ -97,11 +99,16 @@ def _not_mapped(spec):
     return skipped
 
 
-def _service_unit(spec, config_path, folder, after, skipped, template):
+def _service_unit(spec, config_path, folder, links, skipped, template):
+    """links: (the units of its `after`: Wants= and After=, those of its
+    supervisord priority layer below: After= alone, an order as systemd's)."""
+    after, ordered = links
     unit = [f"# Written by `corral export systemd` from {config_path}", "[Unit]",
             f"Description={spec.name}" + (" %i" if template else "") + f" (from {os.path.basename(config_path)})"]
     if after:
-        unit += [f"Wants={' '.join(after)}", f"After={' '.join(after)}"]
+        unit.append(f"Wants={' '.join(after)}")
+    if after or ordered:
+        unit.append(f"After={' '.join(dict.fromkeys(after + ordered))}")
     unit += [f"StartLimitBurst={spec.max_restarts}", f"StartLimitIntervalSec={_seconds(spec.restart_window)}"]
     notify = spec.ready is not None and spec.ready[0] == "notify"
     service = ["", "[Service]", f"Type={'notify' if notify else 'exec'}",

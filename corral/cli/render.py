@@ -164,7 +164,8 @@ def detail(item, colour=False, unicode=True, now=None):
     if item.get("last_exit"):
         restarts += f"  last exit: {item['last_exit']}"
     facts.append(("Restarts", restarts))
-    for label, key in (("After", "after"), ("Requires", "requires"), ("Sockets", "sockets")):
+    for label, key in (("After", "after"), ("Ordered after", "order_after"), ("Requires", "requires"),
+                       ("Sockets", "sockets")):
         if item.get(key):
             facts.append((label, ", ".join(item[key])))
     if item.get("group"):
@@ -331,6 +332,8 @@ def tree(result, colour=False, unicode=True):
         if len(instances) <= 1 and node.get("pid") is not None:
             label += f"  pid {node['pid']}"
         links = [f"after {', '.join(node['after'])}"] if node.get("after") else []
+        if node.get("order_after"):  # supervisord's priority: an order, not a dependency
+            links.append(f"ordered after {', '.join(node['order_after'])}")
         if node.get("requires"):
             links.append(f"requires {', '.join(node['requires'])}")
         if node.get("group"):

@@ -21,7 +21,10 @@ NOTICE_PERIOD = 2.0  # s between "still stopping ..." lines during a shutdown
 def _start(step, item):
     if step.sup.shutting_down:
         return
-    for name in item.names:
+    # In the config's order, so that of those started together each sees the
+    # ones it is `order_after` on their way up already (supervisord's priority).
+    position = step.sup.position
+    for name in sorted(item.names, key=position.__getitem__):
         record = step.sup.records[name]
         if not record.retired:  # scaled away: it stops and goes
             step.request_start(record, item.fresh)

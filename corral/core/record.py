@@ -167,7 +167,8 @@ class Supervision:
             if not record.retired:  # a retired instance counts for nobody's order
                 self.by_service.setdefault(record.service, []).append(record)
             self.in_state.setdefault(record.state, {})[record.name] = record
-            for name in dict.fromkeys((*self.after_of(record.spec), *record.spec.requires)):
+            spec = record.spec
+            for name in dict.fromkeys((*self.after_of(spec), *spec.requires, *spec.order_after)):
                 self.dependents.setdefault(name, []).append(record)
 
     def moved(self, record, old):

@@ -97,6 +97,7 @@ ACTIVE = frozenset({State.WAITING, State.STARTING, State.RUNNING, State.BACKOFF}
 STARTABLE = frozenset(s for (s, e) in TRANSITIONS if e is Event.START)
 STOPPABLE = frozenset(s for (s, e) in TRANSITIONS if e is Event.STOP)
 AT_REST = frozenset({State.STOPPED, State.EXITED, State.FATAL})  # no process, no deadline
+STARTING_UP = frozenset({State.WAITING, State.STARTING})  # on the way up, not there yet
 
 
 class IllegalTransition(Exception):

@@ -23,7 +23,7 @@ import random as _random
 from corral.core import messages as m
 from corral.core import handlers, policy, relations, watch
 from corral.core.record import KILL, LEFTOVERS, RETRY, Goal
-from corral.core.states import ACTIVE, AT_REST, HAS_PROCESS, Event, State
+from corral.core.states import ACTIVE, AT_REST, HAS_PROCESS, STARTING_UP, Event, State
 
 
 def step(sup, item, now, random=_random.random):
@@ -122,10 +122,15 @@ class Step:
 
     def waiting_for(self, record):
         """The `after` services record must wait for: not RUNNING, or, for one
-        it requires, RUNNING but on its way down."""
-        return [name for name in self.sup.after_of(record.spec) if not self.running(name)
-                or name in record.spec.requires
-                and any(dep.goal is Goal.DOWN for dep in self.sup.instances_of(name))]
+        it requires, RUNNING but on its way down; and the `order_after` ones
+        on their way up (asked to start and not RUNNING yet)."""
+        found = [name for name in self.sup.after_of(record.spec) if not self.running(name)
+                 or name in record.spec.requires
+                 and any(dep.goal is Goal.DOWN for dep in self.sup.instances_of(name))]
+        return found + [name for name in record.spec.order_after
+                        if any(dep.goal is Goal.UP and (dep.state in STARTING_UP
+                                                        or dep.pending is not None)
+                               for dep in self.sup.instances_of(name))]
 
     # -- stopping ------------------------------------------------------------
 

@@ -347,6 +347,7 @@ def _detail(detail):
     return {
         **_row(detail.status), "config": detail.config, "kind": detail.kind,
         "command": list(detail.command) if detail.command else None, "class": detail.cls,
-        "after": list(detail.after), "requires": list(detail.requires), "group": detail.group,
+        "after": list(detail.after), "order_after": list(detail.order_after),
+        "requires": list(detail.requires), "group": detail.group,
         "sockets": list(detail.sockets), "transitions": detail.transitions, "log": detail.log,
     }

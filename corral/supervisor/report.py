@@ -177,6 +177,7 @@ class Detail:
     command: tuple  # the argv of a command, else None
     cls: str  # the class of a Python service, else None
     after: tuple
+    order_after: tuple  # supervisord's priority layer below it: an order only
     requires: tuple
     group: str  # its restart group, or None
     sockets: tuple  # "tcp://127.0.0.1:8000", held by the master
@@ -192,7 +193,7 @@ def detail(record, status_row, config_path, events, log, groups=None):
     moves = [e for e in events if e.get("name") == record.name][-DETAIL_LINES:]
     return Detail(status=status_row, config=spec.source or config_path, kind=described["kind"],
                   command=tuple(spec.command) if spec.command else None, cls=described["class"],
-                  after=tuple(spec.after), requires=tuple(spec.requires), group=group,
+                  after=tuple(spec.after), order_after=tuple(spec.order_after), requires=tuple(spec.requires), group=group,
                   sockets=tuple(spec.sockets), transitions=moves, log=log)
 
 
@@ -220,7 +221,8 @@ def tree(app_name, specs, instances_of, groups=None):
             "pid": instances[0].pid if len(instances) == 1 else None,
             "instances": [{"name": r.name, "state": r.state.value, "pid": r.pid}
                           for r in instances],
-            "after": list(spec.after), "requires": list(spec.requires),
+            "after": list(spec.after), "order_after": list(spec.order_after),
+            "requires": list(spec.requires),
             "group": group_of.get(spec.name),
         }
         children.append(node)

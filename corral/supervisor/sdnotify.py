@@ -121,7 +121,8 @@ def settled(master):
     def done(record):
         if record.state is State.WAITING:
             return any(dep.state is not State.RUNNING and done(dep)
-                       for name in record.spec.after for dep in master.instances_of(name))
+                       for name in (*record.spec.after, *record.spec.order_after)
+                       for dep in master.instances_of(name))
         return record.state not in (State.STARTING, State.STOPPING)
 
     return all(done(r) for r in master.records.values() if r.spec.autostart)

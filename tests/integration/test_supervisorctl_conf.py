@@ -72,12 +72,11 @@ COMMANDS = (
     ("start", "web:*"), ("signal", "CONT", "web:*"), ("pid", "web:web_01"),
     ("tail", "web:web_01"), ("tail", "shop:db", "stderr"), ("clear", "web:web_01"),
     ("start", "idle"), ("restart", "shop:db"), ("stop", "shop:*"),
-    ("start", "shop:db"), ("start", "shop:cache"), ("stop", "web:web_00"), ("status",),
-    ("avail",),
+    ("start", "shop:cache"), ("status", "shop:*"), ("start", "shop:db"),
+    ("stop", "web:web_00"), ("status",), ("avail",),
 )
-# (A start under corral also starts the lower priority layers it waits for:
-# `start shop:cache` while shop:db is stopped would start shop:db too, so the
-# commands avoid it.)
+# (`start shop:cache` while shop:db, a lower priority, is stopped starts
+# shop:cache alone under both: priority orders a start, it pulls nothing in.)
 
 
 # supervisorctl's own Controller, one command after another in one process

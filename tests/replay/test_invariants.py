@@ -3,7 +3,7 @@ consistent, no move is illegal, and a shutdown always ends.
 
 300 seeded histories of 80 happenings each (starts, stops, crashes, READY=1
 lines, probe answers, scales, time passing) over a small tree with dependencies
-(`after` and `requires`), a restart group of each strategy, readiness
+(`after`, `requires` and `order_after`), a restart group of each strategy, readiness
 checks, health and watchdogs, with both `on_fatal` choices; then a shutdown.
 """
 
@@ -28,6 +28,7 @@ def specs():
                 health=parse_health({"tcp": 8000, "interval": 0.5, "failures": 2}),
                 restart="on-failure", max_restarts=3),
         python_tree("job", after=("web",), ready=("seconds", 0.3), restart="never"),
+        command("mail", order_after=("cache",), backoff_initial=0.1),  # supervisord's priority
     )
 
 

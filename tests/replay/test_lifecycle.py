@@ -43,6 +43,33 @@ def test_starting_one_service_starts_its_dependencies_first():
     assert w.states() == {"db": "RUNNING", "cache": "RUNNING", "web": "RUNNING"}
 
 
+def test_order_after_orders_a_start_of_both_and_never_pulls_nor_blocks():
+    """supervisord's priority layers (order_after): a start of both starts the
+    lower one first and waits for it; a start of the upper one alone does not
+    pull the lower one in; a lower one that fails does not hold the upper one;
+    a shutdown stops the upper one first."""
+    w = World(python_tree("db"), python_tree("web", order_after=("db",)))
+    w.feed(m.Start(("web", "db"), fresh=True))  # asked in any order: the config's counts
+    assert w.states() == {"db": "STARTING", "web": "WAITING"}
+    assert w.record("web").reason == "waiting for db"
+    w.notify("db", "READY=1")
+    assert w.spawned_order() == ["db", "web"]
+    w.notify("web", "READY=1")
+    w.feed(m.Shutdown())
+    assert [name for name, *_ in w.signals] == ["web"]  # web first, then db
+    w.exit("web")
+    assert [name for name, *_ in w.signals] == ["web", "db"]
+
+    w = World(python_tree("db"), python_tree("web", order_after=("db",)))
+    w.feed(m.Start(("web",), fresh=True))  # by hand: web alone, as supervisorctl start
+    assert w.states() == {"db": "STOPPED", "web": "STARTING"}
+
+    w = World(python_tree("db", backoff_initial=5.0), python_tree("web", order_after=("db",)))
+    start_all(w)
+    w.exit("db", code=1)  # a failed start of the layer below: web is not held
+    assert w.states() == {"db": "BACKOFF", "web": "STARTING"}
+
+
 def test_waiting_instances_start_in_config_order_whatever_order_they_began_waiting():
     # The step passes over the records of a state (Supervision.those_in), not
     # over every record: the order stays the config's.

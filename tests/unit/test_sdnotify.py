@@ -14,7 +14,7 @@ pytestmark = pytest.mark.timeout(10)
 
 
 def rec(name, state, after=(), autostart=True):
-    spec = types.SimpleNamespace(after=tuple(after), autostart=autostart)
+    spec = types.SimpleNamespace(after=tuple(after), order_after=(), autostart=autostart)
     return types.SimpleNamespace(name=name, service=name, state=state, spec=spec)
 
 

@@ -175,7 +175,8 @@ def test_priority_gives_start_layers_and_groups_order_first(tmp_path):
     cfg = load(path)
     order = [spec.name for spec in cfg.services]
     assert order == ["cron", "db", "cache", "off", "web"]
-    after = {spec.name: spec.after for spec in cfg.services}
+    assert all(spec.after == () for spec in cfg.services)  # an order, not a dependency
+    after = {spec.name: spec.order_after for spec in cfg.services}
     # off does not autostart: web waits for the layer below it that does.
     assert after == {"cron": (), "db": ("cron",), "cache": ("cron",), "off": ("db", "cache"),
                      "web": ("db", "cache")}
@@ -393,8 +394,10 @@ def test_convert_writes_toml_that_loads_to_the_same_services(tmp_path):
     original, again = load(path), load(converted)
     assert [s.name for s in again.services] == ["db", "web"]
     for before, after in zip(original.services, again.services):
-        # every compared setting but where it came from
-        assert dataclasses.replace(before, source=None) == dataclasses.replace(after, source=None)
+        # every compared setting but where it came from; priority's order is TOML's after
+        assert dataclasses.replace(before, source=None, after=before.after + before.order_after,
+                                   order_after=()) == dataclasses.replace(after, source=None)
+    assert any(note.startswith("priority: the start layers are `after` in the TOML") for note in notes)
     assert (again.master.logfile, again.master.log_backups) == (str(tmp_path / "main.log"), 2)
     assert any("web.err" in note for note in notes)           # raw stream files: a note
     assert again.master.xmlrpc == (f"unix://{tmp_path}/s.sock", "tcp://127.0.0.1:9001")

@@ -216,7 +216,9 @@ def _groups(sections, program_sections):
 
 
 def _layered(processes):
-    """The specs in start order, each `after` the nearest lower layer that autostarts."""
+    """The specs in start order, each `order_after` the nearest lower layer that
+    autostarts: started after it when both start, as supervisord does, but a
+    start by hand does not pull the lower layer in."""
     layers = {}
     for key, spec in processes:
         layers.setdefault(key, []).append(spec)
@@ -224,8 +226,7 @@ def _layered(processes):
     for key in sorted(layers):
         here = layers[key]
         if below:
-            here = [dataclasses.replace(spec, after=tuple(dict.fromkeys((*spec.after, *below))))
-                    for spec in here]
+            here = [dataclasses.replace(spec, order_after=below) for spec in here]
         ordered.extend(here)
         starting = tuple(spec.name for spec in here if spec.autostart)
         below = starting or below

@@ -7,6 +7,7 @@ files, the XML-RPC sections) or that mean something else under corral.
 Only values that differ from corral's defaults are written.
 """
 
+import dataclasses
 import signal
 
 from corral import kinds
@@ -31,7 +32,12 @@ def convert(path):
         lines.append("[corral]")
         lines.extend(f"{key} = {_toml(value)}" for key, value in corral)
         lines.append("")
+    if any(spec.order_after for spec in specs):
+        notes.append("priority: the start layers are `after` in the TOML, which also starts "
+                     "the lower layers when a service is started by hand (supervisord's "
+                     "priority only orders a start of several)")
     for spec in specs:
+        spec = dataclasses.replace(spec, after=tuple(dict.fromkeys((*spec.after, *spec.order_after))))
         lines.append(f"[services.{_key(spec.name)}]")
         lines.append(f"command = {_toml(list(spec.command))}")
         for key in _KEYS:
