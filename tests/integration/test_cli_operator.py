@@ -431,6 +431,7 @@ service = "app:make"
     assert 'Environment="GREETING=hello world"' in db
     web = (out / "shop-web.service").read_text()
     assert "After=shop-db.service" in web and "MemoryMax=67108864" in web
+    assert "Wants=shop-db.service" in web  # after: an order and a dependency
     assert "ListenStream=127.0.0.1:18125" in (out / "shop-web.socket").read_text()
     assert "Restart=on-failure" in (out / "shop-pool@.service").read_text()
     if shutil.which("systemd-analyze") is None:
@@ -441,3 +442,16 @@ service = "app:make"
                   if "shop-" in line and ("Unknown" in line or "Invalid" in line or "Failed" in line
                                           or "ignoring" in line)]
     assert complaints == [], verify.stderr
+
+
+def test_export_systemd_of_supervisord_priority_is_an_order_only(tmp_path):
+    """supervisord's priority layers are After= without Wants=: systemd's
+    own word for an order that pulls nothing in."""
+    config = tmp_path / "shop.conf"
+    config.write_text("[program:db]\ncommand = /bin/sleep 1000\npriority = 1\n"
+                      "[program:web]\ncommand = /bin/sleep 1001\npriority = 2\n")
+    out = tmp_path / "units"
+    done = corral_cmd("export", "systemd", str(config), "-o", str(out), env=CLEAN_ENV)
+    assert done.returncode == 0, done.stderr
+    web = (out / "shop-web.service").read_text()
+    assert "After=shop-db.service" in web and "Wants=" not in web
