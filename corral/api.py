@@ -438,7 +438,8 @@ class Operations:
     def version(self):
         from corral import __version__
 
-        result = {"version": __version__, "pid": os.getpid()}
+        result = {"version": __version__, "pid": os.getpid(),
+                  "containment": getattr(self.master, "containment", "") or None}
         run = self.master.upgrader.run if self.master.upgrader is not None else None
         if run is not None and run.image:  # execs by `upgrade`, and why the last fell back
             result["image"] = run.image

@@ -42,3 +42,13 @@ def die_with_parent(parent_pid):
     libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent_pid:  # the master died before prctl took effect
         os._exit(1)
+
+
+def join_cgroup(path):
+    """Move the calling process into the cgroup v2 folder at path, before it
+    runs anything of the user's (supervisor/cgroups.py)."""
+    fd = os.open(os.path.join(path, "cgroup.procs"), os.O_WRONLY)
+    try:
+        os.write(fd, b"0")
+    finally:
+        os.close(fd)

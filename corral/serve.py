@@ -31,7 +31,7 @@ from corral.frontends.control import ControlServer
 from corral.frontends.http import HttpServer
 from corral.frontends.xmlrpc import XMLRPCServer
 from corral.supervisor import daemon as daemon_module
-from corral.supervisor import goals, reaper, resume, sdnotify, upgrade
+from corral.supervisor import cgroups, goals, reaper, resume, sdnotify, upgrade
 from corral.supervisor import reload as reload_module
 from corral.supervisor.master import Master
 
@@ -48,6 +48,19 @@ class Run:
     control: object = None  # the ControlServer
     upgrade_error: str = None  # why the last upgrade fell back
     http_token: str = None  # the dashboard's, kept across an upgrade
+    cgroups: object = None  # cgroups.Subtree: each instance in a cgroup of its own
+    containment: str = ""  # which, in words, for the log and `corral version`
+
+
+def _containment(run, settings, owner):
+    """Cgroups where the master may make them (supervisor/cgroups.py), else the marker."""
+    if owner is not None:
+        subtree, why = None, "the master drops privileges (--user): its cgroups would not be its own"
+    else:
+        subtree, why = cgroups.detect(reaper.marker(), settings.cgroups)
+    run.cgroups = subtree
+    run.containment = f"cgroup v2, {subtree.root}" if subtree is not None else \
+        f"the environment marker (no cgroups: {why})"
 
 
 def run_master(config_path, socket=None, logfile=None, log_dir=None, loader=None, *,
@@ -88,7 +101,9 @@ def run_master(config_path, socket=None, logfile=None, log_dir=None, loader=None
         daemon_module.change_directory(rundir)
     run = Run(argv=sys.argv[1:], launch_cwd=launch_cwd)
     try:
-        run.undertaker = reaper.protect_master()  # before the pidfile, the socket, any worker
+        _containment(run, settings, owner)
+        # before the pidfile, the socket, any worker
+        run.undertaker = reaper.protect_master(run.cgroups.root if run.cgroups else None)
         lock = daemon_module.lock_pidfile(settings.pidfile) if settings.pidfile else None
         run.pidfile = lock
         try:
@@ -113,6 +128,7 @@ def _resume(config, loader, carried, as_loaded):
     lock = None if pidfile is None else daemon_module.Pidfile(pidfile["path"], pidfile["fd"])
     run = Run(argv=sys.argv[1:], launch_cwd=carried.launch_cwd, image=carried.image,
               undertaker=carried.undertaker, pidfile=lock, upgrade_error=carried.error)
+    _containment(run, config.master, None)  # the same marker: the same cgroups, found again
     try:
         return asyncio.run(_main(config, loader, run, carried=carried, as_loaded=as_loaded))
     finally:
@@ -203,6 +219,7 @@ async def _main(config, loader, run, owner=None, announce=None, reset_state=Fals
     else:
         console, color = carried.console, carried.color
     master = Master(config, console=console, color=color, loader=loader, as_loaded=as_loaded)
+    master.spawner.cgroups, master.containment = run.cgroups, run.containment
     master.notifier = sdnotify.Notifier.from_environment()  # before any worker forks
     master.upgrader = upgrade.Upgrader(master, run)
     ops = Operations(master)
@@ -246,6 +263,7 @@ async def _main(config, loader, run, owner=None, announce=None, reset_state=Fals
             master.log(f"master pid {os.getpid()}, control socket {config.master.socket}"
                        + (f"; if the master dies, a watcher process stops every worker "
                           f"(undertaker pid {run.undertaker})" if run.undertaker is not None else ""))
+            master.log(f"containment: {run.containment}")
             reload_module.say_unfollowed(master, config.services)
             # after the logs open: a goals file that cannot be read is said there
             master.goals = goals.GoalFile(goals.path_for(config.master.socket), master.log,
@@ -276,6 +294,8 @@ async def _main(config, loader, run, owner=None, announce=None, reset_state=Fals
         await control.close()
         master.notifier.close()
         master.close()  # its timers, the commands' NOTIFY_SOCKET and directory
+        if run.cgroups is not None:  # every worker is gone: their cgroups go too
+            run.cgroups.remove()
         if master.loghub is not None:
             master.loghub.close()
     return code

@@ -225,6 +225,7 @@ assert set(_CHECKS) == set(SERVICE_DEFAULTS), "every supervision key needs a che
 MASTER_CHECKS = {"log_max_bytes": _CHECKS["log_max_bytes"], "log_backups": _CHECKS["log_backups"],
                  "on_fatal": _choice("stay", "shutdown"),
                  "console": _choice("auto", "always", "never"),
+                 "cgroups": _choice("auto", "off"),
                  "http": _via(lambda v: httpspec.parse_address(v) and v),
                  "http_auth": _via(httpspec.check_auth), "http_token": _via(httpspec.check_token),
                  "xmlrpc": lambda value, folder: xmlrpc_addresses(value, folder),

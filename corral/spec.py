@@ -98,6 +98,9 @@ MASTER_DEFAULTS = {
     # (on a terminal, or when no logfile or log_dir holds the log already),
     # "always" (a container runtime or journald reads stdout) or "never".
     "console": "auto",
+    # Each instance in a cgroup v2 of its own where the master may make them
+    # (supervisor/cgroups.py): "auto", or "off" for the environment marker alone.
+    "cgroups": "auto",
     # What a FATAL service (or restart group) does to the master: "stay" (the
     # others go on) or "shutdown" (stop everything, exit 1: for containers).
     "on_fatal": "stay",
@@ -204,6 +207,7 @@ class MasterSpec:
     log_max_bytes: int = MASTER_DEFAULTS["log_max_bytes"]
     log_backups: int = MASTER_DEFAULTS["log_backups"]
     console: str = MASTER_DEFAULTS["console"]
+    cgroups: str = MASTER_DEFAULTS["cgroups"]
     # supervisord.conf's [unix_http_server], [inet_http_server], [supervisorctl]
     # and groups, for an XML-RPC frontend (loaders/supervisord/http.py), or None.
     # From TOML: a tuple of addresses "unix:///abs/path", "tcp://host:port".

@@ -376,4 +376,6 @@ def version_line(result, client_version):
     text = f"corral {master_version} (master pid {result.get('pid', '?')})"
     if master_version != client_version:
         text += f"; this client is {client_version}"
+    if result.get("containment"):
+        text += f"\ncontainment: {result['containment']}"
     return text

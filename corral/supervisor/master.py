@@ -52,6 +52,7 @@ class Master:
                                groups={g.name: Group.of(g) for g in config.groups})
         self.sup.add(*config.services)
         self.events = collections.deque(maxlen=EVENT_RING)
+        self.containment = ""  # how workers are kept together, in words (serve.py)
         self.event_topic = Topic()  # followers of the moves (events -f, sdnotify)
         self.counters = Counters()
         self._watchers = []  # (check, future): resolved when check() holds

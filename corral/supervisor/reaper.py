@@ -50,8 +50,9 @@ Limits. The marker is in the environment a process was exec'd with: a
 descendant that drops it (env -i, a daemon that clears its environment, or
 overwrites it with setproctitle) is reached only while it stays in the
 worker's process group; so is a process that a Python worker forked without
-exec'ing anything (its /proc environ is still the master's). Cgroups would
-close those gaps; they need a delegated hierarchy that corral cannot assume.
+exec'ing anything (its /proc environ is still the master's). Cgroups close
+those gaps where the master may make them (cgroups.py): each worker then has
+its own, Child._family reads it instead, and the undertaker kills it whole.
 
 Over 400 lines: the three holes above share one marker, one scan of
 /proc and one notion of family (near() and the shared scan); split, each
@@ -69,7 +70,7 @@ import time
 
 from corral import libc
 from corral.errors import CorralError
-from corral.supervisor import procfs
+from corral.supervisor import cgroups, procfs
 
 
 MARKER_VAR = "CORRAL_MASTER"
@@ -305,15 +306,16 @@ def kill(pid, sig):
 # -- the undertaker ---------------------------------------------------------------
 
 
-def protect_master():
+def protect_master(cgroup_root=None):
     """Start the undertaker, then become a subreaper; return the undertaker's pid.
+    cgroup_root: the master's cgroups (cgroups.py), killed too when it dies.
 
     In this order: a subreaper would adopt the undertaker when its first fork
     exits. Call it once, in the master's final process (after -d detached),
     before any socket is bound or worker started, with no event loop running.
     """
     try:
-        undertaker = start_undertaker(marker())
+        undertaker = start_undertaker(marker(), cgroup_root)
     except OSError as exc:
         raise CorralError(f"Unable to start the undertaker: {exc}") from exc
     try:
@@ -325,7 +327,7 @@ def protect_master():
     return undertaker
 
 
-def start_undertaker(mark):
+def start_undertaker(mark, cgroup_root=None):
     master = os.getpid()
     since = start_ticks(master)
     r, w = os.pipe()  # the undertaker's pid comes back on it
@@ -349,7 +351,7 @@ def start_undertaker(mark):
             os.setsid()
             if os.fork() == 0:
                 os.write(w, str(os.getpid()).encode())
-                _undertake(pidfd, mark, since, keep=w)
+                _undertake(pidfd, mark, since, keep=w, cgroup_root=cgroup_root)
         except BaseException:  # the child never returns into the master's code
             code = 1
         finally:
@@ -366,7 +368,7 @@ def start_undertaker(mark):
     return int(data)
 
 
-def _undertake(pidfd, mark, since, keep):
+def _undertake(pidfd, mark, since, keep, cgroup_root=None):
     """The undertaker's whole life: wait for the master's death, then bury
     its marked processes. Imports nothing (it may be a fork of a process with
     threads), writes nowhere, ignores the signals that would end it early."""
@@ -390,9 +392,21 @@ def _undertake(pidfd, mark, since, keep):
             poller.register(pidfd, select.POLLIN)
             while not poller.poll():
                 pass
+        if cgroup_root is not None:  # all of it at once, whatever left the marker
+            cgroups.kill_tree(cgroup_root)
         bury(mark, since)
+        if cgroup_root is not None:
+            _remove_when_empty(cgroup_root)
     finally:
         os._exit(0)
+
+
+def _remove_when_empty(root, limit=BURY_LIMIT):
+    """rmdir the master's cgroups once the killed processes have left them."""
+    end = time.monotonic() + limit
+    while os.path.exists(root) and time.monotonic() < end:
+        cgroups.remove_tree(root)
+        time.sleep(BURY_PAUSE)
 
 
 def bury(mark, since=0, limit=BURY_LIMIT):

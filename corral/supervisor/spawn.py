@@ -27,8 +27,8 @@ import sys
 
 from corral import kinds as kind_facts
 from corral import privileges
-from corral.procsetup import RESET_SIGNALS, die_with_parent, reset_signals
-from corral.supervisor import kinds, procfs, reaper
+from corral.procsetup import RESET_SIGNALS, die_with_parent, join_cgroup, reset_signals
+from corral.supervisor import cgroups, kinds, procfs, reaper
 from corral.core.policy import Exit
 from corral.supervisor.sockets import Activation
 
@@ -110,6 +110,7 @@ class Child:
         self.instance = self.marker = None
         self.since = 0  # when it started, in clock ticks since boot
         self.owns = None  # Spawner.owns: which of the master's children are not orphans
+        self.cgroup = None  # (cgroups.Subtree, instance) when it runs in a cgroup of its own
 
     def poll(self):
         """Reap this pid if it has exited: return its Exit, else None."""
@@ -167,6 +168,10 @@ class Child:
         # iteration reads once (reaper.adopted): looked for after the signal,
         # a child in its own session could be in neither list and be missed.
         family = self._family()
+        if self.cgroup is not None:  # all of it, whatever left the group or the marker
+            subtree, instance = self.cgroup
+            ok = subtree.signal(instance, sig)
+            return self.signal_group(sig) or ok if self.exit is None else ok
         if self.exit is None:
             ok = self.signal_group(sig)
         else:
@@ -185,6 +190,11 @@ class Child:
         return self.group_alive() or bool(self._family())
 
     def _family(self):
+        if self.cgroup is not None:  # its cgroup holds all of it (zombies aside)
+            subtree, instance = self.cgroup
+            return [(pid, fields[2]) for pid in subtree.procs(instance)
+                    if (fields := procfs.stat_fields(pid)) and fields[0] not in (b"Z", b"X")
+                    and (pid != self.pid or self.exit is None)]
         if self.marker is None:
             return []
         return reaper.family(self.marker, self.instance, self.since, self._near())
@@ -282,12 +292,23 @@ class Spawner:
         self._prune_at = 64
         self.helpers = set()  # pids of the master's short-lived helpers (health.py)
         self.notify_socket = None  # the master's NOTIFY_SOCKET path, once readiness.py made it
+        self.cgroups = None  # a cgroups.Subtree where the master may make cgroups
+        self._cgroup_asked = None  # the cgroup the spawn under way put its child in
+
+    def cgroup_for(self, instance):
+        """The cgroup folder the instance's next process joins, or None."""
+        path = self.cgroups.prepare(instance) if self.cgroups is not None else None
+        self._cgroup_asked = path
+        return path
 
     def spawn(self, spec, instance, index, fds=()):
         """fds: [(fd, name)] of the sockets the master holds for it (sockets.py)."""
         since = reaper.ticks_now()  # at or before its start time
+        self._cgroup_asked = None
         child = kinds.of(spec).spawn(self, spec, instance, index, fds)
         child.instance, child.marker = instance, self.marker
+        if self.cgroups is not None and self.cgroups.path(instance) == self._cgroup_asked:
+            child.cgroup = (self.cgroups, instance)
         child.since, child.owns = since, self.owns
         if len(self.children) >= self._prune_at:  # reaped ones out, amortized O(1)
             self.children = {p: c for p, c in self.children.items() if c.exit is None}
@@ -312,8 +333,12 @@ class Spawner:
         drop = privileges.CommandDrop(spec)  # its lookups happen here, in the master
         env = child_env(spec, instance, index, self.notify_socket)
         activation = Activation(fds, env)  # no fds: no-op
+        cgroup = self.cgroup_for(instance)
 
         def setup():  # runs in the child between fork and exec
+            if cgroup is not None:
+                with contextlib.suppress(OSError):  # not contained, but running
+                    join_cgroup(cgroup)
             reset_signals()
             drop()  # groups, gid, uid, umask (and then cwd, as the user)
             die_with_parent(master_pid)  # after the drop: a change of ids clears it
@@ -324,6 +349,9 @@ class Spawner:
         # Popen vforks (~0.6 ms) instead of forking the master's image and
         # running setup() in the child, which blocks the loop ~5 ms.
         shim = [] if fds or drop.plan or not _exec_resets_signals() else _pdeathsig_shim()
+        if shim and cgroup is not None:
+            _check_exec(spec.command[0])  # the shell's exec would say it only in the log
+            shim = cgroups.shim(cgroup) + shim
         try:
             with contextlib.nullcontext() if shim else signals_blocked(), activation.reserved():
                 popen = subprocess.Popen(
@@ -365,7 +393,7 @@ class Spawner:
             spec=spec, instance=instance, fds=(out_w, err_w, notify_w),
             keep=tuple(keep) + tuple(fd for fd, _ in sockets), sockets=tuple(sockets),
             env=child_env(spec, instance, index), master_pid=self.master_pid,
-            runtime=runtime)
+            runtime=runtime, cgroup=self.cgroup_for(instance))
         process = multiprocess.get_context("fork").Process(
             target=bootstrap.worker_main, args=(start,), name=f"corral:{instance}")
         flush_std_streams()  # anything buffered here would be written again by the child
@@ -381,6 +409,13 @@ class Spawner:
                 os.close(fd)
         _disown(process)
         return Child(spec.kind.name, process.pid, out_r, err_r, notify_r)
+
+
+def _check_exec(path):
+    """Raise what Popen's exec would for a program that cannot be run."""
+    if not os.access(path, os.X_OK) or os.path.isdir(path):
+        code = errno.ENOENT if not os.path.exists(path) else errno.EACCES
+        raise SpawnError(f"cannot exec {path}: [Errno {code}] {os.strerror(code)}: {path!r}")
 
 
 def _disown(process):

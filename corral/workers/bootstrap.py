@@ -45,7 +45,7 @@ from dataclasses import dataclass
 
 from corral import privileges, steps
 from corral.errors import EXIT_WORKER_BOOT
-from corral.procsetup import die_with_parent, reset_signals
+from corral.procsetup import die_with_parent, join_cgroup, reset_signals
 
 NOTIFY_FD = 3
 UNCATCHABLE = frozenset({signal.SIGKILL, signal.SIGSTOP})
@@ -63,6 +63,7 @@ class WorkerStart:
     env: dict  # its whole environment
     master_pid: int
     runtime: str  # the module that runs the tree (workers/runtimes/)
+    cgroup: str = None  # its cgroup v2 folder, joined before anything else runs (cgroups.py)
 
 
 class BootstrapError(Exception):
@@ -126,6 +127,11 @@ def worker_main(start):
         _step("start a new session", os.setsid)
         _step("watch the master", die_with_parent, master_pid)
         _step("redirect output to the master", redirect_fds, *start.fds)
+        if start.cgroup is not None:
+            try:  # before the tree runs: nothing it forks is outside
+                join_cgroup(start.cgroup)
+            except OSError as exc:
+                print(f"corral: {start.cgroup}: not contained: {exc.strerror}", file=sys.stderr)
         _step("close the master's files", close_other_fds, start.keep)
         reopen_streams()
         plan = privileges.steps(spec)

@@ -557,9 +557,11 @@ def test_reopen_version_and_shutdown(master):
     m.wait_log("db got SIGUSR1")  # in the new file
 
     done = m.cli("version")
-    assert done.returncode == 0 and done.stdout == f"corral {corral.__version__} (master pid {m.proc.pid})\n"
-    assert json.loads(m.cli("version", "--json").stdout) == {"version": corral.__version__,
-                                                            "pid": m.proc.pid}
+    first, how = done.stdout.splitlines()
+    assert done.returncode == 0 and first == f"corral {corral.__version__} (master pid {m.proc.pid})"
+    assert how.startswith(("containment: cgroup v2, ", "containment: the environment marker"))
+    assert json.loads(m.cli("version", "--json").stdout) == {
+        "version": corral.__version__, "pid": m.proc.pid, "containment": how.split(": ", 1)[1]}
 
     done = m.cli("shutdown")
     assert done.returncode == 0 and done.stdout == "" and done.stderr == ""

@@ -141,7 +141,9 @@ def test_socket_is_private_and_version_names_the_master(master):
     m = master(f"[services.a]\ncommand = {worker()}\n")
     assert stat.S_IMODE(os.stat(m.socket).st_mode) == 0o600
     assert stat.S_ISSOCK(os.stat(m.socket).st_mode)
-    assert m.call("version") == {"version": corral.__version__, "pid": m.proc.pid}
+    version = m.call("version")
+    assert version == {"version": corral.__version__, "pid": m.proc.pid,
+                       "containment": version["containment"]} and version["containment"]
 
 
 @pytest.mark.timeout(30)

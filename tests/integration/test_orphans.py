@@ -20,6 +20,22 @@ from tests.integration.harness import Master, argv, pid_alive, wait_until
 
 PY = sys.executable
 
+
+@pytest.fixture(params=["auto", "off"], ids=["cgroups", "marker"])
+def master(request, master):
+    """Each test twice: with cgroups where this machine lets the master make
+    them (supervisor/cgroups.py), and with the environment marker alone."""
+    def make(config_text, *args, **kwargs):
+        if request.param == "off":
+            config_text = '[corral]\ncgroups = "off"\n' + config_text
+        m = master(config_text, *args, **kwargs)
+        if kwargs.get("start", True) and request.param == "off":
+            version = m.call("version")["containment"]
+            assert version.startswith("the environment marker (no cgroups: off"), version
+        return m
+
+    return make
+
 # fork, setsid, fork: the grandchild leaves the worker's group and session,
 # says its pid in a file (written from /, so the path is absolute) and sleeps.
 DAEMONIZE = '''
