@@ -385,3 +385,82 @@ def test_a_twistd_plugin_whose_make_service_raises_is_a_clear_config_error(tmp_p
         plugin.load_twisted("shaky", ["--db", "pg"], str(tmp_path))
     assert str(err.value) == "plugin shaky: makeService raised ValueError: no database 'pg'"
     assert "shaky_plugin.py" in err.value.detail  # the traceback, shown before the line
+
+
+TLS_APP = """
+import os
+from twisted.application import internet, service, strports
+from twisted.internet import protocol, ssl
+
+
+class Echo(protocol.Protocol):
+    def dataReceived(self, data):
+        self.transport.write(b"%d tls %s" % (os.getpid(), data))
+
+
+factory = protocol.Factory.forProtocol(Echo)
+here = os.path.dirname(os.path.abspath(__file__))
+key, cert = os.path.join(here, "key.pem"), os.path.join(here, "cert.pem")
+application = service.Application("tls")
+tls = internet.SSLServer({tls}, factory, ssl.DefaultOpenSSLContextFactory(key, cert),
+                         interface="127.0.0.1")
+tls.setName("tls")
+tls.setServiceParent(application)
+ep = strports.service(f"ssl:{ep}:interface=127.0.0.1:privateKey={{key}}:certKey={{cert}}", factory)
+ep.setName("tlsendpoint")
+ep.setServiceParent(application)
+"""
+
+
+def _self_signed(folder):
+    """key.pem and cert.pem for 127.0.0.1, made with cryptography (pyOpenSSL's own)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    with open(os.path.join(folder, "key.pem"), "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    with open(os.path.join(folder, "cert.pem"), "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def _ask_tls(port, line):
+    import ssl
+
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # self-signed
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with context.wrap_socket(raw) as conn:
+            conn.sendall(line)
+            return conn.recv(100)
+
+
+def test_ssl_servers_serve_tls_on_held_sockets_across_a_sigkill(tmp_path):
+    """internet.SSLServer and an ssl: endpoint string: the master binds,
+    the worker wraps what it adopts in TLS, and serves again after a SIGKILL."""
+    pytest.importorskip("OpenSSL", reason="Twisted's TLS needs pyOpenSSL (twisted[tls])")
+    ports = {"tls": free_port(), "ep": free_port()}
+    m = Master(TLS_APP.format(**ports), suffix=".tac")
+    _self_signed(m.dir)
+    m.start()
+    try:
+        for name, port in (("tls", ports["tls"]), ("tlsendpoint", ports["ep"])):
+            pid = running_pid(m, name)
+            assert _ask_tls(port, b"hello") == f"{pid} tls hello".encode()
+        before = running_pid(m, "tls")
+        os.kill(before, signal.SIGKILL)
+        after = running_pid(m, "tls", other_than=before)  # meanwhile the backlog holds clients
+        assert _ask_tls(ports["tls"], b"again") == f"{after} tls again".encode()
+    finally:
+        m.close()
