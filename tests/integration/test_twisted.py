@@ -190,6 +190,32 @@ def test_a_tcp_server_serves_on_the_held_socket_and_refuses_nothing_across_sigki
     assert replies[-1] == f"{after} ping"
 
 
+def test_a_restart_under_a_client_loop_refuses_nobody(app):
+    """`corral restart` of a Twisted server while a client connects again and
+    again: the held socket's backlog keeps every connection for the new worker."""
+    import threading
+
+    port = app.ports["tcp"]
+    before = running_pid(app, "echo")
+    done = threading.Event()
+    threading.Thread(target=lambda: (app.call("restart", names=["echo"]), done.set()),
+                     daemon=True).start()
+    served, refused, errors = 0, 0, []
+    while not done.is_set() or served < 5:
+        try:
+            ask(port)
+            served += 1
+        except ConnectionRefusedError:
+            refused += 1
+        except OSError as exc:
+            errors.append(repr(exc))
+        if served > 5000:
+            break
+    assert done.is_set() and refused == 0 and errors == [], (served, refused, errors)
+    after = running_pid(app, "echo", other_than=before)
+    assert ask(port) == f"{after} ping"
+
+
 def test_udp_answers_through_an_adopted_datagram_socket(app):
     pid = running_pid(app, "udp")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
