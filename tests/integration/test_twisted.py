@@ -490,3 +490,53 @@ def test_ssl_servers_serve_tls_on_held_sockets_across_a_sigkill(tmp_path):
         assert _ask_tls(ports["tls"], b"again") == f"{after} tls again".encode()
     finally:
         m.close()
+
+
+WATCHDOG_TAC = """
+import time
+from twisted.application import service
+from twisted.internet import reactor, task
+from twisted.python import log
+
+from corral.twisted import supervise
+
+
+class Stuck(service.Service):
+    \"\"\"Blocks the reactor (and so the worker's loop) half a second after it starts.\"\"\"
+
+    def startService(self):
+        service.Service.startService(self)
+        log.msg("stuck up")
+        reactor.callLater(0.5, time.sleep, 60)
+
+
+class Fine(service.Service):
+    def startService(self):
+        service.Service.startService(self)
+        self.ticks = task.LoopingCall(lambda: None)
+        self.ticks.start(0.05)
+
+
+application = service.Application("watched")
+for name, cls in (("stuck", Stuck), ("fine", Fine)):
+    svc = supervise(cls(), watchdog=0.6)
+    svc.setName(name)
+    svc.setServiceParent(application)
+"""
+
+
+def test_the_watchdog_kills_a_twisted_worker_whose_reactor_is_blocked():
+    """The heartbeat runs on the loop Twisted's reactor shares: code that
+    blocks the reactor stops it, and the master kills and restarts the
+    worker; a busy but turning reactor is left alone."""
+    m = Master(WATCHDOG_TAC, suffix=".tac")
+    m.start()
+    try:
+        first = m.wait_state("stuck", "RUNNING")["pid"]
+        m.wait_log(r"stuck: killed by the watchdog: no heartbeat for 0\.[67] s")
+        running_pid(m, "stuck", other_than=first)
+        m.wait_log(r"stuck\[\d+\] +.*stuck up", count=2)
+        fine = m.status("fine")
+        assert fine["state"] == "RUNNING" and fine["restarts"] == 0
+    finally:
+        m.close()
