@@ -21,7 +21,7 @@ here decides or changes a state: the step does.
     logs(name, n)     the last n lines      events(n) -> the last n moves
     subscribe(topic)  "logs" or "events": a Subscription, pushed to
     version(), reopen(), counters, shutting_down, config (the Config in force)
-    usage(names)      -> {instance: TreeUsage}, one cached /proc pass (status too)
+    usage(names)      -> {instance: TreeUsage}, one cached psutil pass (status too)
     log_counts()      -> {service: LogCount}   restarts_by_reason() -> {(inst, why): n}
     master_process()  -> MasterProcess         readiness(names) -> [Check]
 
@@ -37,6 +37,8 @@ import os
 import re
 from dataclasses import asdict, dataclass, replace
 
+import psutil
+
 from corral.core import messages as m
 from corral.core import scale as scale_rules
 from corral.core.states import AT_REST, SIGNALLABLE, State
@@ -45,7 +47,7 @@ from corral import usercode
 from corral.errors import (E_BAD_ARGUMENT, E_CONFIG, E_FAILED, E_NO_SUCH_SERVICE,
                            E_SHUTTING_DOWN, ControlError, CorralError)
 from corral.supervisor import reload as reload_module
-from corral.supervisor import procfs, report
+from corral.supervisor import report
 from corral.supervisor.report import USAGE_MAX_AGE, TreeUsage  # noqa: F401 (the API's names)
 from corral.supervisor.subscriptions import LogSubscription
 
@@ -96,6 +98,7 @@ class Operations:
     def __init__(self, master):
         self.master = master
         self._usage = master.usage  # the master's one cache: max_memory reads it too
+        self._me = None  # psutil.Process of the master (master_process)
         self._restarts = collections.Counter()  # (instance, reason) -> count
         self._failing = {}  # instance -> "health" or "memory", while FAILING
         master.event_topic.subscribe(self._count_restart)
@@ -322,7 +325,7 @@ class Operations:
     # -- views -----------------------------------------------------------------
 
     def status(self, names=(), usage=True):
-        """usage=False: without cpu and rss (no /proc pass: for one row per move)."""
+        """usage=False: without cpu and rss (no usage pass: for one row per move)."""
         master = self.master
         records = self.resolve(names)
         if usage:
@@ -371,15 +374,16 @@ class Operations:
         return dict(self._restarts)
 
     def master_process(self):
-        fields = procfs.stat_fields(os.getpid()) or []
-        times = os.times()
-        try:
-            fds = len(os.listdir("/proc/self/fd"))
-        except OSError:
-            fds = 0
-        rss = int(fields[21]) * _PAGE if len(fields) > 21 else 0
-        start = _BOOT_TIME + int(fields[19]) / _TICKS if len(fields) > 19 else None
-        return MasterProcess(os.getpid(), start, times.user + times.system, rss, fds)
+        """The master's own pid, start (epoch s), CPU s, RSS and open fds."""
+        me = self._me
+        if me is None or me.pid != os.getpid():  # made once per master process
+            me = self._me = psutil.Process()
+        with me.oneshot():
+            times = me.cpu_times()
+            rss = me.memory_info().rss
+            fds = me.num_fds()
+            start = me.create_time()
+        return MasterProcess(me.pid, start, times.user + times.system, rss, fds)
 
     def readiness(self, names=()):
         """[Check] of names' instances, or of every autostart one: ready when
@@ -457,22 +461,6 @@ class _NoUsage:
 
 
 _NO_USAGE = _NoUsage()
-
-
-def _boot_time():
-    try:
-        with open("/proc/stat") as f:
-            for line in f:
-                if line.startswith("btime "):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-_TICKS = os.sysconf("SC_CLK_TCK")
-_PAGE = os.sysconf("SC_PAGE_SIZE")
-_BOOT_TIME = _boot_time()
 
 
 def _outcome(record, ok, message=None):

@@ -1,7 +1,12 @@
-"""/proc/PID/stat, read one way for the whole master (reaper, report, spawn).
+"""/proc/PID/stat, read one way for the family scans (reaper, spawn).
 
-One read per process and no psutil objects: `status` and the stop path scan
-every process on the host (docs/benchmarks.md).
+Usage and the master's own figures come from psutil (report.py, api.py).
+The family scans stay here: they need the pgrp, which psutil has no call
+for, and the start in clock ticks since boot, to compare exactly with
+reaper.ticks_now() (psutil's create_time is epoch seconds from the whole
+second of btime); and the stop path reads every worker's family, or every
+process on the host: a psutil.Process per pid costs 2-4x a raw read
+(docs/benchmarks.md, "psutil in the master").
 """
 
 import os

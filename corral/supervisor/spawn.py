@@ -250,6 +250,7 @@ def flush_std_streams():
 def group_has_live_member(pgid, among=None):
     """True if /proc shows a process of group pgid that is not a zombie
     (among: the pids to look at; None: every process)."""
+    # /proc, not psutil: psutil has no pgrp call (procfs.py).
     for pid in procfs.pids() if among is None else among:
         fields = procfs.stat_fields(pid)
         if fields and len(fields) > 2 and int(fields[2]) == pgid \

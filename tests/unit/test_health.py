@@ -306,18 +306,66 @@ def test_tree_rss_counts_descendants():
         child.wait()
 
 
+def test_a_reused_pid_does_not_inherit_the_cpu_baseline():
+    """UsageCache keeps one Process per pid with its CPU time of the last
+    pass. Once psutil's is_running() says no (the pid now names a process
+    with another create time) the next pass starts from a new object: 0.0 %,
+    not the new process's CPU against the old one's baseline."""
+    from contextlib import nullcontext
+    from types import SimpleNamespace
+
+    import psutil
+
+    made, next_cpu = [], [0.0]
+
+    class Standin:  # psutil.Process's calls that UsageCache makes
+        def __init__(self, pid):
+            self.pid, self.cpu, self.running = pid, next_cpu[0], True
+            made.append(self)
+
+        def is_running(self):
+            return self.running
+
+        def oneshot(self):
+            return nullcontext()
+
+        def status(self):
+            return psutil.STATUS_SLEEPING
+
+        def cpu_times(self):
+            return SimpleNamespace(user=self.cpu, system=0.0)
+
+        def memory_info(self):
+            return SimpleNamespace(rss=1 << 20)
+
+    child = subprocess.Popen(["sleep", "30"])  # a real pid: the tree is read from /proc
+    try:
+        now = [100.0]
+        cache = report.UsageCache(clock=lambda: now[0], process=Standin)
+        assert cache.refresh([], [child.pid])[child.pid].cpu_percent == 0.0  # first sample
+        made[0].cpu, now[0] = 0.5, 101.0
+        assert cache.refresh([], [child.pid])[child.pid].cpu_percent == 50.0  # same process
+        made[0].running, next_cpu[0], now[0] = False, 2.0, 102.0  # the pid is reused
+        usage = cache.refresh([], [child.pid])[child.pid]
+        assert len(made) == 2
+        assert (usage.cpu_percent, usage.cpu_seconds) == (0.0, 2.0)  # not 150 %
+    finally:
+        child.kill()
+        child.wait()
+
+
 def test_one_usage_sample_serves_metrics_status_and_max_memory(monkeypatch):
     """The max_memory check reads the master's one UsageCache, as status and
     /metrics do (api.Operations uses master.usage): within USAGE_MAX_AGE,
-    one /proc pass serves all three."""
+    one pass over the workers' trees serves all three."""
     from types import SimpleNamespace
 
     from corral.api import Operations
     from corral.core import messages as m
     from corral.supervisor.master import Master
 
-    real_scan, scans = report._scan, []
-    monkeypatch.setattr(report, "_scan", lambda: scans.append(1) or real_scan())
+    real_trees, scans = report._trees, []
+    monkeypatch.setattr(report, "_trees", lambda roots: scans.append(1) or real_trees(roots))
     now = [100.0]
     record = SimpleNamespace(name="web", service="web", pid=os.getpid())
     fed = []
@@ -328,6 +376,6 @@ def test_one_usage_sample_serves_metrics_status_and_max_memory(monkeypatch):
     Master._sample_memory(master, m.SampleMemory(("web",)))
     assert len(scans) == 1
     assert fed == [m.MemorySampled((("web", usage["web"].rss),))]
-    now[0] += report.USAGE_MAX_AGE  # stale: the next one reads /proc again
+    now[0] += report.USAGE_MAX_AGE  # stale: the next one reads the trees again
     Master._sample_memory(master, m.SampleMemory(("web",)))
     assert len(scans) == 2
