@@ -18,9 +18,9 @@ restart policy) is the core's. Probes:
   instance `NAME/health`, so the undertaker kills it if the master dies,
   and it is never taken for a leftover of the worker itself.
 
-Memory is not read here: the master's one report.UsageCache (one pass over
-/proc/*/stat, shared with status and /metrics) gives each watched worker's
-whole process tree's RSS.
+Memory is not read here: the master's one report.UsageCache (one psutil
+pass over the workers' trees, shared with status and /metrics) gives each
+watched worker's whole process tree's RSS.
 """
 
 import os

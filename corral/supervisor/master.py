@@ -64,7 +64,7 @@ class Master:
         self.loop = None
         self.loghub = None
         self.done = None
-        self.usage = report.UsageCache()  # one /proc pass for status, metrics and max_memory
+        self.usage = report.UsageCache()  # one psutil pass for status, metrics and max_memory
         self.notify = readiness.CommandNotify(self)  # commands' NOTIFY_SOCKET
         self.reload_lock = asyncio.Lock()
         self.notifier = sdnotify.Notifier()  # serve.py sets one for $NOTIFY_SOCKET
