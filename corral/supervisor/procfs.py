@@ -5,7 +5,7 @@ The family scans stay here: they need the pgrp, which psutil has no call
 for, and the start in clock ticks since boot, to compare exactly with
 reaper.ticks_now() (psutil's create_time is epoch seconds from the whole
 second of btime); and the stop path reads every worker's family, or every
-process on the host: a psutil.Process per pid costs 2-4x a raw read
+process on the host: a psutil.Process per pid costs 2-8x a raw read
 (docs/benchmarks.md, "psutil in the master").
 """
 
