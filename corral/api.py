@@ -12,6 +12,7 @@ here decides or changes a state: the step does.
     restart(names)    stop, then start; rolling: one at a time
     scale(service, n) n instances from now on (core/scale.py)  -> [Outcome]
     signal(names, s)  to the main process, or (group) its whole process group
+    send_stdin(name, data)  bytes to an instance's stdin pipe, never waiting -> int
     status(names)     -> [report.Status]      tree() -> the service tree
     describe(names)   -> [report.Detail]: status, source, recent moves, last lines
     instance_names(service)  its instances now (a scale changes them)
@@ -44,8 +45,8 @@ from corral.core import scale as scale_rules
 from corral.core.states import AT_REST, SIGNALLABLE, State
 from corral import spec as spec_module
 from corral import usercode
-from corral.errors import (E_BAD_ARGUMENT, E_CONFIG, E_FAILED, E_NO_SUCH_SERVICE,
-                           E_SHUTTING_DOWN, ControlError, CorralError)
+from corral.errors import (E_BAD_ARGUMENT, E_CONFIG, E_FAILED, E_NO_STDIN, E_NO_SUCH_SERVICE,
+                           E_NOT_RUNNING, E_SHUTTING_DOWN, ControlError, CorralError)
 from corral.supervisor import reload as reload_module
 from corral.supervisor import report
 from corral.supervisor.report import USAGE_MAX_AGE, TreeUsage  # noqa: F401 (the API's names)
@@ -274,6 +275,35 @@ class Operations:
             else:
                 results.append(_outcome(record, False, f"not running ({record.state})"))
         return results
+
+    def send_stdin(self, name, data):
+        """Write data (bytes) to the stdin pipe of the instance name's process
+        now: the count written. The pipe is non-blocking and the master keeps
+        no buffer: what does not fit in it now is refused, E_FAILED naming how
+        much was written. E_NO_SUCH_SERVICE (no such instance), E_NOT_RUNNING
+        (no process, or it is being stopped), E_NO_STDIN (stdin = "null", or
+        the process closed its stdin)."""
+        record = self.master.records.get(name)
+        if record is None:
+            raise ControlError(E_NO_SUCH_SERVICE, f"no instance named {name!r}")
+        child = self.master.child_of(record)
+        if record.state not in SIGNALLABLE or child is None:
+            raise ControlError(E_NOT_RUNNING, f"{name}: not running ({record.state})")
+        try:
+            done = child.write_stdin(data)
+        except ValueError:
+            raise ControlError(E_NO_STDIN, f'{name}: its stdin is /dev/null (stdin = "pipe" '
+                                           "gives it a pipe)") from None
+        except BrokenPipeError:
+            raise ControlError(E_NO_STDIN, f"{name}: its process closed its stdin") from None
+        except OSError as exc:
+            raise ControlError(E_FAILED, f"{name}: cannot write to its stdin: "
+                                         f"{exc.strerror or exc}") from None
+        if done < len(data):
+            raise ControlError(E_FAILED, f"{name}: its stdin pipe is full: {done} of "
+                                         f"{len(data)} bytes written, the rest refused "
+                                         "(it is not reading)")
+        return done
 
     async def reload(self):
         """Re-read the config and apply the difference (see reload.py)."""

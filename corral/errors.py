@@ -25,6 +25,10 @@ E_NO_SUCH_SERVICE = "no_such_service"
 E_FAILED = "failed"  # the action ran and did not succeed (start failed)
 E_CONFIG = "config_error"  # reload refused: the new config is broken
 E_SHUTTING_DOWN = "shutting_down"
+# Codes of Operations verbs that no control command offers yet (send_stdin,
+# which supervisord's XML-RPC sendProcessStdin calls).
+E_NOT_RUNNING = "not_running"  # the instance has no process, or it is being stopped
+E_NO_STDIN = "no_stdin"  # its stdin is not a pipe the master holds, or it closed it
 
 
 class CorralError(Exception):

@@ -12,7 +12,7 @@ import os
 import signal
 from collections.abc import Mapping
 
-from corral import envfile, healthspec, httpspec, privileges, readyspec, socketspec
+from corral import envfile, kinds, healthspec, httpspec, privileges, readyspec, socketspec
 from corral.errors import ConfigError
 from corral.sizes import parse_size
 from corral.spec import (GROUP_DEFAULTS, MAX_NUMPROCS, RESTART_POLICIES, SERVICE_DEFAULTS, STRATEGIES,
@@ -73,6 +73,9 @@ def supervision(name, table, folder, extra=(), base_env=(), kind=None):
     refused = privileges.needs_root(settings["user"], settings["group"])
     if refused:
         raise Bad(refused[1], refused[0])
+    if settings["stdin"] == "pipe" and kind is not kinds.COMMAND:
+        raise Bad('"pipe" is for commands: a Python or Twisted worker\'s stdin is '
+                  "/dev/null", "stdin")
     _start_seconds(settings, table, kind)
     return settings
 
@@ -195,6 +198,7 @@ _CHECKS = {
     "requires": _after,
     "numprocs": _number(1, integer=True, high=MAX_NUMPROCS),
     "sockets": _sockets,
+    "stdin": _choice("null", "pipe"),
     "stop_signal": _stop_signal,
     "stop_timeout": _number(0),
     "env": _env,

@@ -12,7 +12,8 @@ from corral import kinds
 
 RESTART_POLICIES = ("always", "on-failure", "never")
 # The most instances of one service, in the config (numprocs) or by `corral
-# scale`: each one is a process with 3 or 4 fds in the master (pipes, pidfd).
+# scale`: each one is a process with 3 to 5 fds in the master (log pipes,
+# pidfd, a worker's notify pipe or a command's stdin pipe).
 MAX_NUMPROCS = 256
 
 # The keys a service may set, in TOML and in Service.supervise(), with their
@@ -31,6 +32,10 @@ SERVICE_DEFAULTS = {
     # Commands only: listening sockets the master binds and passes with
     # systemd's socket activation (supervisor/sockets.py), normalised URLs.
     "sockets": (),
+    # Commands only: its fd 0. "null": /dev/null; "pipe": a pipe whose write
+    # end the master holds, for supervisord's sendProcessStdin (Operations.
+    # send_stdin). A supervisord.conf [program:x] gets "pipe", as there.
+    "stdin": "null",
     "stop_signal": signal.SIGTERM,
     "stop_timeout": 10.0,
     "env": (),
@@ -146,6 +151,7 @@ class ServiceSpec:
     requires: tuple = SERVICE_DEFAULTS["requires"]
     numprocs: int = 1
     sockets: tuple = ()  # "tcp://host:port", "udp://...", "unix://path", each "#name" maybe
+    stdin: str = SERVICE_DEFAULTS["stdin"]  # "null" or "pipe" (commands only)
     stop_signal: int = SERVICE_DEFAULTS["stop_signal"]
     stop_timeout: float = SERVICE_DEFAULTS["stop_timeout"]
     env: tuple = ()  # sorted (name, value) pairs added to the environment

@@ -96,6 +96,8 @@ def _not_mapped(spec):
                        "once exec'd; Restart= and StartLimitBurst= catch a quick death)")
     elif spec.ready is not None and spec.ready[0] != "notify":
         skipped.append(f"ready = {spec.ready[0]} (systemd waits for notify only)")
+    if spec.stdin == "pipe":
+        skipped.append('stdin = "pipe" (a unit\'s stdin is /dev/null: nothing writes to it)')
     return skipped
 
 

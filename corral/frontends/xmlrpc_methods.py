@@ -12,9 +12,11 @@ xmlrpc_names.py's.
 import asyncio
 import inspect
 import time
+import xmlrpc.client
 
 from corral import __version__
-from corral.errors import E_NO_SUCH_SERVICE, E_SHUTTING_DOWN, ControlError
+from corral.errors import (E_NO_STDIN, E_NO_SUCH_SERVICE, E_NOT_RUNNING, E_SHUTTING_DOWN,
+                           ControlError)
 from corral.frontends.xmlrpc_logs import LogMethods
 from corral.frontends.xmlrpc_names import Names
 from corral.frontends.xmlrpc_update import UpdateMethods
@@ -23,6 +25,9 @@ from corral.frontends.xmlrpc_structs import (
     process_info, result, rpc, split_namespec, state_of)
 
 _TYPES = {"string": str, "int": int, "boolean": bool, "array": list, "struct": dict}
+# Argument kinds call() leaves to the method to check, and the XML-RPC type
+# methodSignature names for each.
+_ALIASES = {"signal": "string", "chars": "string"}
 
 
 class XMLRPCInterface:
@@ -322,13 +327,25 @@ class XMLRPCInterface:
         """Send a signal to every signallable process."""
         return self._signal(self._statuses(lexical=False), signal)
 
-    @rpc("boolean", "string", "string")
+    @rpc("boolean", "string", "chars")
     def supervisor_sendProcessStdin(self, name, chars):
-        """Not available: corral gives every worker /dev/null as its stdin."""
+        """Send a string of chars to the stdin of the process name."""
+        # "chars": any type gets here, and a non-string is BAD_ARGUMENTS, as
+        # under supervisord (not INCORRECT_PARAMETERS).
+        if isinstance(chars, xmlrpc.client.Binary):
+            chars = chars.data
+        if not isinstance(chars, (str, bytes)):
+            raise RPCError(Faults.BAD_ARGUMENTS, "chars must be a text string")
         status = self.find(name)
-        if status.pid is None:
-            raise RPCError(Faults.NOT_RUNNING, name)
-        raise RPCError(Faults.NO_FILE, name)
+        data = chars.encode("utf-8") if isinstance(chars, str) else chars
+        try:
+            self.ops.send_stdin(status.name, data)
+        except ControlError as exc:
+            code = {E_NOT_RUNNING: Faults.NOT_RUNNING, E_NO_STDIN: Faults.NO_FILE}.get(exc.code)
+            if code is None:
+                raise  # call() maps it (BAD_NAME, FAILED: a full pipe)
+            raise RPCError(code, name) from None
+        return True
 
     # -- system ----------------------------------------------------------------
 
@@ -349,7 +366,7 @@ class XMLRPCInterface:
         """Return [return type, param types...] of the method."""
         if name not in self.methods:
             raise RPCError(Faults.SIGNATURE_UNSUPPORTED)
-        return [kind if kind != "signal" else "string" for kind in self.methods[name].signature]
+        return [_ALIASES.get(kind, kind) for kind in self.methods[name].signature]
 
     @rpc("array", "array")
     async def system_multicall(self, calls):

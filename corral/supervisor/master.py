@@ -372,6 +372,11 @@ class Master:
         self.feed(m.Shutdown())
         self.notifier.stopping()
 
+    def child_of(self, record):
+        """record's process (a spawn.Child) while it is not reaped, else None."""
+        child = self._children.get(record.pid) if record.pid is not None else None
+        return child if child is not None and child.exit is None else None
+
     def send_signal(self, record, sig, whom):
         """An operator's signal to record's process group or main process."""
         child = self._children.get(record.pid)

@@ -2,7 +2,7 @@
 
 Read the snapshot the old image left in a memfd, check that it fits this
 code and this config before any carried fd is touched, then take over:
-records, children (by their pidfds), log and notify pipes, held sockets,
+records, children (by their pidfds), log, notify and stdin pipes, held sockets,
 the commands' notify socket, timers, probes in flight. Anything that fails
 before the take-over is done execs the old image again (fall_back).
 """
@@ -117,12 +117,15 @@ def resume(master, carried):
     for item in data["children"]:
         own = {p["stream"]: p["fd"] for p in pipes.get(item["pid"], ())}
         child = Child(item["kind"], item["pid"], own.get("out"), own.get("err"),
-                      item["notify"], pidfd=item["pidfd"])
+                      item["notify"], pidfd=item["pidfd"],
+                      stdin_fd=item.get("stdin"))  # .get: an older image's snapshot has none
         child.instance, child.since = item["name"], item["since"]
         child.marker = master.spawner.marker
         master.spawner.children[child.pid] = child
         master._children[child.pid] = child
         master.loop.add_reader(child.pidfd, master._on_child_exit, child.instance, child)
+        if child.stdin_fd is not None:
+            os.set_blocking(child.stdin_fd, False)  # kept across the exec; said again
         if child.notify_fd is not None:
             os.set_blocking(child.notify_fd, False)
             master.loop.add_reader(child.notify_fd, master._on_notify, child.instance, child)

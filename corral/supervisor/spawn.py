@@ -12,7 +12,9 @@ Two ways to start one, and the service's kind chooses (supervisor/kinds.py):
 exec_command (Popen, socket activation) and fork_worker (multiprocess's
 fork, into workers/bootstrap.py and then a runtime). A Child hands three
 pipe read ends to the master: stdout and stderr for the LogHub, and for
-forked workers a notify pipe (READY=1, sd_notify style). Every Child is
+forked workers a notify pipe (READY=1, sd_notify style); a command with
+stdin = "pipe" also a write end, its fd 0's (Operations.send_stdin), held
+until it is reaped. Every Child is
 reaped the same way, by waitid on its pidfd: multiprocess only forks.
 """
 
@@ -97,13 +99,15 @@ class Child:
     pidfd, whatever started it, so that a master re-exec'd by `corral
     upgrade` (upgrade.py) reaps the workers of the image before it alike."""
 
-    def __init__(self, kind, pid, out_fd, err_fd, notify_fd=None, *, popen=None, pidfd=None):
+    def __init__(self, kind, pid, out_fd, err_fd, notify_fd=None, *, popen=None, pidfd=None,
+                 stdin_fd=None):
         self.kind = kind  # its spec's kind's name ("command", "python", ...)
         self.pid = pid
         self._popen = popen  # a command's subprocess.Popen, told its returncode
         self.out_fd = out_fd
         self.err_fd = err_fd
         self.notify_fd = notify_fd
+        self.stdin_fd = stdin_fd  # the write end of its stdin pipe, non-blocking, or None
         self.pidfd = os.pidfd_open(pid) if pidfd is None else pidfd
         self.exit = None
         # Its family (reaper.py): set by Spawner.spawn.
@@ -207,10 +211,34 @@ class Child:
         roots = [self.pid] if self.exit is None else []
         return reaper.near(roots + reaper.adopted(self.owns))
 
+    def write_stdin(self, data):
+        """Write what of data fits in its stdin pipe now, never waiting: the
+        count written. BrokenPipeError once its reader is gone (the pipe is
+        closed then); ValueError when it has no stdin pipe (or no more)."""
+        if self.stdin_fd is None:
+            raise ValueError("no stdin pipe")
+        done = 0
+        try:
+            while done < len(data):
+                done += os.write(self.stdin_fd, data[done:])
+        except BlockingIOError:
+            pass  # full: the caller refuses the rest (the master buffers nothing)
+        except BrokenPipeError:  # SIGPIPE is ignored in the master (Python's default)
+            self.close_stdin()
+            raise
+        return done
+
+    def close_stdin(self):
+        if self.stdin_fd is not None:
+            os.close(self.stdin_fd)
+            self.stdin_fd = None
+
     def close(self):
+        """Once reaped: its pidfd and its stdin pipe go (the log pipes drain first)."""
         if self.pidfd is not None:
             os.close(self.pidfd)
             self.pidfd = None
+        self.close_stdin()
 
 
 _P_PIDFD = getattr(os, "P_PIDFD", None)  # waitid by pidfd: Linux 5.4
@@ -327,9 +355,16 @@ class Spawner:
 
     def exec_command(self, spec, instance, index, fds=(), stdin=None):
         """Exec spec.command; fds are passed by socket activation (sockets.py);
-        stdin: an fd to give it as fd 0 (a FastCGI socket), else /dev/null."""
+        stdin: an fd to give it as fd 0 (a FastCGI socket), else a pipe when
+        spec.stdin is "pipe", else /dev/null."""
         out_r, out_w = _pipe()
         err_r, err_w = _pipe()
+        in_w = None
+        if stdin is None and spec.stdin == "pipe":
+            # Both ends close-on-exec (os.pipe): only fd 0 of this child has
+            # the read end, and no other child gets the write end.
+            stdin, in_w = os.pipe()
+            os.set_blocking(in_w, False)  # a full pipe never blocks the master
         master_pid = self.master_pid
         drop = privileges.CommandDrop(spec)  # its lookups happen here, in the master
         env = child_env(spec, instance, index, self.notify_socket)
@@ -368,14 +403,16 @@ class Spawner:
                     preexec_fn=None if shim else setup,
                 )
         except (OSError, subprocess.SubprocessError) as exc:
-            for fd in (out_r, err_r):
+            for fd in (out_r, err_r) if in_w is None else (out_r, err_r, in_w):
                 os.close(fd)
             raise SpawnError(drop.why() or f"cannot exec {spec.command[0]}: {exc}") from exc
         finally:
             os.close(out_w)
             os.close(err_w)
+            if in_w is not None:
+                os.close(stdin)  # the read end is the child's fd 0 now
             drop.close()
-        return Child(spec.kind.name, popen.pid, out_r, err_r, popen=popen)
+        return Child(spec.kind.name, popen.pid, out_r, err_r, popen=popen, stdin_fd=in_w)
 
     def fork_worker(self, spec, instance, index, runtime, keep=(), sockets=()):
         """Fork a worker that runs spec's tree in `runtime` (a module under

@@ -9,8 +9,8 @@ Every worker is reaped by waitid on its pidfd (spawn.Child), never through
 multiprocess's Process objects, which a new image would not have; the
 supervision state is plain data (core/snapshot.py). What crosses the exec:
 
-- fds, their close-on-exec flag cleared: each worker's pidfd, log pipes and
-  notify pipe, the listening sockets the master holds (sockets.py), the
+- fds, their close-on-exec flag cleared: each worker's pidfd, log pipes,
+  notify pipe and stdin pipe's write end, the listening sockets the master holds (sockets.py), the
   control socket (clients that connect meanwhile wait in its backlog), the
   locked pidfile, and a memfd holding the snapshot (JSON: the records, the
   fd numbers, each pipe's partial last line, the recent events);
@@ -158,7 +158,7 @@ def capture(master, control_fd, pidfile, run, pipes):
         if child.exit is None and child.pidfd is not None:
             children.append({"name": child.instance, "pid": pid, "kind": child.kind,
                              "pidfd": child.pidfd, "notify": child.notify_fd,
-                             "since": child.since})
+                             "stdin": child.stdin_fd, "since": child.since})
     return {
         "attempt": "upgrade", "error": None, "image": run.image + 1,
         "from_version": _version(),
@@ -187,7 +187,8 @@ def carried_fds(data):
     if data["pidfile"] is not None:
         fds.append(data["pidfile"]["fd"])
     for child in data["children"]:
-        fds += [child["pidfd"]] + ([child["notify"]] if child["notify"] is not None else [])
+        fds += [child["pidfd"]] + [child[key] for key in ("notify", "stdin")
+                                   if child.get(key) is not None]
     fds += [pipe["fd"] for pipe in data["pipes"]]
     for sockets in data["sockets"].values():
         fds += sockets

@@ -228,3 +228,39 @@ def test_a_new_image_that_cannot_start_leaves_the_old_one_supervising(master, tm
     os.kill(before["echo"][0], 9)
     wait_until(lambda: m.status("echo")["restarts"] == 1 and m.status("echo")["state"] == "RUNNING",
                message="restarted by the old image", dump=m.output)
+
+
+def test_a_programs_stdin_pipe_comes_through_the_upgrade():
+    """The master holds the write end of a [program:x]'s stdin: carried
+    across the exec, the program gets no EOF and reads what the new image
+    sends (supervisord's sendProcessStdin), with no fd left behind."""
+    import psutil
+    import xmlrpc.client
+
+    from supervisor.xmlrpc import SupervisorTransport
+
+    conf = ("[unix_http_server]\nfile = %(here)s/s.sock\n[supervisord]\n"
+            "childlogdir = %(here)s\n[program:cat]\n"
+            "command = sh -c 'while read l; do echo \"got $l\"; done; echo EOF'\n"
+            "startsecs = 0\n")
+    m = Master(conf, suffix=".conf")
+    try:
+        m.start()
+        m.wait_state("cat", "RUNNING")
+        def rpc():  # a new connection each time: the exec ends the old image's
+            transport = SupervisorTransport(None, None, f"unix://{m.dir}/s.sock")
+            return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
+
+        assert rpc().sendProcessStdin("cat", "before\n") is True
+        m.wait_log(r"got before\n")
+        pid, fds = m.status("cat")["pid"], psutil.Process(m.proc.pid).num_fds()
+        done = m.cli("upgrade")
+        assert done.returncode == 0, done.stdout + done.stderr + m.output()
+        m.wait_log(r"upgraded: corral \S+ -> \S+, pid \d+, 1 worker\(s\) kept")
+        assert rpc().sendProcessStdin("cat", "after\n") is True
+        m.wait_log(r"got after\n")
+        assert "EOF" not in m.log_text() and m.status("cat")["pid"] == pid
+        wait_until(lambda: psutil.Process(m.proc.pid).num_fds() == fds,
+                   message=f"the master's fds back to {fds}", dump=m.output)
+    finally:
+        m.close()

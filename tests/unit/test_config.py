@@ -784,3 +784,20 @@ class TestFingerprint:
         assert tree_fingerprint(a) == tree_fingerprint(a)
         assert "loop" not in dict(tree_fingerprint(a)[2])
 
+
+
+def test_stdin_is_dev_null_or_a_pipe_for_commands_only(tmp_path):
+    path = toml(tmp_path, """
+        [services.a]
+        command = ["true"]
+        [services.b]
+        command = ["true"]
+        stdin = "pipe"
+        """)
+    assert [(s.name, s.stdin) for s in load(path).services] == [("a", "null"), ("b", "pipe")]
+    err = service_error(tmp_path, TRUE + 'stdin = "file"\n', key="stdin")
+    assert "must be one of null, pipe, not 'file'" in str(err)
+    write(tmp_path, "stdinapp.py", "from corral.service import Service\n"
+                                  "def make():\n    return Service()\n")
+    err = service_error(tmp_path, 'service = "stdinapp:make"\nstdin = "pipe"\n', key="stdin")
+    assert '"pipe" is for commands' in str(err)

@@ -72,6 +72,42 @@ def test_fast_spawn_keeps_env_cwd_and_output_pipes(tmp_path):
         os.close(child.err_fd)
 
 
+def test_a_stdin_pipe_is_the_commands_fd_0_and_never_blocks_the_master():
+    spec = ServiceSpec(name="s", command=("/bin/sh", "-c", "read l; echo \"got $l\"; sleep 1000"),
+                       stdin="pipe")
+    child = spawn.Spawner().spawn(spec, "s", 0)
+    try:
+        fd = child.stdin_fd
+        assert not os.get_blocking(fd) and not os.get_inheritable(fd)
+        assert child.write_stdin(b"hi\n") == 3
+        os.set_blocking(child.out_fd, True)
+        assert os.read(child.out_fd, 4096) == b"got hi\n"
+        # It reads no more: the pipe fills, and what does not fit is not written.
+        size = 1 << 20
+        assert 0 < child.write_stdin(b"x" * size) < size
+        assert child.write_stdin(b"y") == 0
+        child.signal_group(signal.SIGKILL)
+        wait_until(lambda: child.poll() is not None, message="the command dies")
+        with pytest.raises(BrokenPipeError):  # no reader: EPIPE, the pipe closed
+            child.write_stdin(b"z")
+        assert child.stdin_fd is None
+        with pytest.raises(ValueError):
+            child.write_stdin(b"z")
+    finally:
+        _close(child)
+
+
+def test_without_stdin_pipe_a_command_reads_dev_null():
+    spec = ServiceSpec(name="s", command=("/bin/sh", "-c", "cat; echo eof"))
+    child = spawn.Spawner().spawn(spec, "s", 0)
+    try:
+        assert child.stdin_fd is None
+        wait_until(lambda: child.poll() is not None, message="the command exits")
+        assert os.read(child.out_fd, 4096) == b"eof\n"
+    finally:
+        _close(child)
+
+
 def test_shared_scan_finds_the_same_family_and_skips_the_dead():
     mark = reaper.marker()
     env = {**os.environ, reaper.MARKER_VAR: mark, reaper.INSTANCE_VAR: "fam"}

@@ -92,6 +92,7 @@ def test_defaults_are_supervisords(tmp_path):
     assert [(f.stream, f.path, f.max_bytes, f.backups) for f in spec.stream_files] == [
         ("out", str(tmp_path / "app-stdout---supervisor.log"), 50 << 20, 10),
         ("err", str(tmp_path / "app-stderr---supervisor.log"), 50 << 20, 10)]
+    assert spec.stdin == "pipe"  # supervisord's stdin pipe, for sendProcessStdin
 
 
 @pytest.mark.parametrize("value, restart", [("true", "always"), ("false", "never"),
@@ -442,6 +443,7 @@ def test_an_fcgi_program_gets_its_socket_on_stdin(tmp_path):
     assert (found["php"].kind, found["php"].sockets) == (
         kinds.FASTCGI, (f"unix://{tmp_path}/php.sock",))
     assert found["tcp"].sockets == ("tcp://127.0.0.1:9009",)
+    assert found["php"].stdin == found["tcp"].stdin == "null"  # fd 0 is the socket
     assert ("web", 999, ("php",)) in load(path).master.xmlrpc.groups
     _toml, notes = convert(str(path))
     assert any("socket_mode: not carried over" in note for note in notes)

@@ -11,7 +11,8 @@ prints the notes), never silently a different behaviour.
 
 An [fcgi-program:x] is a program whose `socket` the master binds and holds
 across restarts and gives it as its stdin (kinds.FASTCGI), as supervisord
-does. One process only: corral holds sockets per service, and here each
+does. A [program:x] gets stdin = "pipe" instead: supervisord gives each one
+a stdin pipe that sendProcessStdin writes to. One process only: corral holds sockets per service, and here each
 process is a service of its own, so numprocs > 1 would need one socket
 shared by several services.
 """
@@ -184,6 +185,8 @@ def _process(section, master, names, raw_name, notes):
     if serverurl:
         env["SUPERVISOR_SERVER_URL"] = serverurl
     put("env", env, "environment")
+    if section.kind == "program":  # an fcgi-program's fd 0 is its socket
+        put("stdin", "pipe", "command")  # supervisord's stdin pipe: sendProcessStdin
     try:
         settings = supervision(name, table, folder, kind=kinds.COMMAND)
     except Bad as bad:
