@@ -359,12 +359,6 @@ class Spawner:
         spec.stdin is "pipe", else /dev/null."""
         out_r, out_w = _pipe()
         err_r, err_w = _pipe()
-        in_w = None
-        if stdin is None and spec.stdin == "pipe":
-            # Both ends close-on-exec (os.pipe): only fd 0 of this child has
-            # the read end, and no other child gets the write end.
-            stdin, in_w = os.pipe()
-            os.set_blocking(in_w, False)  # a full pipe never blocks the master
         master_pid = self.master_pid
         drop = privileges.CommandDrop(spec)  # its lookups happen here, in the master
         env = child_env(spec, instance, index, self.notify_socket)
@@ -385,10 +379,16 @@ class Spawner:
         # Popen vforks (~0.6 ms) instead of forking the master's image and
         # running setup() in the child, which blocks the loop ~5 ms.
         shim = [] if fds or drop.plan or not _exec_resets_signals() else _pdeathsig_shim()
-        if shim and cgroup is not None:
-            _check_exec(spec.command[0])  # the shell's exec would say it only in the log
-            shim = cgroups.shim(cgroup) + shim
+        in_w = None
+        if stdin is None and spec.stdin == "pipe":  # made last: nothing raises before the try
+            # Both ends close-on-exec (os.pipe): only fd 0 of this child has
+            # the read end, and no other child gets the write end.
+            stdin, in_w = os.pipe()
+            os.set_blocking(in_w, False)  # a full pipe never blocks the master
         try:
+            if shim and cgroup is not None:
+                _check_exec(spec.command[0])  # the shell's exec would say it only in the log
+                shim = cgroups.shim(cgroup) + shim
             with contextlib.nullcontext() if shim else signals_blocked(), activation.reserved():
                 popen = subprocess.Popen(
                     shim + list(spec.command) if shim else spec.command,
@@ -450,10 +450,10 @@ class Spawner:
 
 
 def _check_exec(path):
-    """Raise what Popen's exec would for a program that cannot be run."""
+    """Raise the OSError Popen's exec would for a program that cannot be run."""
     if not os.access(path, os.X_OK) or os.path.isdir(path):
         code = errno.ENOENT if not os.path.exists(path) else errno.EACCES
-        raise SpawnError(f"cannot exec {path}: [Errno {code}] {os.strerror(code)}: {path!r}")
+        raise OSError(code, os.strerror(code), path)
 
 
 def _disown(process):

@@ -104,3 +104,29 @@ def test_a_clean_shutdown_removes_the_cgroups(master):
     m.signal(signal.SIGTERM)
     m.wait_exit()
     assert not pid_alive(escapee) and not os.path.exists(root)
+
+
+@pytest.mark.timeout(30)
+def test_a_program_that_cannot_be_run_is_a_spawn_failure_in_words(master):
+    """Behind the cgroup's /bin/sh shim, a program that lost its x bit is
+    still refused by the spawn itself, named, and nothing leaks."""
+    m = master(f"""
+[services.tool]
+command = {argv("./tool.sh")}
+autostart = false
+""", files={"tool.sh": "#!/bin/sh\nexec sleep 1000\n"}, start=False)
+    os.chmod(os.path.join(m.dir, "tool.sh"), 0o755)
+    m.start()
+    os.chmod(os.path.join(m.dir, "tool.sh"), 0o644)
+    import psutil
+
+    master_fds = psutil.Process(m.proc.pid).num_fds
+    [done] = m.call("start", names=["tool"])  # (the first also makes what a start needs once)
+    assert not done["ok"]
+    row = m.status("tool")
+    assert "cannot exec" in row["last_exit"] and "Permission denied" in row["last_exit"], row
+    fds = master_fds()
+    for _ in range(3):
+        assert not m.call("start", names=["tool"])[0]["ok"]
+    wait_until(lambda: master_fds() <= fds, timeout=3,
+               message=f"the master back to {fds} fds (now {master_fds()})")

@@ -136,7 +136,9 @@ def test_stopped_then_restarted_and_no_fd_leak(conf_master):
                and p["pid"] != pid, message="echo restarted", dump=m.output)
     assert rpc.sendProcessStdin("echo", "after crash\n")
     m.wait_log(r"got after crash\n")
-    wait_until(lambda: master.num_fds() == before,
+    # At most as many: one more per spawn is a leak, and a connection that
+    # was open at the first count may have closed since.
+    wait_until(lambda: master.num_fds() <= before,
                message=f"the master's fds back to {before} (now {master.num_fds()})",
                dump=m.output)
 
