@@ -114,6 +114,7 @@ def test_a_program_that_cannot_be_run_is_a_spawn_failure_in_words(master):
 [services.tool]
 command = {argv("./tool.sh")}
 autostart = false
+max_restarts = 0
 """, files={"tool.sh": "#!/bin/sh\nexec sleep 1000\n"}, start=False)
     os.chmod(os.path.join(m.dir, "tool.sh"), 0o755)
     m.start()
