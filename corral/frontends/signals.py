@@ -1,7 +1,8 @@
 """Signals to the master, and the verb each one means.
 
-Handlers only post: loop.add_signal_handler already runs them as ordinary
-callbacks on the loop, never inside the signal itself. Each verb is also a
+Handlers only post: corral/signalpost.py runs them as ordinary callbacks
+on the loop, never inside the signal itself, and a burst of other signals
+cannot lose one. Each verb is also a
 control command of the same name (one way to do each thing).
 
     SIGTERM   shutdown   ordered stop, reverse dependency order
@@ -15,6 +16,7 @@ control command of the same name (one way to do each thing).
 import signal
 
 from corral.errors import ControlError
+from corral import signalpost
 
 
 def install(loop, ops):
@@ -44,13 +46,13 @@ def install(loop, ops):
         signal.SIGUSR2: upgrade,
     }
     for sig, verb in verbs.items():
-        loop.add_signal_handler(sig, verb)
+        signalpost.add(loop, sig, verb)
     return tuple(verbs)
 
 
 def uninstall(loop, taken):
     for sig in taken:
-        loop.remove_signal_handler(sig)
+        signalpost.remove(loop, sig)
 
 
 async def _quiet(awaitable):

@@ -68,7 +68,7 @@ import select
 import signal
 import time
 
-from corral import libc
+from corral import libc, signalpost
 from corral.errors import CorralError
 from corral.supervisor import cgroups, procfs
 
@@ -450,13 +450,13 @@ class Reaper:
         self._posted = False
 
     def install(self):
-        self.loop.add_signal_handler(signal.SIGCHLD, self._post)
+        signalpost.add(self.loop, signal.SIGCHLD, self._post)
         if self.log is not None and os.getpid() == 1:
             self.log("running as PID 1: reaping every orphan of the namespace")
         self.sweep()  # anything that ended before the handler was there
 
     def uninstall(self):
-        self.loop.remove_signal_handler(signal.SIGCHLD)
+        signalpost.remove(self.loop, signal.SIGCHLD)
 
     def _post(self):
         if not self._posted:
