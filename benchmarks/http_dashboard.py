@@ -11,7 +11,10 @@ on, then measures:
    dashboards' streams open (/api/events and the merged /api/logs/stream,
    read by plain sockets as fast as they come).
 
-    python benchmarks/http_dashboard.py [--services 500] [--scrapes 50]
+    python benchmarks/http_dashboard.py [--services 500] [--scrapes 50] [--metrics-only] [--src DIR]
+
+--src runs the corral of another checkout (git archive REV corral | tar -x
+-C DIR), for a before and after; --metrics-only stops after the scrapes.
 
 Run by hand; the figures go into docs/benchmarks.md with the command.
 """
@@ -143,7 +146,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--services", type=int, default=500)
     parser.add_argument("--scrapes", type=int, default=50)
+    parser.add_argument("--metrics-only", action="store_true")
+    parser.add_argument("--src", default=None, help="the checkout whose corral runs")
     args = parser.parse_args()
+    env = dict(os.environ)
+    if args.src:
+        env["PYTHONPATH"] = os.path.abspath(args.src) + os.pathsep + env.get("PYTHONPATH", "")
 
     folder = tempfile.mkdtemp(prefix="corral-bench-", dir="/tmp")
     config = os.path.join(folder, "bench.toml")
@@ -156,12 +164,13 @@ def main():
             f.write(f'[services.s{i}]\ncommand = ["sleep", "1000"]\n\n')
     master = subprocess.Popen([sys.executable, "-m", "corral", "run", config, "--socket", sock],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
+                              start_new_session=True, env=env, cwd=folder)
     try:
         deadline = time.monotonic() + 60
         while subprocess.run([sys.executable, "-m", "corral", "status", "--socket", sock]
                              + [f"s{i}" for i in range(args.services)] + ["--check"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode:
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             env=env, cwd=folder).returncode:
             if time.monotonic() > deadline:
                 raise SystemExit("the master did not get every service RUNNING in 60 s")
             time.sleep(0.2)
@@ -173,8 +182,10 @@ def main():
         print(f"{args.services} services; one scrape is {size} bytes")
         wall, cpu = scrapes(master.pid, port, token, args.scrapes, 0)
         print(f"/metrics back to back: wall {wall:.1f} ms median, master CPU {cpu:.1f} ms per scrape")
-        wall, cpu = scrapes(master.pid, port, token, 5, 1.1)
+        wall, cpu = scrapes(master.pid, port, token, 10, 1.1)
         print(f"/metrics 1.1 s apart: wall {wall:.1f} ms median, master CPU {cpu:.1f} ms per scrape")
+        if args.metrics_only:
+            return
         paint = first_paint(url, token, args.services)
         if paint is None:
             print("first paint: skipped (no /usr/bin/chromium and /usr/bin/chromedriver)")
@@ -182,7 +193,7 @@ def main():
             print(f"first contentful paint {paint[0]:.0f} ms, all {args.services} rows shown "
                   f"{paint[1]:.0f} ms after navigation")
         subprocess.run([sys.executable, "-m", "corral", "start", "flood", "--socket", sock],
-                       stdout=subprocess.DEVNULL, check=True)
+                       stdout=subprocess.DEVNULL, check=True, env=env, cwd=folder)
         for dashboards in (0, 10):
             print(f"log flood, {dashboards} dashboards open: master CPU "
                   f"{flood_cpu(master.pid, port, token, dashboards):.0f}%")

@@ -68,14 +68,17 @@ class Peer:
 
     def start(self, services):
         argv, env = self.configure(services)
-        # stdout to /dev/null: corral in the foreground copies every line of
-        # its services to its console, a third copy next to its two log files
-        # (the peers write their own messages there). stderr is kept.
+        # stdout and stderr to files, as under systemd or a container
+        # runtime (issue 17 item 1): what a master copies to a stdout that is
+        # not a terminal is its own cost. The peers write only their own
+        # messages there; corral's console is "auto" (docs/config.md).
+        out = open(os.path.join(self.workdir, "master.out"), "ab")
         err = open(os.path.join(self.workdir, "master.err"), "ab")
         self.launched = time.monotonic()
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err,
+        self.proc = subprocess.Popen(argv, stdout=out, stderr=err,
                                      stdin=subprocess.DEVNULL, cwd=self.workdir,
                                      env={**os.environ, **env}, start_new_session=True)
+        out.close()
         err.close()
         return self
 

@@ -20,6 +20,7 @@ import procs
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LOGWRITER = os.path.join(HERE, "logwriter.py")
+START_WINDOW = 1.0  # s: corral's backoff_reset, supervisord's startsecs (defaults)
 MAX_CONNECTS = 20_000   # client loop bound per restart measurement
 SIGUSR1_BIT = 1 << (signal.SIGUSR1 - 1)
 
@@ -69,13 +70,15 @@ def _start_echo(peer):
 
 
 def _await_echo(peer, port):
-    """Until the echo server is RUNNING and answers, then a little stable run
-    (a crash right after a start is a crash loop to the masters, not a restart)."""
+    """Until the echo server is RUNNING and answers, then a stable run past
+    every master's start window (corral's backoff_reset and supervisord's
+    startsecs, 1 s each): a crash inside it is a failed start, which waits
+    out a backoff, and this scenario measures the restart after a good run."""
     peer.wait_api()
     ok, _ = peer.wait_running(1, timeout=20)
     if not ok or not procs.wait_until(lambda: echo_once(port), 10, pause=0.01)[0]:
         raise RuntimeError(f"{peer.label}: the echo server never answered")
-    time.sleep(0.3)
+    time.sleep(START_WINDOW + 0.2)
 
 
 def _only_worker(peer, timeout=10):

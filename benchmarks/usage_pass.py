@@ -47,7 +47,7 @@ try:
     pids = [k.pid for k in kids]
     now = [0.0]
     cache = report.UsageCache(clock=lambda: now[0])
-    records = [SimpleNamespace(pid=pid) for pid in pids]
+    records = [SimpleNamespace(pid=pid, started_at=1.0) for pid in pids]  # (a spawn time: 1.0)
     times = []
     for _ in range(41):
         now[0] += 2 * report.USAGE_MAX_AGE

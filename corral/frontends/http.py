@@ -62,6 +62,7 @@ class HttpServer:
         self.server = None
         self.clients = set()
         self.url = None
+        self.metrics = httpmetrics.Exposition()  # keeps the series that rarely change
 
     async def start(self):
         if self.where[0] == "unix":
@@ -272,7 +273,7 @@ async def _readyz(server, request, reader, writer):
 
 
 async def _metrics(server, request, reader, writer):
-    return response(200, httpmetrics.render(server.ops), httpmetrics.CONTENT_TYPE)
+    return response(200, server.metrics.render(server.ops), httpmetrics.CONTENT_TYPE)
 
 
 async def _status(server, request, reader, writer):

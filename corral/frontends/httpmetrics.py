@@ -54,70 +54,94 @@ def _number(value):
     return repr(float(value))
 
 
-def render(ops):
-    """The whole exposition, as bytes."""
-    rows = ops.status()
-    usage = ops.usage()
-    # The instance's labels, escaped once: a scrape of 500 services writes
-    # 7000 series, and formatting labels pair by pair was most of its cost.
-    ids = {row.name: f'instance="{_escape(row.name)}",service="{_escape(row.service)}"'
-           for row in rows}
-    out = []
-    state = _Family(out, "corral_instance_state", "gauge",
-                    "1 for the state the instance is in, 0 for the others.")
-    lines = state.lines
-    for row in rows:
-        prefix = f"{state.name}{{{ids[row.name]},state="
-        lines.extend(f'{prefix}"{name}"}} {1 if row.state == name else 0}' for name in STATES)
-    start = _Family(out, "corral_instance_start_time_seconds", "gauge",
-                    "When the instance's current process was spawned, in seconds since the epoch.")
-    exit_code = _Family(out, "corral_instance_last_exit_code", "gauge",
-                        "The exit code of the instance's last process (absent after a signal).")
-    now = time.time()
-    for row in rows:
-        labels = "{" + ids[row.name] + "}"
-        if row.uptime is not None:
-            start.put(labels, round(now - row.uptime, 3))
-        if row.exit_code is not None:
-            exit_code.put(labels, row.exit_code)
-    restarts = _Family(out, "corral_instance_restarts", "counter",
-                       "Restarts since the master started, by reason: " + ", ".join(RESTART_REASONS) + ".")
-    counted = ops.restarts_by_reason()
-    for row in rows:
-        for reason in RESTART_REASONS:
-            restarts.put(f'{{{ids[row.name]},reason="{reason}"}}',
-                         counted.get((row.name, reason), 0))
-    cpu = _Family(out, "corral_instance_cpu_seconds", "counter",
-                  "CPU time of the instance's process tree (falls when a child exits).")
-    rss = _Family(out, "corral_instance_memory_rss_bytes", "gauge",
-                  "Resident memory of the instance's process tree.")
-    for row in rows:
-        tree = usage.get(row.name)
-        if tree is not None:
-            labels = "{" + ids[row.name] + "}"
-            cpu.put(labels, round(tree.cpu_seconds, 2))
-            rss.put(labels, tree.rss)
-    counts = ops.log_counts()
-    log_lines = _Family(out, "corral_service_log_lines", "counter",
-                        "Log lines a service wrote (stdout, stderr and the master's lines about it).")
-    size = _Family(out, "corral_service_log_bytes", "counter", "Bytes of those lines.")
-    for service in sorted(counts):
-        log_lines.add(counts[service].lines, ("service", service))
-        size.add(counts[service].bytes, ("service", service))
-    _Family(out, "corral_log_lines_dropped", "counter",
-            "Log lines skipped for followers that fell behind.").add(
-        ops.log_lines_dropped())
-    _Family(out, "corral_events_dropped", "counter",
-            "Events skipped for followers that fell behind.").add(ops.events_dropped())
-    master = ops.master_process()
-    _Family(out, "process_cpu_seconds", "counter", "The master's CPU time.").add(
-        round(master.cpu_seconds, 3))
-    _Family(out, "process_resident_memory_bytes", "gauge", "The master's RSS.").add(master.rss)
-    if master.start_time is not None:
-        _Family(out, "process_start_time_seconds", "gauge",
-                "The master's start, in seconds since the epoch.").add(round(master.start_time, 2))
-    _Family(out, "process_open_fds", "gauge", "The master's open file descriptors.").add(
-        master.open_fds)
-    _Family(out, "corral_build_info", "gauge", "corral's version; always 1.").add(
-        1, ("version", __version__), ("python", platform.python_version()))
-    return "".join(line + "\n" for family in out for line in family.lines).encode("utf-8")
+class Exposition:
+    """Renders /metrics for one listener. Most series of an instance (its
+    nine state series and five restart counters) change only when it moves
+    or restarts, so their text is kept between scrapes, keyed by what they
+    show: a scrape of 500 instances writes 8,500 series, and formatting
+    each of them again was most of a scrape's cost."""
+
+    def __init__(self):
+        self._blocks = {}  # (instance labels, state or restart counts) -> text
+
+    def _block(self, key, make):
+        text = self._blocks.get(key)
+        if text is None:
+            if len(self._blocks) > 4096:  # instances come and go: never grow without bound
+                self._blocks.clear()
+            text = self._blocks[key] = make()
+        return text
+
+    def render(self, ops):
+        """The whole exposition, as bytes."""
+        block = self._block
+        rows = ops.status(usage=False)  # cpu and rss come from ops.usage() below
+        usage = ops.usage()
+        # The instance's labels, escaped once per instance and kept.
+        ids = {row.name: block((row.name, row.service), lambda: (
+                   f'instance="{_escape(row.name)}",service="{_escape(row.service)}"'))
+               for row in rows}
+        out = []
+        state = _Family(out, "corral_instance_state", "gauge",
+                        "1 for the state the instance is in, 0 for the others.")
+        for row in rows:
+            labels = ids[row.name]
+            state.lines.append(block((labels, row.state), lambda: "\n".join(
+                f'{state.name}{{{labels},state="{name}"}} {1 if row.state == name else 0}'
+                for name in STATES)))
+        start = _Family(out, "corral_instance_start_time_seconds", "gauge",
+                        "When the instance's current process was spawned, in seconds since the epoch.")
+        exit_code = _Family(out, "corral_instance_last_exit_code", "gauge",
+                            "The exit code of the instance's last process (absent after a signal).")
+        now = time.time()
+        for row in rows:
+            if row.uptime is not None:
+                start.lines.append(f"{start.name}{{{ids[row.name]}}} {round(now - row.uptime, 3)!r}")
+            if row.exit_code is not None:
+                exit_code.put("{" + ids[row.name] + "}", row.exit_code)
+        restarts = _Family(out, "corral_instance_restarts", "counter",
+                           "Restarts since the master started, by reason: " + ", ".join(RESTART_REASONS) + ".")
+        none = (0,) * len(RESTART_REASONS)
+        counted = {}  # instance -> its counts in RESTART_REASONS' order, if any
+        for (name, reason), count in ops.restarts_by_reason().items():
+            counted.setdefault(name, list(none))[RESTART_REASONS.index(reason)] = count
+        for row in rows:
+            labels = ids[row.name]
+            counts = tuple(counted[row.name]) if row.name in counted else none
+            restarts.lines.append(block((labels, counts), lambda: "\n".join(
+                f'{restarts.name}{{{labels},reason="{reason}"}} {count}'
+                for reason, count in zip(RESTART_REASONS, counts))))
+        cpu = _Family(out, "corral_instance_cpu_seconds", "counter",
+                      "CPU time of the instance's process tree (falls when a child exits).")
+        rss = _Family(out, "corral_instance_memory_rss_bytes", "gauge",
+                      "Resident memory of the instance's process tree.")
+        for row in rows:
+            tree = usage.get(row.name)
+            if tree is not None:
+                labels = ids[row.name]
+                cpu.lines.append(f"{cpu.name}{{{labels}}} {float(round(tree.cpu_seconds, 2))!r}")
+                rss.lines.append(f"{rss.name}{{{labels}}} {int(tree.rss)}")
+        counts = ops.log_counts()
+        log_lines = _Family(out, "corral_service_log_lines", "counter",
+                            "Log lines a service wrote (stdout, stderr and the master's lines about it).")
+        size = _Family(out, "corral_service_log_bytes", "counter", "Bytes of those lines.")
+        for service in sorted(counts):
+            log_lines.add(counts[service].lines, ("service", service))
+            size.add(counts[service].bytes, ("service", service))
+        _Family(out, "corral_log_lines_dropped", "counter",
+                "Log lines skipped for followers that fell behind.").add(
+            ops.log_lines_dropped())
+        _Family(out, "corral_events_dropped", "counter",
+                "Events skipped for followers that fell behind.").add(ops.events_dropped())
+        master = ops.master_process()
+        _Family(out, "process_cpu_seconds", "counter", "The master's CPU time.").add(
+            round(master.cpu_seconds, 3))
+        _Family(out, "process_resident_memory_bytes", "gauge", "The master's RSS.").add(master.rss)
+        if master.start_time is not None:
+            _Family(out, "process_start_time_seconds", "gauge",
+                    "The master's start, in seconds since the epoch.").add(round(master.start_time, 2))
+        _Family(out, "process_open_fds", "gauge", "The master's open file descriptors.").add(
+            master.open_fds)
+        _Family(out, "corral_build_info", "gauge", "corral's version; always 1.").add(
+            1, ("version", __version__), ("python", platform.python_version()))
+        return ("\n".join(line for family in out for line in family.lines) + "\n").encode("utf-8")

@@ -69,7 +69,7 @@ class UsageCache:
         self._process = process  # psutil.Process; a test passes a stand-in
         self._when = None
         self._found = {}  # root pid -> TreeUsage
-        self._procs = {}  # pid -> (Process, cpu seconds, when, (cpu, percent, rss))
+        self._procs = {}  # pid -> (Process, cpu seconds, when, (cpu, percent, rss), spawned)
 
     def refresh(self, records, wanted):
         """{pid: TreeUsage}; rescans all records' pids when stale or missing one."""
@@ -77,12 +77,17 @@ class UsageCache:
         fresh = self._when is not None and now - self._when < USAGE_MAX_AGE
         if fresh and all(pid in self._found for pid in wanted):
             return self._found
-        roots = {r.pid for r in records if r.pid is not None} | set(wanted)
+        # A root is a worker, the master's own child: its pid cannot be
+        # reused before the master reaps it, so its spawn time tells a new
+        # process from the one of the last pass, and psutil's is_running()
+        # (a second read of stat: a quarter of a pass) is left to the rest.
+        spawns = {r.pid: r.started_at for r in records if r.pid is not None}
+        roots = set(spawns) | set(wanted)
         before, self._procs, found = self._procs, {}, {}
         for root, members in _trees(roots).items():
             cpu_all, percent, rss, alive = 0.0, 0.0, 0, False
             for member in members:
-                read = self._read(member, before, now)
+                read = self._read(member, spawns.get(member), before, now)
                 if read is not None:
                     alive = True
                     cpu_all, percent, rss = cpu_all + read[0], percent + read[1], rss + read[2]
@@ -91,14 +96,16 @@ class UsageCache:
         self._when, self._found = now, found
         return found
 
-    def _read(self, pid, before, now):
-        """(cpu seconds, percent since the last pass, rss) of pid, or None."""
+    def _read(self, pid, spawned, before, now):
+        """(cpu seconds, percent since the last pass, rss) of pid, or None.
+        spawned: a root's spawn time, None for the other members."""
         done = self._procs.get(pid)
         if done is not None:  # in two trees (reparented between two reads)
             return done[3]
         entry = before.get(pid)
         try:
-            if entry is None or not entry[0].is_running():  # new, gone or reused
+            if entry is None or entry[4] != spawned or (
+                    spawned is None and not entry[0].is_running()):  # new, gone or reused
                 entry = None
                 proc = self._process(pid)
             else:
@@ -115,7 +122,7 @@ class UsageCache:
         if entry is not None and now > entry[2]:
             percent = (cpu - entry[1]) / (now - entry[2]) * 100
         read = (cpu, percent, rss)
-        self._procs[pid] = (proc, cpu, now, read)
+        self._procs[pid] = (proc, cpu, now, read, spawned)
         return read
 
     def sample(self, pids):

@@ -354,6 +354,56 @@ def test_a_reused_pid_does_not_inherit_the_cpu_baseline():
         child.wait()
 
 
+def test_a_worker_is_told_apart_by_its_spawn_not_by_is_running():
+    """A record's pid is the master's child, which cannot be reused before
+    the master reaps it: the spawn time on the record says whether it is
+    the process of the last pass, and is_running() is not asked (it reads
+    stat a second time)."""
+    from contextlib import nullcontext
+    from types import SimpleNamespace
+
+    import psutil
+
+    made, asked = [], []
+
+    class Standin:
+        def __init__(self, pid):
+            self.pid, self.cpu = pid, 1.0
+            made.append(self)
+
+        def is_running(self):
+            asked.append(self.pid)
+            return True
+
+        def oneshot(self):
+            return nullcontext()
+
+        def status(self):
+            return psutil.STATUS_SLEEPING
+
+        def cpu_times(self):
+            return SimpleNamespace(user=self.cpu, system=0.0)
+
+        def memory_info(self):
+            return SimpleNamespace(rss=1 << 20)
+
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        now = [100.0]
+        record = SimpleNamespace(pid=child.pid, started_at=50.0)
+        cache = report.UsageCache(clock=lambda: now[0], process=Standin)
+        cache.refresh([record], [])
+        made[0].cpu, now[0] = 1.5, 101.0
+        assert cache.refresh([record], [])[child.pid].cpu_percent == 50.0
+        assert len(made) == 1 and asked == []
+        record.started_at, now[0] = 101.5, 102.0  # reaped and respawned under the same pid
+        assert cache.refresh([record], [])[child.pid].cpu_percent == 0.0
+        assert len(made) == 2 and asked == []
+    finally:
+        child.kill()
+        child.wait()
+
+
 def test_one_usage_sample_serves_metrics_status_and_max_memory(monkeypatch):
     """The max_memory check reads the master's one UsageCache, as status and
     /metrics do (api.Operations uses master.usage): within USAGE_MAX_AGE,
@@ -367,7 +417,7 @@ def test_one_usage_sample_serves_metrics_status_and_max_memory(monkeypatch):
     real_trees, scans = report._trees, []
     monkeypatch.setattr(report, "_trees", lambda roots: scans.append(1) or real_trees(roots))
     now = [100.0]
-    record = SimpleNamespace(name="web", service="web", pid=os.getpid())
+    record = SimpleNamespace(name="web", service="web", pid=os.getpid(), started_at=1.0)
     fed = []
     master = SimpleNamespace(records={"web": record}, usage=report.UsageCache(clock=lambda: now[0]),
                              event_topic=SimpleNamespace(subscribe=lambda callback: None), feed=fed.append)

@@ -150,3 +150,72 @@ def test_labels_are_escaped():
     text = "".join(line + "\n" for line in family.lines)
     [parsed] = text_string_to_metric_families(text)
     assert parsed.samples[0].labels["instance"] == 'a"b\\c\nd'
+
+
+class _FakeOps:
+    """What Exposition.render reads of api.Operations, for two instances."""
+
+    def __init__(self):
+        self.states = {"web:0": "RUNNING", "web:1": "RUNNING"}
+        self.restarts = {}
+
+    def status(self, usage=True):
+        assert not usage  # the usage comes from usage(): one pass, not two
+        from types import SimpleNamespace
+        return [SimpleNamespace(name=name, service="web", state=state, uptime=1.0, exit_code=None)
+                for name, state in self.states.items()]
+
+    def usage(self):
+        from corral.supervisor.report import TreeUsage
+        return {"web:0": TreeUsage(1.5, 0.0, 4096)}
+
+    def restarts_by_reason(self):
+        return dict(self.restarts)
+
+    def log_counts(self):
+        return {}
+
+    def log_lines_dropped(self):
+        return 0
+
+    def events_dropped(self):
+        return 0
+
+    def master_process(self):
+        from corral.api import MasterProcess
+        return MasterProcess(1, 1.0, 0.5, 1 << 20, 9)
+
+
+def _samples(body):
+    found = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for s in family.samples:
+            found[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return found
+
+
+def test_kept_series_follow_a_move_and_a_restart():
+    """The series Exposition keeps between scrapes are keyed by what they
+    show: the second scrape has the new state and the new count."""
+    ops, exposition = _FakeOps(), httpmetrics.Exposition()
+
+    def state(samples, instance, name):
+        labels = (("instance", instance), ("service", "web"), ("state", name))
+        return samples[("corral_instance_state", labels)]
+
+    def restarts(samples, instance, reason):
+        labels = (("instance", instance), ("reason", reason), ("service", "web"))
+        return samples[("corral_instance_restarts_total", labels)]
+
+    first = _samples(exposition.render(ops))
+    assert state(first, "web:1", "RUNNING") == 1 and state(first, "web:1", "BACKOFF") == 0
+    assert restarts(first, "web:1", "crash") == 0
+    ops.states["web:1"] = "BACKOFF"
+    ops.restarts[("web:1", "crash")] = 2
+    second = _samples(exposition.render(ops))
+    assert state(second, "web:1", "RUNNING") == 0 and state(second, "web:1", "BACKOFF") == 1
+    assert restarts(second, "web:1", "crash") == 2 and restarts(second, "web:0", "crash") == 0
+    assert state(second, "web:0", "RUNNING") == 1  # kept from the first scrape
+    assert sum(1 for k in second if k[0] == "corral_instance_state") == 2 * len(httpmetrics.STATES)
+    assert second[("corral_instance_memory_rss_bytes",
+                   (("instance", "web:0"), ("service", "web")))] == 4096
