@@ -27,7 +27,6 @@ import importlib
 import os
 import traceback
 from dataclasses import dataclass
-from importlib import metadata
 
 from corral.errors import CorralError
 
@@ -107,6 +106,8 @@ class Found:
 
 def entry_points():
     """The group's entry points; tests replace this function."""
+    from importlib import metadata  # ~2 MB the master needs only for a plugin name
+
     return list(metadata.entry_points(group=GROUP))
 
 
