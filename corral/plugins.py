@@ -27,6 +27,7 @@ import importlib
 import os
 import traceback
 from dataclasses import dataclass
+from importlib import metadata
 
 from corral.errors import CorralError
 
@@ -106,8 +107,6 @@ class Found:
 
 def entry_points():
     """The group's entry points; tests replace this function."""
-    from importlib import metadata  # ~2 MB the master needs only for a plugin name
-
     return list(metadata.entry_points(group=GROUP))
 
 

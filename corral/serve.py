@@ -229,7 +229,7 @@ async def _main(config, loader, run, owner=None, announce=None, reset_state=Fals
     web = xmlrpc = None
     try:
         # The listeners' modules load only when configured: without them a
-        # master holds ~3 MB less (http.client, email, xmlrpc).
+        # master holds ~1.6 MB less (http.client, xmlrpc).
         if config.master.http:  # listens once the logs are open, before any worker
             from corral.frontends.http import HttpServer
 
