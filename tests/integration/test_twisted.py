@@ -192,7 +192,10 @@ def test_a_tcp_server_serves_on_the_held_socket_and_refuses_nothing_across_sigki
 
 def test_a_restart_under_a_client_loop_refuses_nobody(app):
     """`corral restart` of a Twisted server while a client connects again and
-    again: the held socket's backlog keeps every connection for the new worker."""
+    again: the held socket's backlog keeps every connection for the new worker.
+    The one connection the old worker may have accepted just before its
+    stopService is closed with it, as under twistd (the client is sequential,
+    so there is at most one)."""
     import threading
 
     port = app.ports["tcp"]
@@ -211,7 +214,9 @@ def test_a_restart_under_a_client_loop_refuses_nobody(app):
             errors.append(repr(exc))
         if served > 5000:
             break
-    assert done.is_set() and refused == 0 and errors == [], (served, refused, errors)
+    closed = [e for e in errors if e.startswith("ConnectionError(\"closed after")]
+    assert done.is_set() and refused == 0, (served, refused, errors)
+    assert len(closed) <= 1 and len(closed) == len(errors), errors
     after = running_pid(app, "echo", other_than=before)
     assert ask(port) == f"{after} ping"
 
