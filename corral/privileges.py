@@ -237,3 +237,41 @@ class CommandDrop:
             if fd is not None:
                 os.close(fd)
         self._r = self._w = None
+
+
+def groups_of(acct):
+    """The gids a child of acct has after steps(): its supplementary groups
+    (initgroups) and its group; the master's own when it keeps its ids."""
+    if acct is None:
+        return set(os.getgroups()) | {os.getegid()}
+    gid = acct.gid if acct.gid is not None else os.getegid()
+    if acct.uid is not None and acct.name is not None:
+        return set(os.getgrouplist(acct.name, gid)) | {gid}
+    return {gid}
+
+
+def unreadable_folder(path, uid, gids):
+    """The first folder on the way to path (itself included) that uid, with
+    gids, may not enter (and path not read), by the mode bits; None when it
+    may, and always for root. ACLs are not read: a folder they open is
+    reported as closed, never the other way round."""
+    if uid == 0:
+        return None
+    path = os.path.abspath(path)
+    parts = path.split(os.sep)[1:]
+    folders = ["/"] + [os.sep + os.path.join(*parts[:n]) for n in range(1, len(parts) + 1)]
+    for folder in folders:
+        try:
+            st = os.stat(folder)
+        except OSError:
+            return folder
+        if st.st_uid == uid:
+            bits = st.st_mode >> 6
+        elif st.st_gid in gids:
+            bits = st.st_mode >> 3
+        else:
+            bits = st.st_mode
+        need = 0o5 if folder == path else 0o1  # r-x for path itself, x on the way
+        if bits & need != need:
+            return folder
+    return None

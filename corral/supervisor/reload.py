@@ -18,7 +18,9 @@ on serving meanwhile; the others run on the loop's thread.
 
 import asyncio
 import dataclasses
+import os
 
+from corral import kinds, privileges
 from corral import spec as spec_module
 from corral.core import messages as m
 from corral.core.states import AT_REST
@@ -72,6 +74,7 @@ async def apply(master, stop):
     if kept:
         plan["not_applied"] = kept
     say_unfollowed(master, new.services)
+    say_unreadable_python(master, new.services)
     blind = unfollowed(new.services)
     if blind:
         plan["unfollowed"] = blind
@@ -88,6 +91,32 @@ def say_unfollowed(master, specs):
     each load, so that stale code never runs without a word."""
     for name, notes in unfollowed(specs).items():
         master.log(f"{name}: not followed by reload: {'; '.join(notes)}")
+
+
+def say_unreadable_python(master, specs):
+    """One log line per Python service whose user cannot read the master's
+    Python (a pyenv under /root, say): its worker, a fork of the master,
+    finds only the modules the master had imported, and anything else it
+    imports after the drop is a ModuleNotFoundError with no word of why."""
+    stdlib = os.path.dirname(os.__file__)
+    for spec in specs:
+        if spec.kind is kinds.COMMAND or spec.user is None:
+            continue
+        acct = privileges.account(spec)
+        closed = privileges.unreadable_folder(stdlib, spec.user, privileges.groups_of(acct))
+        if closed is not None:
+            mode = _mode(closed)
+            master.log(f"{spec.name}: runs as {acct.user_label}, who cannot read this Python's "
+                       f"standard library at {stdlib} ({closed}{mode}): its worker can import "
+                       "only what the master had imported; install Python where that user can "
+                       "read it")
+
+
+def _mode(folder):
+    try:
+        return f" is mode {os.stat(folder).st_mode & 0o777:04o}"
+    except OSError:
+        return " cannot be read"
 
 
 def not_applied(master, new):

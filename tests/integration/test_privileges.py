@@ -123,6 +123,28 @@ def test_python_worker_runs_as_its_user_and_its_output_reaches_the_log(master):
 
 
 @pytest.mark.timeout(30)
+def test_a_user_who_cannot_read_this_python_is_named_at_start(master):
+    """A worker is a fork of the master: as its user it can import only what
+    the master had imported when that user cannot read the interpreter's
+    standard library (this project's CI runs a pyenv under /root, 0700).
+    The master says so at start, for Python services only."""
+    from corral import privileges
+
+    stdlib = os.path.dirname(os.__file__)
+    closed = privileges.unreadable_folder(
+        stdlib, NOBODY.pw_uid, set(os.getgrouplist("nobody", NOBODY.pw_gid)))
+    m = master(PY_WORKER + 'corral.Command(["sleep", "100"]).supervise(user="nobody")'
+               '.setServiceParent(application)\n', suffix=".py")
+    m.wait_state("whoami", "RUNNING")
+    line = rf"whoami: runs as nobody, who cannot read this Python's standard library at {stdlib} "
+    if closed is not None:
+        m.wait_log(line.replace("(", r"\(").replace(")", r"\)") + rf"\({closed} is mode")
+    else:
+        assert "cannot read this Python" not in m.log_text()
+    assert "sleep: runs as" not in m.log_text() and "command: runs as" not in m.log_text()
+
+
+@pytest.mark.timeout(30)
 def test_python_worker_umask_shows_in_the_files_it_creates(master):
     m = master("""
 import os
