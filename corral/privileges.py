@@ -253,8 +253,8 @@ def groups_of(acct):
 def unreadable_folder(path, uid, gids):
     """The first folder on the way to path (itself included) that uid, with
     gids, may not enter (and path not read), by the mode bits; None when it
-    may, and always for root. ACLs are not read: a folder they open is
-    reported as closed, never the other way round."""
+    may, and always for root. POSIX ACLs are not read: a folder where one
+    decides is judged by its mode bits alone."""
     if uid == 0:
         return None
     path = os.path.abspath(path)
