@@ -268,8 +268,7 @@ async def _main(config, loader, run, owner=None, announce=None, reset_state=Fals
                        + (f"; if the master dies, a watcher process stops every worker "
                           f"(undertaker pid {run.undertaker})" if run.undertaker is not None else ""))
             master.log(f"containment: {run.containment}")
-            reload_module.say_unfollowed(master, config.services)
-            reload_module.say_unreadable_python(master, config.services)
+            reload_module.say_load_notes(master, config.services)
             # after the logs open: a goals file that cannot be read is said there
             master.goals = goals.GoalFile(goals.path_for(config.master.socket), master.log,
                                           reset=reset_state)

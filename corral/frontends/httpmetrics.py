@@ -62,13 +62,12 @@ class Exposition:
     each of them again was most of a scrape's cost."""
 
     def __init__(self):
-        self._blocks = {}  # (instance labels, state or restart counts) -> text
+        # (what, instance, its state, service or restart counts) -> text
+        self._blocks = {}
 
     def _block(self, key, make):
         text = self._blocks.get(key)
         if text is None:
-            if len(self._blocks) > 4096:  # instances come and go: never grow without bound
-                self._blocks.clear()
             text = self._blocks[key] = make()
         return text
 
@@ -77,8 +76,12 @@ class Exposition:
         block = self._block
         rows = ops.status(usage=False)  # cpu and rss come from ops.usage() below
         usage = ops.usage()
+        # Three texts an instance: more means instances or their states came
+        # and went since; start again rather than grow.
+        if len(self._blocks) > 6 * len(rows):
+            self._blocks.clear()
         # The instance's labels, escaped once per instance and kept.
-        ids = {row.name: block((row.name, row.service), lambda: (
+        ids = {row.name: block(("labels", row.name, row.service), lambda: (
                    f'instance="{_escape(row.name)}",service="{_escape(row.service)}"'))
                for row in rows}
         out = []
@@ -86,7 +89,7 @@ class Exposition:
                         "1 for the state the instance is in, 0 for the others.")
         for row in rows:
             labels = ids[row.name]
-            state.lines.append(block((labels, row.state), lambda: "\n".join(
+            state.lines.append(block(("state", labels, row.state), lambda: "\n".join(
                 f'{state.name}{{{labels},state="{name}"}} {1 if row.state == name else 0}'
                 for name in STATES)))
         start = _Family(out, "corral_instance_start_time_seconds", "gauge",
@@ -108,7 +111,7 @@ class Exposition:
         for row in rows:
             labels = ids[row.name]
             counts = tuple(counted[row.name]) if row.name in counted else none
-            restarts.lines.append(block((labels, counts), lambda: "\n".join(
+            restarts.lines.append(block(("restarts", labels, counts), lambda: "\n".join(
                 f'{restarts.name}{{{labels},reason="{reason}"}} {count}'
                 for reason, count in zip(RESTART_REASONS, counts))))
         cpu = _Family(out, "corral_instance_cpu_seconds", "counter",

@@ -73,8 +73,7 @@ async def apply(master, stop):
         await master.wait_for(lambda: all(r.state in AT_REST for r in leaving))
     if kept:
         plan["not_applied"] = kept
-    say_unfollowed(master, new.services)
-    say_unreadable_python(master, new.services)
+    say_load_notes(master, new.services)
     blind = unfollowed(new.services)
     if blind:
         plan["unfollowed"] = blind
@@ -86,18 +85,19 @@ def unfollowed(specs):
     return {spec.name: list(spec.unfollowed) for spec in specs if spec.unfollowed}
 
 
-def say_unfollowed(master, specs):
-    """One log line per service with code a reload will not see change: at
-    each load, so that stale code never runs without a word."""
+def say_load_notes(master, specs):
+    """What each load (the start, every reload) says in the log about its
+    services, before anything of theirs runs.
+
+    - code a reload will not see change, so that stale code never runs
+      without a word;
+    - a Python service whose user cannot read the master's Python (a pyenv
+      under /root, say): its worker, a fork of the master, finds only the
+      modules the master had imported, and anything else it imports after
+      the drop is a ModuleNotFoundError with no word of why.
+    """
     for name, notes in unfollowed(specs).items():
         master.log(f"{name}: not followed by reload: {'; '.join(notes)}")
-
-
-def say_unreadable_python(master, specs):
-    """One log line per Python service whose user cannot read the master's
-    Python (a pyenv under /root, say): its worker, a fork of the master,
-    finds only the modules the master had imported, and anything else it
-    imports after the drop is a ModuleNotFoundError with no word of why."""
     stdlib = os.path.dirname(os.__file__)
     for spec in specs:
         if spec.kind is kinds.COMMAND or spec.user is None:

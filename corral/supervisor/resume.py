@@ -14,7 +14,7 @@ import sys
 
 from corral.core import snapshot as core_snapshot
 from corral.errors import CorralError
-from corral.supervisor.spawn import Child
+from corral.supervisor.child import Child
 from corral.supervisor.upgrade import CHECK_VAR, SNAPSHOT_VAR, carried_fds
 
 

@@ -306,24 +306,24 @@ def test_tree_rss_counts_descendants():
         child.wait()
 
 
-def test_a_reused_pid_does_not_inherit_the_cpu_baseline():
-    """UsageCache keeps one Process per pid with its CPU time of the last
-    pass. Once psutil's is_running() says no (the pid now names a process
-    with another create time) the next pass starts from a new object: 0.0 %,
-    not the new process's CPU against the old one's baseline."""
+def standin_processes(cpu):
+    """A stand-in for psutil.Process with the calls UsageCache makes, and
+    the list of those made: each starts at cpu (a list, to change it for
+    the next one), is running until told, and counts is_running() calls."""
     from contextlib import nullcontext
     from types import SimpleNamespace
 
     import psutil
 
-    made, next_cpu = [], [0.0]
+    made, asked = [], []
 
-    class Standin:  # psutil.Process's calls that UsageCache makes
+    class Standin:
         def __init__(self, pid):
-            self.pid, self.cpu, self.running = pid, next_cpu[0], True
+            self.pid, self.cpu, self.running = pid, cpu[0], True
             made.append(self)
 
         def is_running(self):
+            asked.append(self.pid)
             return self.running
 
         def oneshot(self):
@@ -338,6 +338,16 @@ def test_a_reused_pid_does_not_inherit_the_cpu_baseline():
         def memory_info(self):
             return SimpleNamespace(rss=1 << 20)
 
+    return Standin, made, asked
+
+
+def test_a_reused_pid_does_not_inherit_the_cpu_baseline():
+    """UsageCache keeps one Process per pid with its CPU time of the last
+    pass. Once psutil's is_running() says no (the pid now names a process
+    with another create time) the next pass starts from a new object: 0.0 %,
+    not the new process's CPU against the old one's baseline."""
+    next_cpu = [0.0]
+    Standin, made, _ = standin_processes(next_cpu)
     child = subprocess.Popen(["sleep", "30"])  # a real pid: the tree is read from /proc
     try:
         now = [100.0]
@@ -359,34 +369,9 @@ def test_a_worker_is_told_apart_by_its_spawn_not_by_is_running():
     the master reaps it: the spawn time on the record says whether it is
     the process of the last pass, and is_running() is not asked (it reads
     stat a second time)."""
-    from contextlib import nullcontext
     from types import SimpleNamespace
 
-    import psutil
-
-    made, asked = [], []
-
-    class Standin:
-        def __init__(self, pid):
-            self.pid, self.cpu = pid, 1.0
-            made.append(self)
-
-        def is_running(self):
-            asked.append(self.pid)
-            return True
-
-        def oneshot(self):
-            return nullcontext()
-
-        def status(self):
-            return psutil.STATUS_SLEEPING
-
-        def cpu_times(self):
-            return SimpleNamespace(user=self.cpu, system=0.0)
-
-        def memory_info(self):
-            return SimpleNamespace(rss=1 << 20)
-
+    Standin, made, asked = standin_processes([1.0])
     child = subprocess.Popen(["sleep", "30"])
     try:
         now = [100.0]

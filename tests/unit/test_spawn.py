@@ -189,7 +189,9 @@ def test_every_worker_is_reaped_by_its_pidfd_python_ones_too():
 
 def test_without_waitid_by_pidfd_a_worker_is_reaped_by_its_pid(monkeypatch):
     """Linux 5.3 has pidfd_open but not waitid(P_PIDFD): waitpid on the pid."""
-    monkeypatch.setattr(spawn, "_P_PIDFD", None)
+    from corral.supervisor import child as child_module
+
+    monkeypatch.setattr(child_module, "_P_PIDFD", None)
     child = spawn.Spawner().spawn(ServiceSpec(name="c", command=("/bin/sh", "-c", "exit 4")), "c", 0)
     try:
         wait_until(lambda: child.poll() is not None, message="the command reaped")
