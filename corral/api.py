@@ -14,6 +14,7 @@ here decides or changes a state: the step does.
     signal(names, s)  to the main process, or (group) its whole process group
     send_stdin(name, data)  bytes to an instance's stdin pipe, never waiting -> int
     status(names)     -> [report.Status]      tree() -> the service tree
+    briefs()          -> [report.Brief]: what changes only when an instance moves
     describe(names)   -> [report.Detail]: status, source, recent moves, last lines
     instance_names(service)  its instances now (a scale changes them)
     reload()          re-read the config, apply the difference (reload.py)
@@ -36,6 +37,7 @@ import collections
 import fnmatch
 import os
 import re
+import time
 from dataclasses import asdict, dataclass, replace
 
 import psutil
@@ -100,6 +102,10 @@ class Operations:
         self.master = master
         self._usage = master.usage  # the master's one cache: max_memory reads it too
         self._me = None  # psutil.Process of the master (master_process)
+        self._me_read = (None, None)  # (when, MasterProcess): kept USAGE_MAX_AGE s
+        # Wall minus monotonic time, taken once: a start time given as wall
+        # time reads the same at every call (briefs).
+        self._epoch = time.time() - master.clock.now()
         self._restarts = collections.Counter()  # (instance, reason) -> count
         self._failing = {}  # instance -> "health" or "memory", while FAILING
         master.event_topic.subscribe(self._count_restart)
@@ -364,6 +370,10 @@ class Operations:
         return report.status(records, self._usage if usage else _NO_USAGE, master.clock.now(),
                              master.loghub.service_errors())
 
+    def briefs(self):
+        """[report.Brief] of every instance, without building status rows."""
+        return report.briefs(self.master.records.values(), self._epoch)
+
     def describe(self, names):
         """[report.Detail] of names' instances: `corral status NAME`."""
         master = self.master
@@ -404,16 +414,26 @@ class Operations:
         return dict(self._restarts)
 
     def master_process(self):
-        """The master's own pid, start (epoch s), CPU s, RSS and open fds."""
+        """The master's own pid, start (epoch s), CPU s, RSS and open fds,
+        read at most once in USAGE_MAX_AGE s like the workers' usage: with
+        500 workers the master holds 1,500 fds, and counting them was 2 ms
+        of a 14 ms /metrics scrape (docs/benchmarks.md)."""
+        now = self.master.clock.now()
+        when, read = self._me_read
         me = self._me
         if me is None or me.pid != os.getpid():  # made once per master process
             me = self._me = psutil.Process()
+            read = None
+        if read is not None and now - when < USAGE_MAX_AGE:
+            return read
         with me.oneshot():
             times = me.cpu_times()
             rss = me.memory_info().rss
             fds = me.num_fds()
             start = me.create_time()
-        return MasterProcess(me.pid, start, times.user + times.system, rss, fds)
+        read = MasterProcess(me.pid, start, times.user + times.system, rss, fds)
+        self._me_read = (now, read)
+        return read
 
     def readiness(self, names=()):
         """[Check] of names' instances, or of every autostart one: ready when

@@ -13,6 +13,7 @@ of the same process (0.0 the first time).
 import time
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import psutil
 
@@ -190,6 +191,32 @@ def status(records, usage, now, log_errors=None):
     log_errors = log_errors or {}
     return [status_row(record, sample, now, wall_now, log_errors.get(record.service))
             for record in records]
+
+
+class Brief(NamedTuple):
+    """What of an instance changes only when it moves or respawns: /metrics
+    keeps its text while these stay equal. A tuple, so that a whole table of
+    them is compared and hashed in one go, and made without a Status row."""
+
+    name: str
+    service: str
+    state: str
+    started: float  # wall time of its process's spawn, while it has one
+    exit_code: int  # of its last process, absent after a signal
+
+
+def briefs(records, epoch):
+    """[Brief] of records. epoch: wall time minus monotonic time, fixed for
+    the caller, so that a start time reads the same at every scrape."""
+    out = []
+    for r in records:
+        started = None
+        if r.pid is not None and r.state in HAS_PROCESS:
+            started = round(r.started_at + epoch, 3)
+        exit = r.last_exit
+        out.append(Brief(r.name, r.spec.name, r.state.value, started,
+                         exit.code if exit else None))
+    return out
 
 
 DETAIL_LINES = 10  # transitions and log lines in `corral status NAME`

@@ -7,6 +7,7 @@ import os
 import socket
 import stat
 import sys
+import time
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -145,6 +146,14 @@ def test_metrics_parse_as_prometheus_does(master):
     assert lines["db"] >= 1
     assert families["process_resident_memory_bytes"].samples[0].value > 1 << 20
     assert families["corral_build_info"].samples[0].labels["version"]
+    # Start times are wall times of each spawn, as status' uptime tells them
+    # (web:0's is its restart's); one that has no process has none.
+    started = {s.labels["instance"]: s.value
+               for s in families["corral_instance_start_time_seconds"].samples}
+    uptimes = {name: row["uptime"] for name, row in master.status().items()}
+    assert "manual" not in started
+    for instance in ("db", "web:0", "web:1"):
+        assert abs(started[instance] - (time.time() - uptimes[instance])) < 1.0, instance
 
 
 def test_crashes_count_as_crash_restarts():

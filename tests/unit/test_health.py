@@ -405,7 +405,8 @@ def test_one_usage_sample_serves_metrics_status_and_max_memory(monkeypatch):
     record = SimpleNamespace(name="web", service="web", pid=os.getpid(), started_at=1.0)
     fed = []
     master = SimpleNamespace(records={"web": record}, usage=report.UsageCache(clock=lambda: now[0]),
-                             event_topic=SimpleNamespace(subscribe=lambda callback: None), feed=fed.append)
+                             event_topic=SimpleNamespace(subscribe=lambda callback: None), feed=fed.append,
+                             clock=SimpleNamespace(now=lambda: now[0]))
     ops = Operations(master)
     usage = ops.usage()  # what /metrics and status read
     Master._sample_memory(master, m.SampleMemory(("web",)))
@@ -414,3 +415,27 @@ def test_one_usage_sample_serves_metrics_status_and_max_memory(monkeypatch):
     now[0] += report.USAGE_MAX_AGE  # stale: the next one reads the trees again
     Master._sample_memory(master, m.SampleMemory(("web",)))
     assert len(scans) == 2
+
+
+def test_the_masters_own_usage_is_read_once_a_sample_age(monkeypatch):
+    """/metrics' process_* series: the master's fds, CPU and RSS are read
+    at most once in USAGE_MAX_AGE s, as the workers' usage is."""
+    from types import SimpleNamespace
+
+    import psutil
+
+    from corral.api import Operations
+
+    now, reads = [100.0], []
+    real = psutil.Process.num_fds
+    monkeypatch.setattr(psutil.Process, "num_fds", lambda self: reads.append(1) or real(self))
+    master = SimpleNamespace(records={}, usage=report.UsageCache(clock=lambda: now[0]),
+                             event_topic=SimpleNamespace(subscribe=lambda callback: None),
+                             clock=SimpleNamespace(now=lambda: now[0]))
+    ops = Operations(master)
+    first = ops.master_process()
+    assert first.pid == os.getpid() and first.open_fds > 0 and first.rss > 0
+    now[0] += report.USAGE_MAX_AGE / 2
+    assert ops.master_process() is first and len(reads) == 1
+    now[0] += report.USAGE_MAX_AGE
+    assert ops.master_process() is not first and len(reads) == 2

@@ -157,23 +157,27 @@ class _FakeOps:
 
     def __init__(self):
         self.states = {"web:0": "RUNNING", "web:1": "RUNNING"}
+        self.started = {"web:0": 1000.5, "web:1": 1000.25}
+        self.exit_codes = {}
         self.restarts = {}
+        self.rss = 4096
+        self.lines = 3
 
-    def status(self, usage=True):
-        assert not usage  # the usage comes from usage(): one pass, not two
-        from types import SimpleNamespace
-        return [SimpleNamespace(name=name, service="web", state=state, uptime=1.0, exit_code=None)
+    def briefs(self):
+        from corral.supervisor.report import Brief
+        return [Brief(name, "web", state, self.started.get(name), self.exit_codes.get(name))
                 for name, state in self.states.items()]
 
     def usage(self):
         from corral.supervisor.report import TreeUsage
-        return {"web:0": TreeUsage(1.5, 0.0, 4096)}
+        return {"web:0": TreeUsage(1.5, 0.0, self.rss)}
 
     def restarts_by_reason(self):
         return dict(self.restarts)
 
     def log_counts(self):
-        return {}
+        from corral.api import LogCount
+        return {"web": LogCount(self.lines, 10 * self.lines)}
 
     def log_lines_dropped(self):
         return 0
@@ -219,3 +223,23 @@ def test_kept_series_follow_a_move_and_a_restart():
     assert sum(1 for k in second if k[0] == "corral_instance_state") == 2 * len(httpmetrics.STATES)
     assert second[("corral_instance_memory_rss_bytes",
                    (("instance", "web:0"), ("service", "web")))] == 4096
+
+
+def test_a_scrape_with_nothing_moved_still_has_the_new_usage_and_counts():
+    """The families kept whole while nothing moved sit beside the ones made
+    at each scrape: cpu, rss and the log counts are new every time, and a
+    respawn or an exit changes the kept start time and exit code."""
+    ops, exposition = _FakeOps(), httpmetrics.Exposition()
+    web0 = (("instance", "web:0"), ("service", "web"))
+    first = exposition.render(ops)
+    assert exposition.render(ops) == first
+    ops.rss, ops.lines = 8192, 5
+    second = _samples(exposition.render(ops))
+    assert second[("corral_instance_memory_rss_bytes", web0)] == 8192
+    assert second[("corral_service_log_lines_total", (("service", "web"),))] == 5
+    assert second[("corral_instance_start_time_seconds", web0)] == 1000.5
+    ops.started["web:0"], ops.exit_codes["web:1"] = 2000.75, 3
+    third = _samples(exposition.render(ops))
+    assert third[("corral_instance_start_time_seconds", web0)] == 2000.75
+    assert third[("corral_instance_last_exit_code", (("instance", "web:1"), ("service", "web")))] == 3
+    assert ("corral_instance_last_exit_code", web0) not in third
