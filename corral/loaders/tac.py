@@ -152,6 +152,11 @@ def _config(source, reply, **where):
     TacService fields that say where each worker finds it again."""
     from corral.settings import Bad, supervision
     from corral.spec import MasterSpec, ServiceSpec
+    # A worker is a fork of the master: one that runs as a user who cannot
+    # read this Python's standard library (privileges.unreadable_folder) has
+    # only what the master imported, and Twisted imports zipfile
+    # (twisted.python.zippath), which the master no longer needs itself.
+    import zipfile  # noqa: F401
 
     if "error" in reply:
         raise ConfigError(source, reply["error"], line=reply.get("line"),
