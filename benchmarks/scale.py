@@ -1,6 +1,7 @@
 """Cost as the work grows: N `/bin/sleep` services, N = 100, 500, 1000, 2000.
 
     python benchmarks/scale.py [--counts 100,500,1000,2000] [--runs 5] [--idle 5] [--src DIR ...]
+                               [--setting 'cgroups = "off"' ...]
 
 For each N, one fresh master (`python -m corral run`, stdout to /dev/null,
 its console to a file) and:
@@ -71,6 +72,8 @@ def all_running(path, n):
 def measure(n, args, env, folder):
     config = os.path.join(folder, f"n{n}.toml")
     with open(config, "w") as f:
+        if args.setting:
+            f.write("[corral]\n" + "".join(line + "\n" for line in args.setting) + "\n")
         for i in range(n):
             f.write(f'[services.s{i}]\ncommand = ["/bin/sleep", "100000"]\n\n')
     sock = os.path.join(folder, f"n{n}.sock")
@@ -137,6 +140,8 @@ def main():
     parser.add_argument("--counts", default="100,500,1000,2000")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--idle", type=float, default=5.0)
+    parser.add_argument("--setting", action="append", metavar="'KEY = VALUE'",
+                        help="a line of the configs' [corral] table (TOML); repeatable")
     parser.add_argument("--src", action="append",
                         help="a checkout whose corral to run (default: this one); repeatable")
     args = parser.parse_args()
